@@ -74,6 +74,9 @@ def run(run_dir, preset, config_path, overrides, quiet):
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True)
     report = run_all(r, echo=click.echo)
+    if "worker" in report:  # a multi-worker run's non-chief worker: the chief exports and reports
+        click.echo(f"worker {report['worker']} of {report['workers']} finished; the chief writes {r.path('report.md')}")
+        return
     click.echo("")
     click.echo(f"genotype        {report['genotype']}")
     click.echo(f"test top-1      {report['test_accuracy']:.4f}")

@@ -104,6 +104,19 @@ class ExportConfig:
 
 
 @dataclass
+class DistributeConfig:
+    """How training runs (`larq_mobisearch.distribute`); not part of what a run computes, so a run directory
+    can be resumed with another strategy. ``data.batch_size`` is the global batch over all replicas."""
+
+    strategy: str = "default"  # default | mirrored | multi_worker | tpu
+    devices: Optional[str] = None  # mirrored: comma-separated devices, e.g. "/gpu:0,/gpu:1" (default: all GPUs)
+    cpu_devices: int = 1  # split the host CPU into N logical devices (data parallelism checks without GPUs)
+    tpu: Optional[str] = None  # tpu: Cloud TPU name or grpc:// address ("local" on a TPU VM)
+    communication: str = "auto"  # multi_worker all-reduce: auto | ring | nccl
+    sync_batchnorm: bool = True  # BatchNorm batch statistics over the global batch (as on one device)
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -111,6 +124,7 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
 
 SECTIONS: Tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -125,6 +139,8 @@ SCHEDULES = ("cosine", "linear", "constant")
 OPTIMIZERS = ("adam", "sgd")
 EXPORT_TARGETS = ("arm", "xcore")
 CACHE_MODES = ("auto", "memory", "none")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")  # = distribute.STRATEGIES (no TF import here)
+COMMUNICATION = ("auto", "ring", "nccl")
 
 #: Fields (dotted keys, or ``*.field`` for every section) whose value must be one of a fixed set.
 #: Matching is case-insensitive; the stored value is lower-case.
@@ -137,6 +153,8 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "retrain.optimizer": OPTIMIZERS,
     "export.target": EXPORT_TARGETS,
     "data.cache": CACHE_MODES,
+    "distribute.strategy": STRATEGIES,
+    "distribute.communication": COMMUNICATION,
 }
 
 MIN_IMAGE_SIZE = 8
@@ -253,6 +271,8 @@ PRESETS: Dict[str, Preset] = {
                 "iterations": 20,
             },
             "retrain": {"epochs": 256, "learning_rate": 1e-3, "schedule": "linear", "optimizer": "adam"},
+            # The paper trains on four GPUs: all GPUs of this machine, global batch 512 (128 per GPU on 4).
+            "distribute": {"strategy": "mirrored"},
         },
         flops_budgets=IMAGENET_FLOPS_BUDGETS,
         notes=(
@@ -573,6 +593,10 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check(s.max_tries >= 1, "search.max_tries", s.max_tries, "an integer >= 1")
     _check(0 <= s.seed <= _MAX_SEED, "search.seed", s.seed, f"an integer in [0, {_MAX_SEED}]")
     _check(cfg.export.verify_samples >= 0, "export.verify_samples", cfg.export.verify_samples, "an integer >= 0")
+    d = cfg.distribute
+    _check(1 <= d.cpu_devices <= 64, "distribute.cpu_devices", d.cpu_devices, "an integer in [1, 64]")
+    _check(d.devices is None or d.strategy == "mirrored", "distribute.devices", d.devices,
+           f"null unless distribute.strategy is mirrored (it is {d.strategy!r})")
     return cfg
 
 

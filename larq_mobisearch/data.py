@@ -444,6 +444,12 @@ def _build(source: _Source, cfg: DataConfig) -> Dataset:
     else:
         train = train.map(lambda x, y: (prep.evaluate(x), y), num_parallel_calls=AUTOTUNE)
     train = train.batch(bs, drop_remainder=n_train >= bs).prefetch(AUTOTUNE)
+    if isinstance(source, _ArraySource):
+        # Multi-worker training (tf.distribute) shards the global batches by element: every worker builds the
+        # same seeded pipeline and keeps its share. (TFDS: AUTO shards by file; image folders: by element.)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train = train.with_options(options)
 
     def evaluation(split: str) -> tf.data.Dataset:
         ds = source.stream(split).map(lambda x, y: (prep.evaluate(x), y), num_parallel_calls=AUTOTUNE)

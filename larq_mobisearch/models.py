@@ -18,6 +18,7 @@ Block layout (13 blocks on a float 3x3 stride-2 stem with 32 channels):
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import tensorflow as tf
@@ -31,8 +32,9 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-3
 
 
-def _bn(name: str) -> tf.keras.layers.BatchNormalization:
-    return tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+def _bn_layer(name: str, synchronized: bool = False) -> tf.keras.layers.BatchNormalization:
+    return tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
+                                              synchronized=synchronized)
 
 
 def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True) -> ConvFactory:
@@ -62,8 +64,14 @@ def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True) -> Con
     return make
 
 
-def build_network(arch: Architecture, make_conv: ConvFactory, name: str) -> tf.keras.Model:
-    """Build the functional Keras model of `arch`, creating every block conv with `make_conv(spec)`."""
+def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
+                  sync_batchnorm: bool = False) -> tf.keras.Model:
+    """Build the functional Keras model of `arch`, creating every block conv with `make_conv(spec)`.
+
+    `sync_batchnorm`: BatchNorm layers compute batch statistics over all replicas of a `tf.distribute`
+    strategy (same variables and weights file as plain BatchNorm; use it for data-parallel training).
+    """
+    _bn = functools.partial(_bn_layer, synchronized=sync_batchnorm)
     inputs = tf.keras.Input(shape=arch.input_shape, name="image")
     stem = arch.stem
     x = tf.keras.layers.Conv2D(

@@ -13,6 +13,12 @@ skipped and an interrupted one resumes:
 - ``search_state.json`` (resumable evolutionary search), ``search/result.json`` (winner, baselines);
 - ``final/``: the retrained winner (same layout as ``supernet/``);
 - ``model.tflite`` and ``export.json``; ``report.json``, ``report.md`` and ``plots/*.png``.
+
+Training and the search run on the `tf.distribute` strategy of ``cfg.distribute`` (`distribute.py`): the
+supernet and the retraining are data parallel, the search shards candidate evaluation across workers.
+In a multi-worker cluster every worker runs the same stages; only the chief writes the run directory
+(other workers keep their copies under ``worker-<index>/``), and workers wait for each other at the end of
+every stage. Export and the report are the chief's.
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class Run:
     run_dir: str
     verbose: int = 1
     _data: Any = field(default=None, repr=False)
+    _strategy: Any = field(default=None, repr=False)
 
     @classmethod
     def open(cls, run_dir: str, cfg: Optional[RunConfig] = None, verbose: int = 1) -> "Run":
@@ -84,7 +91,14 @@ class Run:
         if os.path.exists(path):
             saved = _read_json(path, "Run config")
             if cfg is not None:
-                diff = _diff_keys(saved, config_to_dict(cfg))
+                try:  # compare what the run computes; `distribute` (how it runs) may change on resumption
+                    saved_tree = config_to_dict(config_from_dict(saved))
+                except ValueError:
+                    saved_tree = dict(saved)
+                saved_tree.pop("distribute", None)
+                new_tree = config_to_dict(cfg)
+                new_tree.pop("distribute", None)
+                diff = _diff_keys(saved_tree, new_tree)
                 if diff:
                     raise RunDirError(
                         f"Run directory {run_dir} was made with a different config:\n  " + "\n  ".join(diff[:8])
@@ -106,9 +120,51 @@ class Run:
         return os.path.join(self.run_dir, *parts)
 
     @property
+    def strategy(self):
+        """The `tf.distribute` strategy of ``cfg.distribute`` (created before any data is loaded)."""
+        if self._strategy is None:
+            from .distribute import get_strategy
+
+            self._strategy = get_strategy(self.cfg.distribute)
+        return self._strategy
+
+    @property
+    def worker(self):
+        from .distribute import worker_info
+
+        return worker_info(self.strategy)
+
+    @property
+    def sync_batchnorm(self) -> bool:
+        return bool(self.cfg.distribute.sync_batchnorm) and self.strategy.num_replicas_in_sync > 1
+
+    def begin_stage(self, seed: int) -> None:
+        """Seed TensorFlow, NumPy and Python from the config and rebuild the data pipelines.
+
+        tf.data resolves op seeds against the global seed when a pipeline is built, so without this a stage
+        would compute something else when it runs after another stage in the same process (or on another
+        worker) than when it runs alone.
+        """
+        import tensorflow as tf
+
+        if self.cfg.distribute.strategy != "default":
+            self.strategy  # a multi-worker strategy must exist before TensorFlow runs any op
+        tf.keras.utils.set_random_seed(int(seed))
+        self._data = None
+
+    def barrier(self) -> None:
+        """Wait for every worker (multi-worker runs; no-op otherwise)."""
+        from .distribute import barrier
+
+        barrier(self.strategy)
+
+    @property
     def data(self):
         if self._data is None:
             from .data import load_dataset
+
+            if self.cfg.distribute.strategy != "default":
+                self.strategy  # a multi-worker strategy must exist before TensorFlow runs any op
 
             self._data = load_dataset(self.cfg.data)
         return self._data
@@ -164,22 +220,30 @@ class Run:
 
 
 def train_supernet(run: Run, callbacks: Sequence = ()):
+    from .distribute import check_global_batch
     from .supernet import RandomGenotype, build_supernet
     from .training import fit
 
+    run.begin_stage(run.cfg.supernet.seed)
+    strategy = run.strategy
     cfg, data, space = run.cfg, run.data, run.space
+    check_global_batch(cfg.data.batch_size, strategy)
     out = run.path("supernet")
-    supernet = build_supernet(space)
+    with strategy.scope():
+        supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm)
     budget = run.flops_budget() if cfg.supernet.flops_bounded_sampling else None
     sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
                              budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
     history = fit(supernet, data.train, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
                   callbacks=[sampler, *callbacks], verbose=run.verbose)
-    plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
-    atomic_write_json(os.path.join(out, "done.json"),
-                      {"epochs": cfg.supernet.epochs, "seconds": round(time.time() - start, 1),
-                       "final_train_accuracy": (history.get("accuracy") or [None])[-1]})
+    if run.worker.is_chief:
+        plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
+        atomic_write_json(os.path.join(out, "done.json"),
+                          {"epochs": cfg.supernet.epochs, "seconds": round(time.time() - start, 1),
+                           "final_train_accuracy": (history.get("accuracy") or [None])[-1],
+                           "replicas": strategy.num_replicas_in_sync, "workers": run.worker.count})
+    run.barrier()  # the other workers go on once the chief's weights and marker are written
     return supernet
 
 
@@ -198,14 +262,19 @@ def load_supernet(run: Run):
 
 
 def search(run: Run) -> Dict[str, Any]:
+    from .distribute import ShardedEvaluator
     from .search import constraints_from_config, evolutionary_search, random_search, uniform_baselines
     from .training import SupernetEvaluator
 
+    run.begin_stage(run.cfg.search.seed)
+    worker = run.worker
     cfg, data, space = run.cfg, run.data, run.space
     supernet = load_supernet(run)
-    evaluator = SupernetEvaluator(
+    local = SupernetEvaluator(
         supernet, data.recalibration_batches(cfg.search.recalibration_batches), data.eval_batches("holdout")
     )
+    # Each worker scores its share of every generation; the scores are gathered with one all-reduce.
+    evaluator = ShardedEvaluator(local, run.strategy) if worker.count > 1 else local
     scfg = run.search_config()
     constraints = constraints_from_config(space, scfg, latency_model=run.latency_model())
     context = "|".join([
@@ -214,19 +283,13 @@ def search(run: Run) -> Dict[str, Any]:
     ])
     start = time.time()
     evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.path("search_state.json"),
-                              context=context, progress=run.verbose > 0)
+                              context=context, progress=run.verbose > 0 and worker.is_chief,
+                              write_state=worker.is_chief)
     rnd = random_search(space, evaluator, constraints, scfg,
                         num_samples=scfg.random_baseline_samples or evo.num_evaluations,
-                        progress=run.verbose > 0)
+                        progress=run.verbose > 0 and worker.is_chief)
     uni = uniform_baselines(space, evaluator, constraints)
-    evaluator.restore()
-    os.makedirs(run.path("search"), exist_ok=True)
-    for name, res in (("evolution", evo), ("random", rnd), ("uniform", uni)):
-        res.save(run.path("search", f"{name}.json"))
-    plots.plot_search_history(evo, run.path("plots", "search_progress.png"))
-    plots.plot_pareto(evo.points("flops"), evo.front_points("flops"), run.path("plots", "pareto.png"), "FLOPs",
-                      {**uni.markers("flops", prefix="uniform "), **rnd.markers("flops"), **evo.markers("flops")},
-                      budget=scfg.flops_budget)
+    local.restore()
     if evo.best is None:
         raise RunDirError("The search evaluated no genotype within the budget")
     result = {
@@ -238,8 +301,20 @@ def search(run: Run) -> Dict[str, Any]:
         "random_best": _candidate_summary(rnd.best),
         "uniform": [_candidate_summary(c) for c in uni.evaluated],
         "budgets": {"flops": scfg.flops_budget, "latency_ms": scfg.latency_budget_ms},
+        "workers": worker.count,
     }
+    if not worker.is_chief:
+        run.barrier()  # the chief writes the results
+        return result
+    os.makedirs(run.path("search"), exist_ok=True)
+    for name, res in (("evolution", evo), ("random", rnd), ("uniform", uni)):
+        res.save(run.path("search", f"{name}.json"))
+    plots.plot_search_history(evo, run.path("plots", "search_progress.png"))
+    plots.plot_pareto(evo.points("flops"), evo.front_points("flops"), run.path("plots", "pareto.png"), "FLOPs",
+                      {**uni.markers("flops", prefix="uniform "), **rnd.markers("flops"), **evo.markers("flops")},
+                      budget=scfg.flops_budget)
     atomic_write_json(run.path("search", "result.json"), result)
+    run.barrier()
     return result
 
 
@@ -261,19 +336,23 @@ def searched_genotype(run: Run) -> Genotype:
 # Stage 3: retrain from scratch
 
 
-def build_final(run: Run, genotype: Genotype):
+def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False):
     from .models import build_network, fixed_conv_factory
 
     arch = run.arch
     return build_network(arch, fixed_conv_factory(genotype, lce_compatible=run.cfg.model.space == "lce"),
-                         name=f"binary_mobilenet_{arch.module}")
+                         name=f"binary_mobilenet_{arch.module}", sync_batchnorm=sync_batchnorm)
 
 
 def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_supernet: Optional[bool] = None,
             callbacks: Sequence = ()):
+    from .distribute import check_global_batch
     from .training import accuracy, fit
 
+    run.begin_stage(run.cfg.retrain.seed)
+    strategy, worker = run.strategy, run.worker
     cfg, data = run.cfg, run.data
+    check_global_batch(cfg.data.batch_size, strategy)
     genotype = run.space.validate(tuple(genotype)) if genotype is not None else searched_genotype(run)
     init = cfg.retrain.init_from_supernet if init_from_supernet is None else init_from_supernet
     out = run.path("final")
@@ -284,23 +363,27 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
             raise RunDirError(
                 f"{out} holds a retraining of genotype {previous}, not {encode(genotype)}; delete {out} to retrain"
             )
-    else:
+    elif worker.is_chief:
         atomic_write_json(marker, {"genotype": encode(genotype), "init_from_supernet": bool(init)})
-    if init and not os.path.exists(os.path.join(out, "backup")):
-        from .supernet import extract_subnet
+    with strategy.scope():
+        if init and not os.path.exists(os.path.join(out, "backup")):
+            from .supernet import extract_subnet
 
-        model = extract_subnet(load_supernet(run), genotype, space=run.space)
-    else:
-        model = build_final(run, genotype)
+            model = extract_subnet(load_supernet(run), genotype, space=run.space, sync_batchnorm=run.sync_batchnorm)
+        else:
+            model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm)
     start = time.time()
     history = fit(model, data.train, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
                   validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose)
     test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
-    plots.plot_training_history(history, run.path("plots", "final_training.png"),
-                                title=f"Retraining {encode(genotype)} from scratch")
-    atomic_write_json(os.path.join(out, "done.json"),
-                      {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": cfg.retrain.epochs,
-                       "seconds": round(time.time() - start, 1), "init_from_supernet": bool(init)})
+    if worker.is_chief:
+        plots.plot_training_history(history, run.path("plots", "final_training.png"),
+                                    title=f"Retraining {encode(genotype)} from scratch")
+        atomic_write_json(os.path.join(out, "done.json"),
+                          {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": cfg.retrain.epochs,
+                           "seconds": round(time.time() - start, 1), "init_from_supernet": bool(init),
+                           "replicas": strategy.num_replicas_in_sync, "workers": worker.count})
+    run.barrier()
     return model, test_acc
 
 
@@ -430,9 +513,17 @@ def _report_markdown(r: Dict[str, Any]) -> str:
 
 
 def run_all(run: Run, *, echo: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Run every unfinished stage in order (a finished stage is skipped; an interrupted one resumes)."""
+    """Run every unfinished stage in order (a finished stage is skipped; an interrupted one resumes).
+
+    In a multi-worker cluster, workers other than the chief stop after retraining and return
+    ``{"worker": index, "workers": count}``; the chief exports and writes the report.
+    """
     stages = (("supernet", train_supernet), ("search", search), ("retrain", retrain), ("export", export))
+    worker = run.worker if run.cfg.distribute.strategy != "default" else None
     for name, fn in stages:
+        if name == "export" and worker is not None and not worker.is_chief:
+            echo(f"[worker {worker.index}/{worker.count}] training and search done; the chief exports")
+            return {"worker": worker.index, "workers": worker.count}
         if run.done(name):
             echo(f"[{name}] done already, skipping ({run._marker(name)})")
             continue

@@ -649,6 +649,8 @@ class EvolutionarySearch:
         context: caller string entering the config hash, e.g. the supernet checkpoint id and the held-out
             data settings: anything that changes fitness values must be in it.
         progress: show a tqdm bar over generations.
+        write_state: False reads (resumes from) `state_path` but never writes it: the non-chief workers of
+            a distributed search, which run the same deterministic loop as the chief.
     """
 
     method = "evolution"
@@ -663,8 +665,10 @@ class EvolutionarySearch:
         state_path: Optional[str] = None,
         context: str = "",
         progress: bool = True,
+        write_state: bool = True,
     ):
         self.config = config if config is not None else SearchConfig()
+        self.write_state = bool(write_state)
         check_config(self.config)
         self.space = space
         self.evaluator = _as_evaluator(evaluator)
@@ -755,7 +759,7 @@ class EvolutionarySearch:
         return _State(generation, rng, population, cache, history, data.get("stopped_early"))
 
     def _save_state(self, state: _State) -> None:
-        if self.state_path is None:
+        if self.state_path is None or not self.write_state:
             return
         best = self._best(state)
         data = {
@@ -938,10 +942,12 @@ def evolutionary_search(
     state_path: Optional[str] = None,
     context: str = "",
     progress: bool = True,
+    write_state: bool = True,
 ) -> SearchResult:
     """Run (or resume) Algorithm 1; see `EvolutionarySearch`."""
     return EvolutionarySearch(
-        space, evaluator, constraints, config, state_path=state_path, context=context, progress=progress
+        space, evaluator, constraints, config, state_path=state_path, context=context, progress=progress,
+        write_state=write_state,
     ).run()
 
 

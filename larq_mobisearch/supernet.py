@@ -187,7 +187,7 @@ def custom_objects() -> Dict[str, object]:
     }
 
 
-def build_supernet(space: SearchSpace, name: Optional[str] = None) -> tf.keras.Model:
+def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
     """Build the weight-sharing supernet of `space.arch`, with `space.candidates` per searchable layer.
 
     Non-searchable convs are ordinary fixed layers; the graph and layer names equal `models.build_model`.
@@ -202,7 +202,8 @@ def build_supernet(space: SearchSpace, name: Optional[str] = None) -> tf.keras.M
         return cls(spec.out_channels, spec.kernel, strides=spec.stride, candidates=space.candidates[spec.gene],
                    gene=spec.gene, name=spec.name)
 
-    model = build_network(space.arch, make, name=name or f"supernet_{space.arch.module}")
+    model = build_network(space.arch, make, name=name or f"supernet_{space.arch.module}",
+                          sync_batchnorm=sync_batchnorm)
     model._lm_space = space  # in-process convenience; extract_subnet also accepts an explicit space
     return model
 
@@ -273,7 +274,7 @@ class RandomGenotype(tf.keras.callbacks.Callback):
 
 
 def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Optional[SearchSpace] = None,
-                   arch: Optional[Architecture] = None) -> tf.keras.Model:
+                   arch: Optional[Architecture] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
     """A fixed model with real `groups=g` layers, the cropped shared weights and the BatchNorm state.
 
     Its logits equal the supernet's under the same genotype (up to float summation order).
@@ -283,7 +284,8 @@ def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Opt
         raise ValueError("extract_subnet needs the SearchSpace of this supernet (pass space=...)")
     genotype = space.validate(tuple(genotype))
     fixed = build_network(space.arch, fixed_conv_factory(genotype, lce_compatible=space.mode == "lce"),
-                          name=f"binary_mobilenet_{space.arch.module}_{encode(genotype)}")
+                          name=f"binary_mobilenet_{space.arch.module}_{encode(genotype)}",
+                          sync_batchnorm=sync_batchnorm)
     for layer in fixed.layers:
         if not layer.weights:
             continue

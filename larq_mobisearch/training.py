@@ -116,13 +116,23 @@ def fit(
 ) -> Dict[str, List[float]]:
     """Compile and train `model` for `cfg.epochs` epochs in `out_dir`, resuming an interrupted run.
 
+    Distributed training: build `model` inside ``strategy.scope()``; it is compiled in the same scope and
+    `train` (global batches) is split across the replicas by Keras. In a multi-worker cluster only the chief
+    writes ``out_dir``; other workers write their history and weights to ``out_dir/worker-<index>/``
+    (BackupAndRestore handles its own per-worker files).
+
     # Returns
         The epoch history (also in ``out_dir/history.csv``).
     """
-    os.makedirs(out_dir, exist_ok=True)
+    from .distribute import worker_info
+
+    strategy = model.distribute_strategy
+    private = worker_info(strategy).private_dir(out_dir)
+    os.makedirs(private, exist_ok=True)
     tf.keras.utils.set_random_seed(int(cfg.seed))
-    compile_model(model, cfg, steps_per_epoch)
-    history_path = os.path.join(out_dir, "history.csv")
+    with strategy.scope():
+        compile_model(model, cfg, steps_per_epoch)
+    history_path = os.path.join(private, "history.csv")
     cbs = [  # backup and history first, so an epoch that finished is recorded before user callbacks run
         tf.keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq="epoch", delete_checkpoint=False),
         tf.keras.callbacks.CSVLogger(history_path, append=True),
@@ -134,9 +144,9 @@ def fit(
         steps_per_epoch=steps_per_epoch,
         validation_data=validation,
         callbacks=cbs,
-        verbose=verbose,
+        verbose=verbose if private == out_dir else 0,
     )
-    atomic_save_weights(model, os.path.join(out_dir, "weights.h5"))
+    atomic_save_weights(model, os.path.join(private, "weights.h5"))
     return read_history(history_path)
 
 

@@ -1,0 +1,50 @@
+"""One worker of a two-process MultiWorkerMirroredStrategy cluster on loopback (TF_CONFIG from the caller).
+
+Trains the digits supernet for one epoch and runs a small evolutionary search with candidate evaluation
+sharded across the workers, through the pipeline stages, in a run directory shared by both workers.
+Writes ``OUT_DIR/worker-<index>.json`` with the genotype every local replica used at every step, the search
+result and this worker's place in the cluster.
+
+    TF_CONFIG=... python tests/distributed/multi_worker.py RUN_DIR OUT_DIR
+"""
+
+import json
+import os
+import sys
+
+import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
+from larq_mobisearch import distribute as D
+from larq_mobisearch.config import load_config
+from larq_mobisearch.pipeline import Run, search, train_supernet
+
+run_dir, out_dir = sys.argv[1], sys.argv[2]
+OVERRIDES = [
+    "distribute.strategy=multi_worker", "supernet.epochs=1",
+    "search.population=6", "search.top_k=3", "search.crossover=2", "search.mutation=2", "search.iterations=2",
+    "search.recalibration_batches=2",
+]
+run = Run.open(run_dir, load_config(preset="digits", overrides=OVERRIDES), verbose=0)
+worker = run.worker  # creates the strategy (before any TensorFlow op)
+
+import tensorflow as tf  # noqa: E402
+
+from larq_mobisearch.supernet import searchable_layers  # noqa: E402
+
+
+class ReplicaGenotypes(tf.keras.callbacks.Callback):
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy, self.steps = strategy, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        per_layer = [D.local_replica_values(self.strategy, l.groups) for l in searchable_layers(self.model)]
+        step = int(self.model.optimizer.iterations.numpy()) - 1
+        self.steps.append([step, [[int(v) for v in replica] for replica in zip(*per_layer)]])
+
+
+probe = ReplicaGenotypes(run.strategy)
+train_supernet(run, callbacks=[probe])
+result = search(run)
+with open(os.path.join(out_dir, f"worker-{worker.index}.json"), "w") as f:
+    json.dump({"worker": worker.index, "workers": worker.count, "is_chief": worker.is_chief,
+               "replicas": worker.num_replicas, "genotypes": probe.steps, "search": result}, f)
