@@ -206,6 +206,33 @@ def _random_input(interp, rng):
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
+#: Interpreters `measure_latencies` can time a model with.
+RUNTIMES = ("lce", "tflite")
+
+
+def _tflite_call(flatbuffer: Flatbuffer, num_threads: int, rng):
+    """(interpreter, predict, inputs) for TensorFlow's plain ``tf.lite.Interpreter``: set input, invoke, copy out."""
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_content=_read_flatbuffer(flatbuffer), num_threads=int(num_threads))
+    interp.allocate_tensors()
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    dtype = np.dtype(inp["dtype"])
+    shape = tuple(int(s) for s in inp["shape"])
+    if dtype.kind == "f":
+        x = rng.standard_normal(shape).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+    def predict(inputs):
+        interp.set_tensor(inp["index"], inputs[0])
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+
+    return interp, predict, [x]
+
+
 def measure_latencies(
     flatbuffers: Mapping[str, Flatbuffer],
     *,
@@ -216,6 +243,8 @@ def measure_latencies(
     min_time_s: float = 0.0,
     seed: int = 0,
     progress: bool = False,
+    runtimes: Optional[Mapping[str, str]] = None,
+    times_out: Optional[Dict[str, List[float]]] = None,
 ) -> Dict[str, LatencyStats]:
     """Time several converted models **round-robin**: one inference of each model in turn, `runs` rounds.
 
@@ -225,7 +254,11 @@ def measure_latencies(
     conditions, so their statistics are comparable; `build_latency_table` and `benchmarks/latency.py` time
     the per-layer models and the whole networks they are compared with in one such loop.
 
-    Arguments are as for `measure_latency`; returns {name: LatencyStats}.
+    Arguments are as for `measure_latency`, plus `runtimes`: optional {name: "lce" | "tflite"} (default
+    "lce", LCE's interpreter). "tflite" runs that model in TensorFlow's own ``tf.lite.Interpreter`` (with its
+    default XNNPACK delegate), e.g. a float reference model, in the same loop as the LCE models. If
+    `times_out` is a dict, it receives {name: [ms of round 0, round 1, ...]} (same round index = same round,
+    for paired comparisons). Returns {name: LatencyStats}.
     """
     if int(runs) < 1:
         raise ValueError(f"runs must be >= 1, received {runs}")
@@ -233,8 +266,15 @@ def measure_latencies(
         raise ValueError(f"warmup must be >= 0, received {warmup}")
     names = list(flatbuffers)
     rng = np.random.default_rng(seed)
+    runtimes = dict(runtimes or {})
+    unknown = {n: r for n, r in runtimes.items() if r not in RUNTIMES or n not in flatbuffers}
+    if unknown:
+        raise ValueError(f"runtimes must map model names to one of {list(RUNTIMES)}; received {unknown}")
     calls = {}
     for name in names:
+        if runtimes.get(name, "lce") == "tflite":
+            calls[name] = _tflite_call(flatbuffers[name], num_threads, rng)
+            continue
         interp = make_interpreter(flatbuffers[name], num_threads=num_threads, use_indirect_bgemm=use_indirect_bgemm)
         # the wrapper's predict on one batch: sets the input, invokes, copies the output (no Python generator)
         calls[name] = (interp, interp.interpreter.predict, [_random_input(interp, rng)])
@@ -266,6 +306,8 @@ def measure_latencies(
     if bar is not None:
         bar.close()
     del calls
+    if times_out is not None:
+        times_out.update({name: list(times[name]) for name in names})
     return {name: LatencyStats.from_times(times[name], num_threads=int(num_threads)) for name in names}
 
 
@@ -414,10 +456,11 @@ def build_layer_model(key: Mapping[str, Any]):
 
 
 def convert(model) -> bytes:
-    """Convert a Keras model with LCE (``larq_compute_engine.convert_keras_model``)."""
-    import larq_compute_engine as lce
+    """Convert a Keras model with LCE, through the export module's traced signature (same ops and outputs as
+    ``larq_compute_engine.convert_keras_model``, several times faster; it falls back to that)."""
+    from .export import _convert
 
-    return lce.convert_keras_model(model)
+    return _convert(model, "arm", "signature")
 
 
 def build_genotype_model(arch: Architecture, genotype: Sequence[int]):
