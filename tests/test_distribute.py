@@ -25,9 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "distributed")
 
 
-def _digits_space():
+def _digits_space(size=32):
     cfg = preset_config("digits")
-    return SearchSpace(architecture(cfg.model.module, (32, 32, 1), 10, cfg.model.width_multiplier), cfg.model.space)
+    return SearchSpace(architecture(cfg.model.module, (size, size, 1), 10, cfg.model.width_multiplier),
+                       cfg.model.space)
 
 
 def _expected_genotypes(space, seed, steps):
@@ -164,39 +165,76 @@ def _free_ports(n):
 
 @pytest.mark.slow
 def test_multi_worker_supernet_and_sharded_search_agree_with_one_worker(tmp_path):
+    """Two workers on loopback: worker 1 dies after epoch 1; both are restarted (what an orchestrator does) and
+    training resumes at epoch 2; both workers used the same genotypes and hold the same weights; the sharded
+    search equals a one-worker search on the same supernet."""
+    import signal
+    import time
+
     import tensorflow as tf
 
     from larq_mobisearch.pipeline import search
 
     run_dir, out_dir = tmp_path / "run", tmp_path / "out"
     out_dir.mkdir()
-    ports = _free_ports(2)
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
-        procs.append(_run_script([os.path.join(SCRIPTS, "multi_worker.py"), str(run_dir), str(out_dir)],
-                                 env={"TF_CONFIG": json.dumps(tf_config)}))
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=900)[0])
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, out in zip(procs, outputs):
+
+    def launch(crash_worker=None):
+        ports = _free_ports(2)
+        procs = []
+        for index in range(2):
+            tf_config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                         "task": {"type": "worker", "index": index}}
+            env = {"TF_CONFIG": json.dumps(tf_config)}
+            if crash_worker is not None:
+                env["CRASH_WORKER"] = str(crash_worker)
+            procs.append(_run_script([os.path.join(SCRIPTS, "multi_worker.py"), str(run_dir), str(out_dir)], env=env))
+        return procs
+
+    def finish(procs, timeout=900):
+        outputs = []
+        try:
+            for p in procs:
+                outputs.append(p.communicate(timeout=timeout)[0])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        return outputs
+
+    # 1) worker 1 dies after the first epoch; the chief then waits on it forever and is killed as well
+    first = launch(crash_worker=1)
+    out1 = first[1].communicate(timeout=900)[0]
+    assert first[1].returncode == 17, out1[-4000:]
+    backup = run_dir / "supernet" / "backup" / "chief" / "checkpoint"
+    deadline = time.time() + 120
+    while not backup.exists() and time.time() < deadline and first[0].poll() is None:
+        time.sleep(0.5)
+    assert backup.exists(), "the chief did not back up the first epoch"
+    time.sleep(2)
+    first[0].send_signal(signal.SIGKILL)
+    first[0].communicate(timeout=60)
+    assert not (run_dir / "supernet" / "done.json").exists()
+    with open(run_dir / "supernet" / "history.csv") as f:
+        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0"]
+
+    # 2) restart both with the same command: training resumes at the second epoch, then the search runs
+    second = launch()
+    for p, out in zip(second, finish(second)):
         assert p.returncode == 0, out[-4000:]
     chief, worker = (json.load(open(out_dir / f"worker-{i}.json")) for i in range(2))
     assert (chief["is_chief"], worker["is_chief"], chief["workers"], chief["replicas"]) == (True, False, 2, 2)
 
-    # both workers ran every step with the same genotype, the step-seeded one
-    space = _digits_space()
+    # the restarted workers resumed at epoch 2 (steps n..2n-1) and ran every step with the same genotype,
+    # the step-seeded one
     from larq_mobisearch.data import load_dataset
 
-    steps = len(chief["genotypes"])
-    assert steps == load_dataset(load_config().data).steps_per_epoch and [s for s, _ in chief["genotypes"]] == list(range(steps))
-    expected = _expected_genotypes(space, 0, steps)
-    assert chief["genotypes"] == worker["genotypes"] == [[t, [g]] for t, g in enumerate(expected)]
+    space = _digits_space(16)
+    n = load_dataset(load_config().data).steps_per_epoch
+    assert [s for s, _ in chief["genotypes"]] == list(range(n, 2 * n))
+    expected = _expected_genotypes(space, 0, 2 * n)[n:]
+    assert chief["genotypes"] == worker["genotypes"] == [[n + t, [g]] for t, g in enumerate(expected)]
+    with open(run_dir / "supernet" / "history.csv") as f:
+        assert [line.split(",")[0] for line in f.read().split()[1:]] == ["0", "1"]
 
     # both workers hold the same weights; only the chief wrote the run directory's files
     import h5py
