@@ -168,8 +168,9 @@ def get_strategy(cfg) -> tf.distribute.Strategy:
     if key not in _CACHE:
         if any(k[0] == "multi_worker" for k in _CACHE) or (_CACHE and cfg.strategy == "multi_worker"):
             raise DistributeError(
-                "A multi-worker strategy is already set up in this process with another configuration; "
-                "use one distribute config per process"
+                f"distribute.strategy={cfg.strategy!r}: a multi-worker strategy joins its cluster once per "
+                f"process, before any other strategy; this process already set up "
+                f"{', '.join(repr(k[0]) for k in _CACHE)}. Use one distribute config per process."
             )
         _CACHE[key] = make_strategy(cfg)
     return _CACHE[key]
