@@ -64,6 +64,70 @@ require_value() {
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
+# Options shared by the device run scripts (defaults; a script sets BINARY and DEVICE before parsing).
+THREADS=1
+NUM_RUNS=50
+WARMUP_RUNS=5
+XNNPACK=false
+TASKSET=""
+OUT_DIR=""
+MANIFEST=""
+TABLE=""
+PARSE=1
+ARGS=()
+
+# parse_run_options SCRIPT_OPTION_HANDLER "$@": parse the command line into the shared variables above and
+# ARGS (models). SCRIPT_OPTION_HANDLER is a function called as `handler "$@"` for every other option; it
+# sets CONSUMED to the number of words it used (0: unknown option).
+parse_run_options() {
+  local handler=$1
+  shift
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --binary) require_value "$1" "$#"; BINARY=$2; shift 2 ;;
+      --threads) require_value "$1" "$#"; THREADS=$2; shift 2 ;;
+      --num-runs) require_value "$1" "$#"; NUM_RUNS=$2; shift 2 ;;
+      --warmup-runs) require_value "$1" "$#"; WARMUP_RUNS=$2; shift 2 ;;
+      --xnnpack) require_value "$1" "$#"; XNNPACK=$2; shift 2 ;;
+      --taskset) require_value "$1" "$#"; TASKSET=$2; shift 2 ;;
+      --out) require_value "$1" "$#"; OUT_DIR=$2; shift 2 ;;
+      --device) require_value "$1" "$#"; DEVICE=$2; shift 2 ;;
+      --manifest) require_value "$1" "$#"; MANIFEST=$2; shift 2 ;;
+      --table) require_value "$1" "$#"; TABLE=$2; shift 2 ;;
+      --no-parse) PARSE=0; shift ;;
+      --dry-run) DRY_RUN=1; shift ;;
+      -h | --help) usage; exit 0 ;;
+      --) shift; ARGS+=("$@"); break ;;
+      -*)
+        CONSUMED=0
+        "${handler}" "$@"
+        [[ ${CONSUMED} -gt 0 ]] || die "unknown option: $1 (see --help)"
+        shift "${CONSUMED}"
+        ;;
+      *) ARGS+=("$1"); shift ;;
+    esac
+  done
+}
+
+# check_run_options BUILD_SCRIPT: validate the shared options, collect MODELS, fill OUT_DIR / TABLE /
+# MANIFEST defaults, and check the benchmark binary (BUILD_SCRIPT is named in the error).
+check_run_options() {
+  is_uint "${THREADS}" && [[ ${THREADS} -ge 1 ]] || die "--threads must be a positive integer, got ${THREADS}"
+  is_uint "${NUM_RUNS}" || die "--num-runs must be an integer, got ${NUM_RUNS}"
+  is_uint "${WARMUP_RUNS}" || die "--warmup-runs must be an integer, got ${WARMUP_RUNS}"
+  [[ "${XNNPACK}" == true || "${XNNPACK}" == false ]] || die "--xnnpack must be true or false"
+  [[ -z "${TASKSET}" || "${TASKSET}" =~ ^[0-9A-Fa-f]+$ ]] || die "--taskset takes a hex CPU mask, got ${TASKSET}"
+  [[ "${DEVICE}" =~ ^[A-Za-z0-9._-]+$ ]] || die "--device must be a simple name, got ${DEVICE}"
+  collect_models "${ARGS[@]+"${ARGS[@]}"}"
+  if [[ ! -f "${BINARY}" ]]; then
+    [[ "${DRY_RUN}" == 1 ]] || die "lce_benchmark_model not found at ${BINARY}: build it with $1, or pass --binary / set LCE_BENCHMARK_MODEL"
+    log "note: ${BINARY} does not exist (dry run continues)"
+  fi
+  OUT_DIR="${OUT_DIR:-runs/device/${DEVICE}}"
+  TABLE="${TABLE:-${OUT_DIR}/latency_table.json}"
+  [[ -n "${MANIFEST}" ]] || MANIFEST="$(default_manifest "${MODELS[0]}")"
+}
+
 # Python for the parser: $PYTHON, else the repository's .venv, else python3.
 find_python() {
   if [[ -n "${PYTHON:-}" ]]; then

@@ -37,58 +37,21 @@ usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0
 HOST=""
 BINARY="${LCE_BENCHMARK_MODEL:-${EXPORT_DIR}/bin/lce_benchmark_model_aarch64}"
 REMOTE_DIR="/tmp/mobisearch"
-THREADS=1
-NUM_RUNS=50
-WARMUP_RUNS=5
-XNNPACK=false
-TASKSET=""
-OUT_DIR=""
 DEVICE="rpi"
-MANIFEST=""
-TABLE=""
-PARSE=1
 SSH_OPTS=()
-ARGS=()
 
-while [[ $# -gt 0 ]]; do
+pi_option() {
   case "$1" in
-    --host) require_value "$1" "$#"; HOST=$2; shift 2 ;;
-    --binary) require_value "$1" "$#"; BINARY=$2; shift 2 ;;
-    --remote-dir) require_value "$1" "$#"; REMOTE_DIR=$2; shift 2 ;;
-    --threads) require_value "$1" "$#"; THREADS=$2; shift 2 ;;
-    --num-runs) require_value "$1" "$#"; NUM_RUNS=$2; shift 2 ;;
-    --warmup-runs) require_value "$1" "$#"; WARMUP_RUNS=$2; shift 2 ;;
-    --xnnpack) require_value "$1" "$#"; XNNPACK=$2; shift 2 ;;
-    --taskset) require_value "$1" "$#"; TASKSET=$2; shift 2 ;;
-    --out) require_value "$1" "$#"; OUT_DIR=$2; shift 2 ;;
-    --device) require_value "$1" "$#"; DEVICE=$2; shift 2 ;;
-    --manifest) require_value "$1" "$#"; MANIFEST=$2; shift 2 ;;
-    --table) require_value "$1" "$#"; TABLE=$2; shift 2 ;;
-    --ssh-option) require_value "$1" "$#"; SSH_OPTS+=(-o "$2"); shift 2 ;;
-    --no-parse) PARSE=0; shift ;;
-    --dry-run) DRY_RUN=1; shift ;;
-    -h | --help) usage; exit 0 ;;
-    --) shift; ARGS+=("$@"); break ;;
-    -*) die "unknown option: $1 (see --help)" ;;
-    *) ARGS+=("$1"); shift ;;
+    --host) require_value "$1" "$#"; HOST=$2; CONSUMED=2 ;;
+    --remote-dir) require_value "$1" "$#"; REMOTE_DIR=$2; CONSUMED=2 ;;
+    --ssh-option) require_value "$1" "$#"; SSH_OPTS+=(-o "$2"); CONSUMED=2 ;;
   esac
-done
+}
+parse_run_options pi_option "$@"
 
 [[ -n "${HOST}" ]] || die "--host user@host is required (see --help)"
-is_uint "${THREADS}" && [[ ${THREADS} -ge 1 ]] || die "--threads must be a positive integer, got ${THREADS}"
-is_uint "${NUM_RUNS}" || die "--num-runs must be an integer, got ${NUM_RUNS}"
-is_uint "${WARMUP_RUNS}" || die "--warmup-runs must be an integer, got ${WARMUP_RUNS}"
-[[ "${XNNPACK}" == true || "${XNNPACK}" == false ]] || die "--xnnpack must be true or false"
-[[ "${DEVICE}" =~ ^[A-Za-z0-9._-]+$ ]] || die "--device must be a simple name, got ${DEVICE}"
 [[ "${REMOTE_DIR}" =~ ^[A-Za-z0-9._/~-]+$ ]] || die "--remote-dir must not contain spaces or shell characters"
-collect_models "${ARGS[@]+"${ARGS[@]}"}"
-if [[ ! -f "${BINARY}" ]]; then
-  [[ "${DRY_RUN}" == 1 ]] || die "lce_benchmark_model not found at ${BINARY}: build it with export/raspberry_pi/build_benchmark.sh, or pass --binary / set LCE_BENCHMARK_MODEL"
-  log "note: ${BINARY} does not exist (dry run continues)"
-fi
-OUT_DIR="${OUT_DIR:-runs/device/${DEVICE}}"
-TABLE="${TABLE:-${OUT_DIR}/latency_table.json}"
-[[ -n "${MANIFEST}" ]] || MANIFEST="$(default_manifest "${MODELS[0]}")"
+check_run_options export/raspberry_pi/build_benchmark.sh
 
 REMOTE_BIN="${REMOTE_DIR}/lce_benchmark_model"
 run ssh "${SSH_OPTS[@]+"${SSH_OPTS[@]}"}" "${HOST}" "mkdir -p ${REMOTE_DIR}"
