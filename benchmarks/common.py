@@ -1,0 +1,166 @@
+"""Helpers shared by the benchmark scripts (`peers.py`, `ablation.py`, `make_benchmarks_md.py`).
+
+Pure Python except `profile_costs` (imports Larq lazily): the markdown generator and the tests can import
+this module without TensorFlow. Import `larq_mobisearch` before this module's TensorFlow-using helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shlex
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+#: Bi-Real Net / paper convention (same constant as `larq_mobisearch.costs.BOPS_PER_FLOP`).
+BOPS_PER_FLOP = 64
+
+
+def command_line(argv: Optional[Sequence[str]] = None) -> str:
+    """The command that ran this script, as a copy-pasteable string (relative to the repo root)."""
+    argv = list(sys.argv if argv is None else argv)
+    script = argv[0] if argv else ""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rel = os.path.relpath(os.path.abspath(script), root)
+        if not rel.startswith(".."):
+            script = rel
+    except ValueError:  # pragma: no cover - other drive on Windows
+        pass
+    return " ".join([".venv/bin/python", shlex.quote(script), *map(shlex.quote, argv[1:])])
+
+
+def print_machine(machine: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
+    print("Machine (host, x86 LCE kernels; NOT a phone or Raspberry Pi measurement):")
+    for k in ("cpu", "cpu_count", "platform", "python", "tensorflow_version", "larq_version", "lce_version"):
+        print(f"  {k:<20} {machine.get(k)}")
+    for line in extra:
+        print(f"  {line}")
+    try:
+        print(f"  {'load average':<20} {tuple(round(x, 2) for x in os.getloadavg())}")
+    except OSError:  # pragma: no cover
+        pass
+    print()
+
+
+def load_average() -> Optional[List[float]]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value). Raises on an empty list."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("mean_std needs at least one value")
+    m = sum(vals) / len(vals)
+    if len(vals) == 1:
+        return m, 0.0
+    var = sum((v - m) ** 2 for v in vals) / (len(vals) - 1)
+    return m, math.sqrt(var)
+
+
+def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
+    m, s = mean_std(values)
+    text = f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+    return f"{text} {unit}".strip()
+
+
+def profile_costs(model) -> Dict[str, float]:
+    """BOPs, float FLOPs and FLOPs (= BOPs/64 + float FLOPs) of any Keras model, from Larq's `ModelProfile`.
+
+    Larq counts the multiply-accumulates of every conv / dense layer (weights x output pixels, so grouped and
+    depthwise convs are counted with their real kernel size) at the precision max(input bits, weight bits).
+    1-bit MACs are BOPs, 32-bit MACs are float FLOPs; any other precision is reported under ``other_macs``
+    and counted as float FLOPs. Applied uniformly to every model, this equals `larq_mobisearch.costs.count_costs`
+    on our models (checked in tests/test_benchmarks.py).
+    """
+    from larq.models import ModelProfile
+
+    profile = ModelProfile(model)
+    total = profile.op_count("mac")
+    bops = profile.op_count("mac", 1)
+    float_macs = profile.op_count("mac", 32)
+    other = total - bops - float_macs
+    return {
+        "bops": int(bops),
+        "float_flops": int(float_macs + other),
+        "other_macs": int(other),
+        "flops": bops / BOPS_PER_FLOP + float_macs + other,
+    }
+
+
+def paired_ratio(times_a: Sequence[float], times_b: Sequence[float]) -> Dict[str, float]:
+    """Paired comparison of two models timed in the same round-robin rounds (round i of a with round i of b).
+
+    On a host whose speed drifts, the per-round ratio a_i / b_i cancels most of the drift that widens each
+    model's own spread. Returns the median, p10 and p90 of the per-round ratios, the share of rounds in which
+    a was faster, and the number of rounds.
+    """
+    if len(times_a) != len(times_b) or not times_a:
+        raise ValueError(f"paired_ratio needs two equally long, non-empty series ({len(times_a)} vs {len(times_b)})")
+    ratios = sorted(float(a) / float(b) for a, b in zip(times_a, times_b))
+
+    def q(p: float) -> float:  # linear interpolation, as numpy.percentile
+        x = p * (len(ratios) - 1)
+        lo = int(math.floor(x))
+        hi = min(lo + 1, len(ratios) - 1)
+        return ratios[lo] + (ratios[hi] - ratios[lo]) * (x - lo)
+
+    return {
+        "median": q(0.5),
+        "p10": q(0.1),
+        "p90": q(0.9),
+        "share_faster": sum(1 for a, b in zip(times_a, times_b) if a < b) / len(ratios),
+        "rounds": len(ratios),
+    }
+
+
+def pareto_fastest_under_budget(
+    fixed_cost: float,
+    cost_tables: Sequence[Mapping[int, float]],
+    fixed_latency: float,
+    latency_tables: Sequence[Mapping[int, float]],
+    candidates: Sequence[Sequence[int]],
+    budget: float,
+) -> Optional[Tuple[float, float, Tuple[int, ...]]]:
+    """Exact minimum of an additive latency under an additive cost budget: (cost, latency, genotype) or None.
+
+    Dynamic programming over the genes, keeping only the (cost, latency) Pareto front of the partial
+    genotypes: a partial genotype dominated by another (no cheaper, no faster) can be replaced by it in any
+    completion, so the front after the last gene contains the optimum. Prefixes that cannot finish within
+    the budget are dropped.
+    """
+    n = len(candidates)
+    min_rest = [0.0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        min_rest[i] = min_rest[i + 1] + min(cost_tables[i][g] for g in candidates[i])
+    front: List[Tuple[float, float, Tuple[int, ...]]] = [(float(fixed_cost), float(fixed_latency), ())]
+    for i, cands in enumerate(candidates):
+        grown = [
+            (c + cost_tables[i][g], lat + latency_tables[i][g], genes + (int(g),))
+            for c, lat, genes in front
+            for g in cands
+            if c + cost_tables[i][g] + min_rest[i + 1] <= budget * (1 + 1e-12)
+        ]
+        grown.sort(key=lambda t: (t[0], t[1]))
+        front = []
+        best = math.inf
+        for t in grown:
+            if t[1] < best:
+                front.append(t)
+                best = t[1]
+    if not front:
+        return None
+    return min(front, key=lambda t: (t[1], t[0]))
+
+
+def machine_summary(machine: Mapping[str, Any]) -> str:
+    return (
+        f"{machine.get('cpu')} ({machine.get('cpu_count')} logical CPUs, {machine.get('machine') or platform.machine()}), "
+        f"{machine.get('platform')}; Python {machine.get('python')}, TensorFlow {machine.get('tensorflow_version')}, "
+        f"Larq {machine.get('larq_version')}, LCE {machine.get('lce_version')}"
+    )

@@ -1,0 +1,348 @@
+"""Write BENCHMARKS.md and its PNG plots from the JSON results of `peers.py` and `ablation.py`.
+
+Every number in BENCHMARKS.md comes from those JSON files (written by the scripts that measured them, with the
+command line and the machine); nothing is typed in. Plots go next to the JSON files:
+
+- ``peers_latency.png``: mean latency (p10-p90 bars) of every model, 1 and 2 threads, and FLOPs vs latency;
+- ``ablation_accuracy_latency.png``: test top-1 vs host latency, every seed and the mean +- std per method.
+
+    python benchmarks/make_benchmarks_md.py        # reads benchmarks/results/{peers,ablation}.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402  (benchmarks/common.py; pure Python)
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
+ABLATION_CMD = ".venv/bin/python benchmarks/ablation.py --json benchmarks/results/ablation.json"
+MD_CMD = ".venv/bin/python benchmarks/make_benchmarks_md.py"
+INSTALL_CMD = ".venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt"
+METHOD_LABELS = {
+    "uniform": "uniform groups (best within budget)",
+    "random": "random-group search",
+    "evolution": "evolutionary search (ours)",
+}
+FAMILY_COLORS = {"ours": "#1f77b4", "larq-zoo": "#d62728", "float": "#7f7f7f"}
+METHOD_COLORS = {"uniform": "#7f7f7f", "random": "#ff7f0e", "evolution": "#1f77b4"}
+
+
+def _read(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _num(x: Optional[float], digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _load_lines(peers: Dict[str, Any]) -> List[str]:
+    timings = peers.get("timings") or {}
+    loads = [f"{t} thread{'s' if str(t) != '1' else ''}: {v['load_average']}" for t, v in timings.items()
+             if v.get("load_average")]
+    if not loads:
+        return []
+    return [f"- Load average (1, 5, 15 min) at the end of each timing loop: {'; '.join(loads)} (the machine has "
+            f"{peers['machine'].get('cpu_count')} logical CPUs; the timing process itself accounts for up to 1 per "
+            "interpreter thread, more means other processes shared the CPUs, which the round-robin loop and the "
+            "paired ratios are meant to absorb)."]
+
+
+def _cache_note(peers: Dict[str, Any]) -> str:
+    n, tables = peers.get("converted_in_run"), peers.get("tables_from_cache")
+    if n is None:
+        return ""
+    parts = [f"{n} models converted in this run"]
+    if tables:
+        parts.append("latency tables read from the cache of an earlier run (`--out-dir`), so this time is search "
+                     "+ timing only")
+    return " (" + "; ".join(parts) + ")"
+
+
+def _minutes(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _figure(width: float, height: float, ncols: int = 1):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _save(fig, path: str) -> str:
+    from larq_mobisearch.fileio import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"), suffix=".png")
+    return path
+
+
+def plot_peers(peers: Dict[str, Any], path: str) -> str:
+    rows = peers["rows"]
+    threads = [str(t) for t in peers["settings"]["threads"]]
+    fig, (ax, ax2) = _figure(13, 0.42 * len(rows) + 2.0, ncols=2)
+    labels = [r["label"] for r in rows]
+    height = 0.8 / len(threads)
+    for j, t in enumerate(threads):
+        ys = [i + (j - (len(threads) - 1) / 2) * height for i in range(len(rows))]
+        means = [r["latency"][t]["mean_ms"] for r in rows]
+        lo = [r["latency"][t]["mean_ms"] - r["latency"][t]["p10_ms"] for r in rows]
+        hi = [r["latency"][t]["p90_ms"] - r["latency"][t]["mean_ms"] for r in rows]
+        colors = [FAMILY_COLORS.get(r["family"], "k") for r in rows]
+        ax.barh(ys, means, height=height * 0.9, color=colors, alpha=1.0 if j == 0 else 0.55,
+                xerr=[[max(x, 0) for x in lo], [max(x, 0) for x in hi]], capsize=2,
+                label=f"{t} thread{'s' if t != '1' else ''}")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean latency per image (ms), bars p10-p90")
+    ax.set_title(f"{peers['settings']['input_size']}x{peers['settings']['input_size']}, host x86 (darker: "
+                 f"{threads[0]} thread)")
+    base = next((r for r in rows if r["label"] == "Bi-RealNet"), None)
+    if base is not None:
+        ax.axvline(base["latency"][threads[0]]["mean_ms"], color=FAMILY_COLORS["larq-zoo"], ls=":", lw=1)
+    t = threads[0]
+    for r in rows:
+        x, y = r["costs"]["flops"], r["latency"][t]["mean_ms"]
+        ax2.scatter([x], [y], color=FAMILY_COLORS.get(r["family"], "k"), s=30, zorder=3)
+        ax2.annotate(r["label"], (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax2.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax2.xaxis.set_minor_formatter(NullFormatter())
+    ax2.set_xlabel("FLOPs (BOPs/64 + float FLOPs)")
+    ax2.set_ylabel(f"mean latency, {t} thread (ms)")
+    ax2.set_title("FLOPs vs measured latency (blue: ours, red: larq-zoo, grey: float)")
+    ax2.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_ablation(ablation: Dict[str, Any], path: str) -> str:
+    fig, (ax,) = _figure(7.5, 4.8)
+    agg = ablation["aggregate"]
+    for method, label in METHOD_LABELS.items():
+        color = METHOD_COLORS[method]
+        xs = [s["methods"][method]["latency_ms"] for s in ablation["per_seed"] if method in s["methods"]]
+        ys = [100 * s["methods"][method]["test_accuracy"] for s in ablation["per_seed"] if method in s["methods"]]
+        ax.scatter(xs, ys, color=color, alpha=0.35, s=18)
+        a = agg.get(method)
+        if a:
+            ax.errorbar([a["latency_ms"]["mean"]], [100 * a["test_accuracy"]["mean"]],
+                        xerr=[a["latency_ms"]["std"]], yerr=[100 * a["test_accuracy"]["std"]], fmt="o",
+                        color=color, capsize=3, ms=7, label=f"{label} (mean ± std)")
+    s = ablation["settings"]
+    ax.set_xlabel("host latency, LCE interpreter, 1 thread (ms)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"Table 1 ablation on {s['dataset']} ({s['module'].upper()} width {s['width_multiplier']:g}, "
+                 f"{len(s['seeds'])} seeds; dots: single seeds)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _machine_lines(machine: Dict[str, Any]) -> List[str]:
+    return [f"- Machine: {common.machine_summary(machine)}. **Host x86**: LCE's portable x86 kernels, not its ARM "
+            "kernels -- read ratios, not phone latencies."]
+
+
+def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
+    out = ["## Peers: LCE latency vs larq-zoo and float MobileNetV1", ""]
+    if peers is None:
+        return out + [f"Not run yet: `{INSTALL_CMD}` then `{PEERS_CMD}`.", ""]
+    s = peers["settings"]
+    threads = [str(t) for t in s["threads"]]
+    out += [
+        f"- Command: `{peers['command']}` (larq-zoo {s.get('larq_zoo_version')} installed with `{INSTALL_CMD}`); "
+        f"wall time {_minutes(peers.get('seconds'))}{_cache_note(peers)}.",
+        *_machine_lines(peers["machine"]),
+        *_load_lines(peers),
+        f"- {s['input_size']}x{s['input_size']}x3, {s['num_classes']} classes, batch 1. All models timed together, "
+        f"round-robin ({s['runs']} rounds after {s['warmup']} warm-up runs per thread count; mean, with the p10-p90 "
+        "range): LCE interpreter with `use_indirect_bgemm=True`, except the row marked TFLite (TensorFlow's "
+        "`tf.lite.Interpreter`, XNNPACK). Our models and larq-zoo's are converted with the package's LCE export "
+        "path (`export_tflite`, which checks every binary conv became `LceBconv2d`); weights are random "
+        "(`weights=None`), which does not change latency.",
+        "- FLOPs = BOPs/64 + float FLOPs (paper §4.1): `count_costs` for our models, Larq's `ModelProfile` MAC "
+        "counts (1-bit MACs = BOPs, 32-bit MACs = float FLOPs) for the others; both agree on our models "
+        "(`tests/test_benchmarks.py`).",
+        "",
+    ]
+    head = "| model | FLOPs | BOPs | `.tflite` | LceBconv2d ops |"
+    sep = "|---|---:|---:|---:|---:|"
+    for t in threads:
+        head += f" latency {t} thr, ms: mean (p10-p90) | vs Bi-RealNet {t} thr: mean ratio / paired |"
+        sep += "---:|---:|"
+    out += [head, sep]
+    for r in peers["rows"]:
+        c = r["costs"]
+        line = (f"| {r['label']} | {c['flops'] / 1e8:.3f}e8 | {c['bops'] / 1e9:.3f}e9 | "
+                f"{r['tflite_bytes'] / 1e6:.2f} MB | {r['lce_bconv2d_ops']} |")
+        for t in threads:
+            st = r["latency"][t]
+            ratio = r["ratio_to_birealnet"].get(t)
+            paired = (r.get("paired_to_birealnet") or {}).get(t)
+            ratio_txt = "-" if ratio is None else f"{ratio:.2f}x"
+            paired_txt = "-" if paired is None else f"{paired['median']:.2f}x"
+            line += f" {st['mean_ms']:.2f} ({st['p10_ms']:.2f}-{st['p90_ms']:.2f}) | {ratio_txt} / {paired_txt} |"
+        out.append(line)
+    out += ["", "Mean ratio: ratio of the mean latencies. Paired: median over the timing rounds of the ratio to "
+            "Bi-RealNet's time in the same round, which cancels most of the host's speed drift.", ""]
+    ours = [r for r in peers["rows"] if r["family"] == "ours"]
+    if ours:
+        out += ["Genotypes of our rows (group count of the 3x3 conv of blocks 1-13; M2 then the five float 1x1 convs):", ""]
+        out += [f"- {r['label']}: `{r['genotype']}` -- {r['what']}" for r in ours]
+        out.append("")
+    if peers.get("searches"):
+        out += ["Searched rows: the package's evolutionary search (population 50, 20 generations) with fitness = "
+                "minus the latency predicted by a 1-thread host latency table of the module, under the paper's "
+                "FLOPs budget. **The fastest genotype of the LCE search space under the budget: a latency-aware "
+                "feasibility result, not an accuracy claim** (no ImageNet here).", "",
+                "| module | budget | searched genotype | FLOPs | predicted (ms) | exact table optimum (ms) | found it "
+                "| fastest with no budget (ms) | non-searchable part (ms) |",
+                "|---|---:|---|---:|---:|---:|---|---:|---:|"]
+        for m, sr in peers["searches"].items():
+            out.append(f"| {m.upper()} | {sr['budget']:.3g} | `{sr['genotype']}` | {sr['flops']:.4g} | "
+                       f"{sr['predicted_ms']:.2f} | {sr['exact_predicted_ms']:.2f} | "
+                       f"{'yes' if sr.get('found_exact_optimum') else 'no'} | "
+                       f"{_num(sr.get('unconstrained_fastest_ms'))} | {_num(sr.get('table_fixed_ms'))} |")
+        out += ["", "Predicted latencies come from the 1-thread host latency table measured in the same run (a "
+                "separate round-robin loop from the table above). The non-searchable part is the table's "
+                "`fixed_ms`: stem, pointwise convs, classifier and per-call costs, which no group count changes.", ""]
+    if peers.get("verdict_lines"):
+        out += ["Goal and moonshot (as measured in this run):", ""] + [f"- {x}" for x in peers["verdict_lines"]] + [""]
+    if plot:
+        out += [f"![peers latency]({plot})", ""]
+    return out
+
+
+def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
+    out = ["## Ablation: the paper's Table 1 on real data", ""]
+    if ablation is None:
+        return out + [f"Not run yet: `{ABLATION_CMD}`.", ""]
+    s = ablation["settings"]
+    per_seed = ablation["per_seed"]
+    budget = per_seed[0].get("flops_budget") if per_seed else None
+    out += [
+        f"- Command: `{ablation['command']}`; wall time {_minutes(ablation.get('seconds'))}.",
+        *_machine_lines(ablation["machine"]),
+        f"- Data: `{s['dataset']}` at {s['image_size']}px (preset `{s['preset']}`; train/holdout/test split fixed, "
+        f"split seed {s.get('split_seed')}); module {s['module'].upper()} at width {s['width_multiplier']:g}, "
+        f"`{s['space']}` search space; FLOPs budget {budget:.4g} ({s['flops_budget_fraction']} x the uniform "
+        f"groups=1 model).",
+        f"- Per seed ({', '.join(map(str, s['seeds']))}; the seed sets data order, initializations and the search): "
+        f"supernet {s['supernet_epochs']} epochs; evolutionary search (population {s['search_population']}, "
+        f"{s['search_iterations']} generations), random-group search with as many evaluations, uniform groups "
+        "1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet; then each winner retrained "
+        f"from scratch for {s['retrain_epochs']} epochs and tested on the whole test split. Latency: the "
+        f"exported `.tflite` of every retrained model, timed together round-robin ({s['latency_runs']} rounds, "
+        "LCE interpreter, 1 thread, mean).",
+        "",
+        f"Mean ± sample std over {len(per_seed)} seeds:",
+        "",
+        "| method | test top-1 (%) | FLOPs | latency (ms) | supernet held-out top-1 (%) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for method, label in METHOD_LABELS.items():
+        a = ablation["aggregate"].get(method)
+        if not a:
+            continue
+        acc, fl, lat, fit = a["test_accuracy"], a["flops"], a["latency_ms"], a["supernet_fitness"]
+        out.append(f"| {label} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {fl['mean']:.4g} ± "
+                   f"{fl['std']:.3g} | {lat['mean']:.3f} ± {lat['std']:.3f} | {100 * fit['mean']:.2f} ± "
+                   f"{100 * fit['std']:.2f} |")
+    out += ["", "Per seed:", "", "| seed | method | genotype | supernet top-1 | test top-1 | FLOPs | latency (ms) |",
+            "|---:|---|---|---:|---:|---:|---:|"]
+    for sd in per_seed:
+        for method, label in METHOD_LABELS.items():
+            v = sd["methods"].get(method)
+            if not v:
+                continue
+            same = f" (same genotype as {v['same_as']})" if v.get("same_as") else ""
+            out.append(f"| {sd['seed']} | {label}{same} | `{v['genotype']}` | {100 * v['supernet_fitness']:.2f} | "
+                       f"{100 * v['test_accuracy']:.2f} | {v['costs']['flops']:.4g} | {v['latency_ms']:.3f} |")
+    out.append("")
+    if plot:
+        out += [f"![ablation: accuracy vs latency]({plot})", ""]
+    return out
+
+
+def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str, Any]],
+                   peers_plot: Optional[str] = None, ablation_plot: Optional[str] = None) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by benchmarks/make_benchmarks_md.py from benchmarks/results/*.json. Do not edit by hand: "
+        "re-run the commands below. -->",
+        "",
+        "Every number below was measured by the benchmark scripts on the machine named with it and written to "
+        "`benchmarks/results/*.json`; this file and its plots are generated from those files. Latencies are "
+        "host (x86) runs of Larq Compute Engine's interpreter: use the ratios between models measured in the "
+        "same run, not the absolute milliseconds, and not as phone or Raspberry Pi figures (`export/README.md` "
+        "benchmarks a device).",
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        INSTALL_CMD + "   # larq-zoo for the peers (its pins conflict, so no deps)",
+        PEERS_CMD,
+        ABLATION_CMD,
+        MD_CMD,
+        "```",
+        "",
+    ]
+    lines += peers_markdown(peers, peers_plot)
+    lines += ablation_markdown(ablation, ablation_plot)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--peers", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
+    p.add_argument("--ablation", default=str(ROOT / "benchmarks" / "results" / "ablation.json"))
+    p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument("--plots-dir", default=None, help="default: the directory of --peers")
+    args = p.parse_args(argv)
+    peers, ablation = _read(args.peers), _read(args.ablation)
+    if peers is None and ablation is None:
+        print(f"No results at {args.peers} or {args.ablation}: run {PEERS_CMD} and {ABLATION_CMD} first")
+        return 2
+    plots_dir = Path(args.plots_dir or Path(args.peers).parent)
+    out_dir = Path(args.out).resolve().parent
+    peers_plot = ablation_plot = None
+    if peers is not None:
+        path = plot_peers(peers, str(plots_dir / "peers_latency.png"))
+        peers_plot = os.path.relpath(path, out_dir)
+    if ablation is not None:
+        path = plot_ablation(ablation, str(plots_dir / "ablation_accuracy_latency.png"))
+        ablation_plot = os.path.relpath(path, out_dir)
+    from larq_mobisearch.fileio import atomic_write_text
+
+    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot))
+    print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot) if x))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
