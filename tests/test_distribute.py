@@ -229,7 +229,7 @@ def test_multi_worker_supernet_and_sharded_search_agree_with_one_worker(tmp_path
     from larq_mobisearch.data import load_dataset
 
     space = _digits_space(16)
-    n = load_dataset(load_config().data).steps_per_epoch
+    n = load_dataset(load_config(overrides=["data.batch_size=128"]).data).steps_per_epoch
     assert [s for s, _ in chief["genotypes"]] == list(range(n, 2 * n))
     expected = _expected_genotypes(space, 0, 2 * n)[n:]
     assert chief["genotypes"] == worker["genotypes"] == [[n + t, [g]] for t, g in enumerate(expected)]
