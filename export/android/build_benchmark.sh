@@ -38,7 +38,6 @@ CONFIGURE=0
 BAZEL=""
 OUT="${EXPORT_DIR}/bin/lce_benchmark_model_android_arm64"
 LOCATE=""
-TARGET="//larq_compute_engine/tflite/benchmark:lce_benchmark_model"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -55,27 +54,11 @@ done
 
 if [[ -n "${LOCATE}" ]]; then
   [[ -f "${LOCATE}" || "${DRY_RUN}" == 1 ]] || die "no binary at ${LOCATE}"
-  run mkdir -p "$(dirname "${OUT}")"
-  run cp "${LOCATE}" "${OUT}"
-  run chmod +x "${OUT}"
-  log "lce_benchmark_model (android_arm64): ${OUT}"
+  install_binary "${LOCATE}" "${OUT}" android_arm64
   exit 0
 fi
 
-[[ -n "${LCE_SRC}" ]] || die "pass --lce-src DIR (an LCE checkout) or --locate PATH (a prebuilt binary)"
-if [[ "${DRY_RUN}" != 1 ]]; then
-  [[ -f "${LCE_SRC}/larq_compute_engine/tflite/benchmark/BUILD" ]] \
-    || die "${LCE_SRC} is not a larq/compute-engine checkout (no larq_compute_engine/tflite/benchmark/BUILD)"
-fi
-if [[ -z "${BAZEL}" ]]; then
-  if command -v bazelisk >/dev/null 2>&1; then BAZEL=bazelisk; else BAZEL=bazel; fi
-fi
-
-if [[ "${DRY_RUN}" == 1 ]]; then
-  printf '+ %s\n' "$(quote_cmd cd "${LCE_SRC}")"
-else
-  cd "${LCE_SRC}"
-fi
+enter_lce_checkout "${LCE_SRC}"
 if [[ ${CONFIGURE} == 1 ]]; then
   for var in ANDROID_SDK_HOME ANDROID_NDK_HOME; do
     [[ -n "${!var:-}" || "${DRY_RUN}" == 1 ]] || die "--configure needs ${var} in the environment"
@@ -85,8 +68,5 @@ if [[ ${CONFIGURE} == 1 ]]; then
     "ANDROID_API_LEVEL=${ANDROID_API_LEVEL:-30}" "ANDROID_NDK_API_LEVEL=${ANDROID_NDK_API_LEVEL:-30}" \
     "ANDROID_BUILD_TOOLS_VERSION=${ANDROID_BUILD_TOOLS_VERSION:-31.0.0}" ./configure.py
 fi
-run "${BAZEL}" build -c opt --config=android_arm64 --copt=-O3 "${TARGET}"
-run mkdir -p "$(dirname "${OUT}")"
-run cp bazel-bin/larq_compute_engine/tflite/benchmark/lce_benchmark_model "${OUT}"
-run chmod +x "${OUT}"
-log "lce_benchmark_model (android_arm64): ${OUT}"
+run "${BAZEL}" build -c opt --config=android_arm64 --copt=-O3 "${LCE_BENCHMARK_TARGET}"
+install_binary "${LCE_BENCHMARK_OUTPUT}" "${OUT}" "android_arm64"

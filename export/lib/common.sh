@@ -128,6 +128,36 @@ check_run_options() {
   [[ -n "${MANIFEST}" ]] || MANIFEST="$(default_manifest "${MODELS[0]}")"
 }
 
+# LCE's benchmark target and where Bazel leaves it (both build scripts).
+LCE_BENCHMARK_TARGET="//larq_compute_engine/tflite/benchmark:lce_benchmark_model"
+LCE_BENCHMARK_OUTPUT="bazel-bin/larq_compute_engine/tflite/benchmark/lce_benchmark_model"
+
+# install_binary SRC OUT [LABEL]: copy an lce_benchmark_model binary to OUT and make it executable.
+install_binary() {
+  run mkdir -p "$(dirname "$2")"
+  run cp "$1" "$2"
+  run chmod +x "$2"
+  log "lce_benchmark_model${3:+ ($3)}: $2"
+}
+
+# enter_lce_checkout LCE_SRC: check that LCE_SRC is a larq/compute-engine checkout, cd into it, and set
+# BAZEL to bazelisk (else bazel) unless the caller chose one.
+enter_lce_checkout() {
+  [[ -n "$1" ]] || die "pass --lce-src DIR (an LCE checkout) or --locate PATH (a prebuilt binary)"
+  if [[ "${DRY_RUN}" != 1 ]]; then
+    [[ -f "$1/larq_compute_engine/tflite/benchmark/BUILD" ]] \
+      || die "$1 is not a larq/compute-engine checkout (no larq_compute_engine/tflite/benchmark/BUILD)"
+  fi
+  if [[ -z "${BAZEL}" ]]; then
+    if command -v bazelisk >/dev/null 2>&1; then BAZEL=bazelisk; else BAZEL=bazel; fi
+  fi
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    printf '+ %s\n' "$(quote_cmd cd "$1")"
+  else
+    cd "$1" || die "cannot enter $1"
+  fi
+}
+
 # Python for the parser: $PYTHON, else the repository's .venv, else python3.
 find_python() {
   if [[ -n "${PYTHON:-}" ]]; then

@@ -36,7 +36,6 @@ CONFIG="aarch64"
 BAZEL=""
 OUT=""
 LOCATE=""
-TARGET="//larq_compute_engine/tflite/benchmark:lce_benchmark_model"
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -59,29 +58,10 @@ OUT="${OUT:-${EXPORT_DIR}/bin/lce_benchmark_model_${CONFIG}}"
 
 if [[ -n "${LOCATE}" ]]; then
   [[ -f "${LOCATE}" || "${DRY_RUN}" == 1 ]] || die "no binary at ${LOCATE}"
-  run mkdir -p "$(dirname "${OUT}")"
-  run cp "${LOCATE}" "${OUT}"
-  run chmod +x "${OUT}"
-  log "lce_benchmark_model: ${OUT}"
+  install_binary "${LOCATE}" "${OUT}"
   exit 0
 fi
 
-[[ -n "${LCE_SRC}" ]] || die "pass --lce-src DIR (an LCE checkout) or --locate PATH (a prebuilt binary)"
-if [[ "${DRY_RUN}" != 1 ]]; then
-  [[ -f "${LCE_SRC}/larq_compute_engine/tflite/benchmark/BUILD" ]] \
-    || die "${LCE_SRC} is not a larq/compute-engine checkout (no larq_compute_engine/tflite/benchmark/BUILD)"
-fi
-if [[ -z "${BAZEL}" ]]; then
-  if command -v bazelisk >/dev/null 2>&1; then BAZEL=bazelisk; else BAZEL=bazel; fi
-fi
-
-if [[ "${DRY_RUN}" == 1 ]]; then
-  printf '+ %s\n' "$(quote_cmd cd "${LCE_SRC}")"
-else
-  cd "${LCE_SRC}"
-fi
-run "${BAZEL}" build -c opt "--config=${CONFIG}" --copt=-O3 "${TARGET}"
-run mkdir -p "$(dirname "${OUT}")"
-run cp bazel-bin/larq_compute_engine/tflite/benchmark/lce_benchmark_model "${OUT}"
-run chmod +x "${OUT}"
-log "lce_benchmark_model (${CONFIG}): ${OUT}"
+enter_lce_checkout "${LCE_SRC}"
+run "${BAZEL}" build -c opt "--config=${CONFIG}" --copt=-O3 "${LCE_BENCHMARK_TARGET}"
+install_binary "${LCE_BENCHMARK_OUTPUT}" "${OUT}" "${CONFIG}"
