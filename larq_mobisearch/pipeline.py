@@ -147,10 +147,8 @@ class Run:
         """
         import tensorflow as tf
 
-        if self.cfg.distribute.strategy != "default":
-            self.strategy  # a multi-worker strategy must exist before TensorFlow runs any op
         tf.keras.utils.set_random_seed(int(seed))
-        self._data = None
+        self._data = None  # rebuilt on next use; `data` creates the strategy first
 
     def barrier(self) -> None:
         """Wait for every worker (multi-worker runs; no-op otherwise)."""

@@ -151,7 +151,12 @@ def test_latency_table_command_feeds_a_latency_cost_model(finished_run, tmp_path
                     "--output", out)
     assert result.exit_code == 0, result.output
     run = Run.open(str(run_dir))
-    model = LatencyCostModel(load_latency_table(out), run.arch, run.space.candidates, threads=1)
-    ms = model.cost(searched_genotype(run))
-    assert 0 < ms < 1000
+    table = load_latency_table(out)
+    model = LatencyCostModel(table, run.arch, run.space.candidates, threads=1)
+    genotype = searched_genotype(run)
+    ms = model.cost(genotype)
+    # the prediction is the table's fixed part plus one measured (positive) entry per searchable layer
+    parts = model.breakdown(genotype)
+    assert len(parts) == run.arch.num_genes and all(t > 0 for _, _, t in parts)
+    assert ms == pytest.approx(table.fixed_ms + sum(t for _, _, t in parts))
     assert model.min_cost(run.space.candidates) <= ms

@@ -139,8 +139,8 @@ def test_mirrored_two_cpu_devices_give_the_weights_of_one_device(tmp_path):
     assert summary["replicas"] == {"one_device": 1, "mirrored": 2}
     # every replica of every step used the step's genotype: the one-device sequence, from the step-seeded RNG
     expected = _expected_genotypes(_digits_space(), 0, 3)
-    assert summary["genotypes"]["one_device"] == [[g] for g in expected]
-    assert summary["genotypes"]["mirrored"] == [[g, g] for g in expected]
+    assert summary["genotypes"]["one_device"] == [[t, [g]] for t, g in enumerate(expected)]
+    assert summary["genotypes"]["mirrored"] == [[t, [g, g]] for t, g in enumerate(expected)]
     assert len({tuple(g) for g in expected}) > 1  # the genotype did change between steps
     # same weights up to float summation order (the global batch is split 16 + 16 and all-reduced)
     assert summary["max_update"] > 0.1

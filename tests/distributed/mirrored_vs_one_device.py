@@ -30,20 +30,9 @@ import tensorflow as tf  # noqa: E402
 from larq_mobisearch.data import load_dataset  # noqa: E402
 from larq_mobisearch.space import SearchSpace  # noqa: E402
 from larq_mobisearch.specs import architecture  # noqa: E402
-from larq_mobisearch.supernet import RandomGenotype, build_supernet, searchable_layers  # noqa: E402
+from larq_mobisearch.supernet import RandomGenotype, build_supernet  # noqa: E402
 from larq_mobisearch.training import fit  # noqa: E402
-
-
-class ReplicaGenotypes(tf.keras.callbacks.Callback):
-    """Records, after every step, the genotype held by each local replica (what its forward pass read)."""
-
-    def __init__(self, strategy):
-        super().__init__()
-        self.strategy, self.steps = strategy, []
-
-    def on_train_batch_end(self, batch, logs=None):
-        per_layer = [D.local_replica_values(self.strategy, l.groups) for l in searchable_layers(self.model)]
-        self.steps.append([[int(v) for v in replica] for replica in zip(*per_layer)])
+from replica_genotypes import ReplicaGenotypes  # noqa: E402  (tests/distributed/)
 
 
 arch = architecture(cfg.model.module, (32, 32, 1), 10, cfg.model.width_multiplier)

@@ -16,7 +16,6 @@ import os
 import sys
 
 import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
-from larq_mobisearch import distribute as D
 from larq_mobisearch.config import load_config
 from larq_mobisearch.pipeline import Run, search, train_supernet
 
@@ -31,18 +30,7 @@ worker = run.worker  # creates the strategy (before any TensorFlow op)
 
 import tensorflow as tf  # noqa: E402
 
-from larq_mobisearch.supernet import searchable_layers  # noqa: E402
-
-
-class ReplicaGenotypes(tf.keras.callbacks.Callback):
-    def __init__(self, strategy):
-        super().__init__()
-        self.strategy, self.steps = strategy, []
-
-    def on_train_batch_end(self, batch, logs=None):
-        per_layer = [D.local_replica_values(self.strategy, l.groups) for l in searchable_layers(self.model)]
-        step = int(self.model.optimizer.iterations.numpy()) - 1
-        self.steps.append([step, [[int(v) for v in replica] for replica in zip(*per_layer)]])
+from replica_genotypes import ReplicaGenotypes  # noqa: E402  (tests/distributed/)
 
 
 class CrashAfterFirstEpoch(tf.keras.callbacks.Callback):
