@@ -13,7 +13,7 @@ import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-#: Bi-Real Net / paper convention (same constant as `larq_mobisearch.costs.BOPS_PER_FLOP`).
+#: Bi-Real Net / paper convention (same constant as `larq_mobisearch.search.costs.BOPS_PER_FLOP`).
 BOPS_PER_FLOP = 64
 
 
@@ -75,7 +75,7 @@ def profile_costs(model) -> Dict[str, float]:
     Larq counts the multiply-accumulates of every conv / dense layer (weights x output pixels, so grouped and
     depthwise convs are counted with their real kernel size) at the precision max(input bits, weight bits).
     1-bit MACs are BOPs, 32-bit MACs are float FLOPs; any other precision is reported under ``other_macs``
-    and counted as float FLOPs. Applied uniformly to every model, this equals `larq_mobisearch.costs.count_costs`
+    and counted as float FLOPs. Applied uniformly to every model, this equals `larq_mobisearch.search.costs.count_costs`
     on our models (checked in tests/test_benchmarks.py).
     """
     from larq.models import ModelProfile

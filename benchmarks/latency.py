@@ -5,7 +5,7 @@ For each module asked for, on this host with Larq Compute Engine's interpreter (
 1. converts every distinct searchable-layer configuration (the host latency table's entries), the two
    reference networks that calibrate ``fixed_ms``, the uniform-group networks (1, 2, 4, ... clamped per
    layer) and N random genotypes of the LCE search space (converted models are cached on disk);
-2. times all of them together, round-robin (`larq_mobisearch.latency.measure_latencies`), so that the
+2. times all of them together, round-robin (`larq_mobisearch.deploy.latency.measure_latencies`), so that the
    predictions and the end-to-end measurements they are checked against see the same host conditions;
 3. prints measured vs predicted latency (table = fixed_ms + per-layer entries) with the mean absolute
    percentage error (target <= 10%), and the measured latency of the uniform-group models vs the random
@@ -36,10 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch import latency as L  # noqa: E402
-from larq_mobisearch.costs import count_costs  # noqa: E402
-from larq_mobisearch.space import SearchSpace, encode  # noqa: E402
-from larq_mobisearch.specs import architecture  # noqa: E402
+from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch.search.costs import count_costs  # noqa: E402
+from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
+from larq_mobisearch.nn.specs import architecture  # noqa: E402
 
 import tensorflow as tf  # noqa: E402  (after larq_mobisearch: Keras 2)
 

@@ -8,17 +8,17 @@ At 224x224 and 1000 classes, on this host, in ONE process:
    There is no ImageNet here, so the search cannot score accuracy at 224: the searched row is **the fastest
    genotype of the LCE search space under the budget** -- the package's evolutionary search
    (`larq_mobisearch.search.evolutionary_search`, the paper's population 50 / 20 iterations) with fitness =
-   minus the latency predicted by a host latency table (`larq_mobisearch.latency.measure_host_table`, 1 thread)
+   minus the latency predicted by a host latency table (`larq_mobisearch.deploy.latency.measure_host_table`, 1 thread)
    under the FLOPs constraint. A latency-aware feasibility result, not an accuracy claim. The exact optimum of
    the same table (Pareto dynamic programming) is printed next to it as a check of the search.
 2. **Peers**: larq-zoo `QuickNetSmall`, `QuickNet`, `BiRealNet` built with ``weights=None`` (latency does not
-   depend on the weights), converted with the package's LCE export path (`larq_mobisearch.export.export_tflite`,
+   depend on the weights), converted with the package's LCE export path (`larq_mobisearch.deploy.export.export_tflite`,
    which also checks every binary conv became `LceBconv2d`), run in LCE's interpreter (indirect BGEMM).
 3. **Float reference**: ``tf.keras.applications.MobileNet(weights=None)`` (MobileNetV1, width 1.0) converted with
    plain ``tf.lite.TFLiteConverter`` (static batch 1) and run in TensorFlow's own ``tf.lite.Interpreter``
    (XNNPACK delegate), plus the same flatbuffer in LCE's interpreter.
 
-All flatbuffers are timed together, round-robin (`larq_mobisearch.latency.measure_latencies`), once with 1
+All flatbuffers are timed together, round-robin (`larq_mobisearch.deploy.latency.measure_latencies`), once with 1
 thread and once with 2. Columns: FLOPs = BOPs/64 + float FLOPs (our counter `count_costs` for our models,
 Larq's `ModelProfile` MAC count for the others -- the two agree on our models), BOPs, `.tflite` bytes, mean
 latency (p10-p90) and the latency ratio to Bi-RealNet at the same thread count.
@@ -49,12 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch import latency as L  # noqa: E402
+from larq_mobisearch.deploy import latency as L  # noqa: E402
 from larq_mobisearch.config import IMAGENET_FLOPS_BUDGETS, PAPER_FLOPS_BUDGETS, SearchConfig  # noqa: E402
-from larq_mobisearch.costs import FlopsCostModel, count_costs  # noqa: E402
+from larq_mobisearch.search.costs import FlopsCostModel, count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
-from larq_mobisearch.space import SearchSpace, encode  # noqa: E402
-from larq_mobisearch.specs import architecture  # noqa: E402
+from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
+from larq_mobisearch.nn.specs import architecture  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py)
 
@@ -128,7 +128,7 @@ def zoo_model(zoo, path: str, input_size: int, num_classes: int):
 
 def convert_binary(model) -> bytes:
     """The package's export path: LCE conversion + the check that every binary conv became LceBconv2d."""
-    from larq_mobisearch.export import export_tflite
+    from larq_mobisearch.deploy.export import export_tflite
 
     return export_tflite(model)
 
@@ -283,7 +283,7 @@ def main(argv=None) -> int:
             arch, genes = r.pop("arch"), r.pop("genes")
             fb = binary_cache.network(arch, genes)  # shared with the latency table's reference networks
             r["costs"] = count_costs(arch, genes).as_dict()
-            r["cost_counter"] = "larq_mobisearch.costs.count_costs"
+            r["cost_counter"] = "larq_mobisearch.search.costs.count_costs"
         elif r["family"] == "larq-zoo":
             what = {"larq_zoo": r["zoo"], "version": zoo_version, "input": size, "classes": classes}
             built = {}
@@ -305,7 +305,7 @@ def main(argv=None) -> int:
             r["cost_counter"] = "larq.models.ModelProfile"
             del model
         tf.keras.backend.clear_session()
-        from larq_mobisearch.export import op_census
+        from larq_mobisearch.deploy.export import op_census
 
         census = op_census(fb)
         r["tflite_bytes"] = len(fb)

@@ -16,7 +16,7 @@ import larq_mobisearch as lm  # noqa: F401  (selects Keras 2 before TensorFlow l
 import numpy as np
 import tensorflow as tf
 
-from larq_mobisearch import supernet as sn
+from larq_mobisearch.nn import supernet as sn
 from larq_mobisearch.config import TrainConfig
 from larq_mobisearch.training import compile_model
 

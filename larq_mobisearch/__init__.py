@@ -59,9 +59,13 @@ def _skip_autograph_for_keras2() -> None:
 _select_legacy_keras()
 _skip_autograph_for_keras2()
 
-from . import quantizers  # noqa: E402,F401  (registers the custom quantizers with larq)
-from .layers import BinaryGroupConv2D, GroupConv2D, custom_objects  # noqa: E402,F401
-from .specs import Architecture, architecture, allowed_group_counts  # noqa: E402,F401
-from .costs import count_costs, FlopsCostModel  # noqa: E402,F401
-from .space import SearchSpace, encode, decode  # noqa: E402,F401
-from .models import build_model  # noqa: E402,F401
+from . import _compat  # noqa: E402
+
+_compat.install(__name__)
+
+from .nn import quantizers  # noqa: E402,F401  (registers the custom quantizers with larq)
+from .nn.layers import BinaryGroupConv2D, GroupConv2D, custom_objects  # noqa: E402,F401
+from .nn.specs import Architecture, architecture, allowed_group_counts  # noqa: E402,F401
+from .nn.space import SearchSpace, encode, decode  # noqa: E402,F401
+from .nn.models import build_model  # noqa: E402,F401
+from .search.costs import count_costs, FlopsCostModel  # noqa: E402,F401

@@ -129,7 +129,7 @@ def search(run_dir, preset, config_path, overrides, quiet, latency_table, latenc
 def train(run_dir, preset, config_path, overrides, quiet, genotype, init_from_supernet):
     """Stage 3: train a genotype from scratch (the search winner by default)."""
     from .pipeline import retrain
-    from .space import decode
+    from .nn.space import decode
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=genotype is not None)
     genes = r.space.validate(decode(genotype)) if genotype else None
@@ -171,7 +171,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     Use it with `mobisearch search --latency-table FILE --latency-budget-ms X`. Host x86 timings rank
     genotypes; for a device, build the table from `lce_benchmark_model` output (see export/README.md).
     """
-    from .latency import build_latency_table
+    from .deploy.latency import build_latency_table
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True)
     kwargs = {"runs": runs} if runs else {}
@@ -194,9 +194,9 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
 @_friendly_errors
 def flops(module, groups, input_size, channels, num_classes, width_multiplier, space_mode, as_json):
     """BOPs, float FLOPs and FLOPs (= BOPs/64 + float FLOPs) of a genotype, counted analytically."""
-    from .costs import count_costs
-    from .space import decode
-    from .specs import architecture
+    from .search.costs import count_costs
+    from .nn.space import decode
+    from .nn.specs import architecture
 
     arch = architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
     genes = decode(groups)

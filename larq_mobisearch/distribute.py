@@ -43,10 +43,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from .choices import COMMUNICATION, STRATEGIES, not_allowed
+
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-COMMUNICATION = ("auto", "ring", "nccl")
 
 
 class DistributeError(RuntimeError):
@@ -111,7 +111,7 @@ def make_strategy(cfg) -> tf.distribute.Strategy:
     """A new `tf.distribute.Strategy` for a `DistributeConfig` (use `get_strategy` to reuse one)."""
     strategy = cfg.strategy
     if strategy not in STRATEGIES:
-        raise DistributeError(f"distribute.strategy: received {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+        raise not_allowed(f"distribute.strategy: received {strategy!r}", STRATEGIES, error=DistributeError)
     if int(cfg.cpu_devices) > 1:
         configure_cpu_devices(cfg.cpu_devices)
     if strategy == "default":

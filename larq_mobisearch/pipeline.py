@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, Optional, Sequence
 
 from . import plots
 from .config import RunConfig, config_from_dict, config_to_dict, save_config
-from .costs import FlopsCostModel, count_costs
+from .search.costs import FlopsCostModel, count_costs
 from .fileio import atomic_write_json, atomic_write_text
-from .space import Genotype, SearchSpace, decode, encode
-from .specs import Architecture, architecture
+from .nn.space import Genotype, SearchSpace, decode, encode
+from .nn.specs import Architecture, architecture
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class Run:
     def latency_model(self):
         if not self.cfg.search.latency_table:
             return None
-        from .latency import LatencyCostModel, load_latency_table
+        from .deploy.latency import LatencyCostModel, load_latency_table
 
         table = load_latency_table(self.cfg.search.latency_table)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)
@@ -219,7 +219,7 @@ class Run:
 
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from .distribute import check_global_batch
-    from .supernet import RandomGenotype, build_supernet
+    from .nn.supernet import RandomGenotype, build_supernet
     from .training import fit
 
     run.begin_stage(run.cfg.supernet.seed)
@@ -246,7 +246,7 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
 
 
 def load_supernet(run: Run):
-    from .supernet import build_supernet
+    from .nn.supernet import build_supernet
 
     if not run.done("supernet"):
         raise RunDirError(f"No trained supernet in {run.run_dir}; run `mobisearch supernet` first")
@@ -335,7 +335,7 @@ def searched_genotype(run: Run) -> Genotype:
 
 
 def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False):
-    from .models import build_network, fixed_conv_factory
+    from .nn.models import build_network, fixed_conv_factory
 
     arch = run.arch
     return build_network(arch, fixed_conv_factory(genotype, lce_compatible=run.cfg.model.space == "lce"),
@@ -365,7 +365,7 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
         atomic_write_json(marker, {"genotype": encode(genotype), "init_from_supernet": bool(init)})
     with strategy.scope():
         if init and not os.path.exists(os.path.join(out, "backup")):
-            from .supernet import extract_subnet
+            from .nn.supernet import extract_subnet
 
             model = extract_subnet(load_supernet(run), genotype, space=run.space, sync_batchnorm=run.sync_batchnorm)
         else:
@@ -400,7 +400,7 @@ def load_final(run: Run):
 
 
 def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Optional[str] = None) -> Dict[str, Any]:
-    from .export import export_report, write_tflite
+    from .deploy.export import export_report, write_tflite
 
     cfg = run.cfg
     model, genotype = load_final(run)
@@ -420,7 +420,7 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Opt
 
 def parameter_memory(model) -> Dict[str, int]:
     """Bytes of trainable parameters: 1 bit per binary-conv weight, 32 bits per real-valued one."""
-    from .export import binary_convs
+    from .deploy.export import binary_convs
 
     binary_names = {c.name for c in binary_convs(model)}
     binary = real = 0

@@ -20,11 +20,12 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .batchnorm import batchnorm_layers, recalibrate_batchnorm
+from .nn.batchnorm import batchnorm_layers, recalibrate_batchnorm
 from .config import TrainConfig
 from .fileio import atomic_write
-from .space import Genotype
-from .supernet import set_genotype
+from .nn.space import Genotype
+from .nn.supernet import set_genotype
+from .choices import OPTIMIZERS, SCHEDULES, not_allowed
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
         return LinearDecay(cfg.learning_rate, total)
     if cfg.schedule == "constant":
         return float(cfg.learning_rate)
-    raise ValueError(f"Unknown learning-rate schedule {cfg.schedule!r}; allowed: cosine, linear, constant")
+    raise not_allowed(f"Unknown learning-rate schedule {cfg.schedule!r}", SCHEDULES)
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
@@ -60,7 +61,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.optimizer
         return tf.keras.optimizers.Adam(lr, beta_1=0.9)
     if cfg.optimizer == "sgd":
         return tf.keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
-    raise ValueError(f"Unknown optimizer {cfg.optimizer!r}; allowed: adam, sgd")
+    raise not_allowed(f"Unknown optimizer {cfg.optimizer!r}", OPTIMIZERS)
 
 
 def compile_model(model: tf.keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.Model:

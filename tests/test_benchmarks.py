@@ -21,10 +21,10 @@ sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 import make_benchmarks_md as md  # noqa: E402
 
-from larq_mobisearch import latency as L  # noqa: E402
-from larq_mobisearch.costs import count_costs  # noqa: E402
-from larq_mobisearch.space import SearchSpace, encode  # noqa: E402
-from larq_mobisearch.specs import architecture  # noqa: E402
+from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch.search.costs import count_costs  # noqa: E402
+from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
+from larq_mobisearch.nn.specs import architecture  # noqa: E402
 
 
 def _load(name):
@@ -39,7 +39,7 @@ def _load(name):
 
 
 def test_profile_costs_equal_count_costs_on_our_model():
-    from larq_mobisearch.models import build_model
+    from larq_mobisearch.nn.models import build_model
 
     shape = (32, 32, 3)
     arch = architecture("m2", shape, 10, 0.5)
@@ -118,7 +118,7 @@ def test_pareto_fastest_equals_brute_force(seed):
 
 
 def test_pareto_fastest_on_the_real_m3_space_beats_every_uniform_genotype():
-    from larq_mobisearch.costs import FlopsCostModel
+    from larq_mobisearch.search.costs import FlopsCostModel
 
     arch = architecture("m3", (224, 224, 3), 1000, 1.0)
     space = SearchSpace(arch, "lce")

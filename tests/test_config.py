@@ -79,8 +79,8 @@ def test_imagenet_preset_matches_paper():
 def test_imagenet_budgets_are_feasible():
     pytest.importorskip("tensorflow")
     import larq_mobisearch  # noqa: F401
-    from larq_mobisearch.costs import FlopsCostModel
-    from larq_mobisearch.specs import architecture
+    from larq_mobisearch.search.costs import FlopsCostModel
+    from larq_mobisearch.nn.specs import architecture
 
     for space in ("lce", "paper"):
         for module in ("m1", "m2", "m3"):

@@ -7,11 +7,11 @@ import larq as lq
 import pytest
 from tensorflow.python.autograph.core import ag_ctx
 
-from larq_mobisearch.costs import BOPS_PER_FLOP, FlopsCostModel, count_costs
-from larq_mobisearch.layers import BinaryGroupConv2D
-from larq_mobisearch.models import build_model
-from larq_mobisearch.space import SearchSpace
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.search.costs import BOPS_PER_FLOP, FlopsCostModel, count_costs
+from larq_mobisearch.nn.layers import BinaryGroupConv2D
+from larq_mobisearch.nn.models import build_model
+from larq_mobisearch.nn.space import SearchSpace
+from larq_mobisearch.nn.specs import architecture
 
 MODULES = ("m1", "m2", "m3")
 

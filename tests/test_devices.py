@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from larq_mobisearch import devices as D
-from larq_mobisearch import latency as L
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.deploy import devices as D
+from larq_mobisearch.deploy import latency as L
+from larq_mobisearch.nn.specs import architecture
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -258,7 +258,7 @@ def test_scripts_dry_run(script, models, tmp_path):
         assert ["adb", "-s", "EMU123", "push", str(d / names[1]), f"{work}/{names[1]}"] in cmds
         assert all(c[:5] == ["adb", "-s", "EMU123", "shell", "taskset"] for c in runs)
     assert f"{tmp_path / 'out'}/{names[0][:-7]}.txt" in proc.stdout
-    assert any(c[-3:-1] == ["larq_mobisearch.devices", "parse"] or "parse" in c for c in cmds)
+    assert any(c[-3:-1] == ["larq_mobisearch.deploy.devices", "parse"] or "parse" in c for c in cmds)
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 

@@ -17,9 +17,9 @@ from larq_mobisearch.config import (ConfigError, apply_overrides, config_from_di
                                      preset_config)
 from larq_mobisearch.pipeline import Run, RunDirError
 from larq_mobisearch.search import evolutionary_search
-from larq_mobisearch.space import SearchSpace, decode
-from larq_mobisearch.specs import architecture
-from larq_mobisearch.supernet import sample_genotype, step_rng
+from larq_mobisearch.nn.space import SearchSpace, decode
+from larq_mobisearch.nn.specs import architecture
+from larq_mobisearch.nn.supernet import sample_genotype, step_rng
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "distributed")

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_mobisearch import export as ex
-from larq_mobisearch.batchnorm import recalibrate_batchnorm
-from larq_mobisearch.layers import BinaryGroupConv2D
-from larq_mobisearch.models import build_model, build_network, fixed_conv_factory
-from larq_mobisearch.space import SearchSpace, encode
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.deploy import export as ex
+from larq_mobisearch.nn.batchnorm import recalibrate_batchnorm
+from larq_mobisearch.nn.layers import BinaryGroupConv2D
+from larq_mobisearch.nn.models import build_model, build_network, fixed_conv_factory
+from larq_mobisearch.nn.space import SearchSpace, encode
+from larq_mobisearch.nn.specs import architecture
 
 SHAPE = (32, 32, 1)
 CLASSES = 10
@@ -160,7 +160,7 @@ def test_float_fallback_exports_with_warning(tiny_unlowerable, caplog):
     model = tiny_unlowerable
     with pytest.raises(ex.ExportError, match="bad_conv: input channels per group 16"):
         ex.export_tflite(model)
-    with caplog.at_level("WARNING", logger="larq_mobisearch.export"):
+    with caplog.at_level("WARNING", logger="larq_mobisearch.deploy.export"):
         flatbuffer = ex.export_tflite(model, allow_float_fallback=True)
     assert flatbuffer[4:8] == b"TFL3"
     assert any("bad_conv" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
@@ -182,7 +182,7 @@ def test_float_fallback_exports_with_warning(tiny_unlowerable, caplog):
 
 
 def test_supernet_is_refused_and_materialize_hook_runs():
-    supernet = pytest.importorskip("larq_mobisearch.supernet")
+    supernet = pytest.importorskip("larq_mobisearch.nn.supernet")
     arch = architecture("m1", SHAPE, CLASSES, WIDTH)
     space = SearchSpace(arch)
     net = supernet.build_supernet(space)

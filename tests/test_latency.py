@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from larq_mobisearch import latency as L
-from larq_mobisearch.costs import AdditiveCostModel
-from larq_mobisearch.space import SearchSpace
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.deploy import latency as L
+from larq_mobisearch.search.costs import AdditiveCostModel
+from larq_mobisearch.nn.space import SearchSpace
+from larq_mobisearch.nn.specs import architecture
 
 
 def small_arch(module="m3"):
@@ -275,7 +275,7 @@ def test_measure_latency_on_a_tiny_grouped_model(tiny_flatbuffer, tmp_path):
 
 
 def test_tiny_model_lowers_to_lce_ops(tiny_flatbuffer):
-    from larq_mobisearch.devices import tflite_node_outputs
+    from larq_mobisearch.deploy.devices import tflite_node_outputs
 
     ops = [op for op, _ in tflite_node_outputs(tiny_flatbuffer).values()]
     assert ops == ["LceQuantize", "LceBconv2d"]  # BatchNorm fused into the binary conv, grouped conv lowered

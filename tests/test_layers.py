@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import larq_mobisearch
-from larq_mobisearch.layers import BinaryGroupConv2D, GroupConv2D
-from larq_mobisearch.quantizers import XnorWeight
+from larq_mobisearch.nn.layers import BinaryGroupConv2D, GroupConv2D
+from larq_mobisearch.nn.quantizers import XnorWeight
 
 # ----------------------------------------------------------------------------------------------------------
 # NumPy reference

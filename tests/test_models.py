@@ -18,11 +18,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.autograph.core import ag_ctx
 
-from larq_mobisearch.batchnorm import recalibrate_batchnorm
-from larq_mobisearch.layers import BinaryGroupConv2D, GroupConv2D
-from larq_mobisearch.models import build_model
-from larq_mobisearch.space import SearchSpace
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.nn.batchnorm import recalibrate_batchnorm
+from larq_mobisearch.nn.layers import BinaryGroupConv2D, GroupConv2D
+from larq_mobisearch.nn.models import build_model
+from larq_mobisearch.nn.space import SearchSpace
+from larq_mobisearch.nn.specs import architecture
 
 INPUT_SHAPE = (32, 32, 1)
 NUM_CLASSES = 10
@@ -170,10 +170,22 @@ def test_layer_names_and_structure_follow_specs(exported):
 # Genotype errors (raised before any layer is built)
 
 
-def test_invalid_uniform_groups_names_layer_and_allowed_values():
-    # Width 0.5: block 1's 3x3 conv has 16 input channels, so no LCE-legal grouping exists there.
+def test_uniform_int_groups_take_the_largest_legal_count_per_layer():
+    # Width 0.5: block 1's 3x3 conv has 16 input channels, so no LCE-legal grouping exists there: an int
+    # means "uniform up to g", as SearchSpace.uniform does.
+    arch = architecture("m1", INPUT_SHAPE, NUM_CLASSES, WIDTH)
+    model = build_model("m1", 2, INPUT_SHAPE, NUM_CLASSES, WIDTH)
+    expected = SearchSpace(arch).uniform(2)
+    assert expected[0] == 1 and expected[-1] == 2
+    got = tuple(int(model.get_layer(c.name).groups) for c in arch.gene_layers)
+    assert got == expected
+    with pytest.raises(ValueError, match="integer >= 1, received 0"):
+        build_model("m1", 0, INPUT_SHAPE, NUM_CLASSES, WIDTH)
+
+
+def test_invalid_sequence_groups_names_layer_and_allowed_values():
     with pytest.raises(ValueError) as err:
-        build_model("m1", 2, INPUT_SHAPE, NUM_CLASSES, WIDTH)
+        build_model("m1", (2,) * 13, INPUT_SHAPE, NUM_CLASSES, WIDTH)
     msg = str(err.value)
     assert "block1_conv3x3" in msg and "gene 0" in msg and "allowed: [1]" in msg and "multiple of 32" in msg
 

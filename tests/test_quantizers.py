@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_mobisearch.quantizers import XnorWeight, approx_sign, xnor_weight_sign
+from larq_mobisearch.nn.quantizers import XnorWeight, approx_sign, xnor_weight_sign
 
 # ----------------------------------------------------------------------------------------------------------
 # NumPy references
@@ -152,7 +152,7 @@ def test_xnor_alpha_minimises_eq6(rng):
 
 def test_xnor_grouped_kernel_alpha_is_over_the_groups_inputs(rng):
     """In a grouped layer the kernel is (k, k, Cin/g, Cout): per-output-channel alpha covers the group's inputs."""
-    from larq_mobisearch.layers import BinaryGroupConv2D
+    from larq_mobisearch.nn.layers import BinaryGroupConv2D
 
     layer = BinaryGroupConv2D(8, 3, groups=4, lce_compatible=False)
     layer.build((None, 5, 5, 16))

@@ -9,9 +9,9 @@ import random
 import pytest
 
 from larq_mobisearch.config import SearchConfig
-from larq_mobisearch.costs import AdditiveCostModel, FlopsCostModel
-from larq_mobisearch.space import SearchSpace, encode
-from larq_mobisearch.specs import architecture
+from larq_mobisearch.search.costs import AdditiveCostModel, FlopsCostModel
+from larq_mobisearch.nn.space import SearchSpace, encode
+from larq_mobisearch.nn.specs import architecture
 from larq_mobisearch import search as S
 from larq_mobisearch import plots
 

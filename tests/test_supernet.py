@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 import larq_mobisearch as lm
-from larq_mobisearch import supernet as sn
-from larq_mobisearch.batchnorm import batchnorm_layers, recalibrate_batchnorm
-from larq_mobisearch.costs import FlopsCostModel
+from larq_mobisearch.nn import supernet as sn
+from larq_mobisearch.nn.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from larq_mobisearch.search.costs import FlopsCostModel
 
 SHAPE = (32, 32, 1)
 
@@ -166,7 +166,7 @@ def test_recalibration_does_not_lower_heldout_accuracy(trained_digits_supernet):
 
 
 def test_extracted_subnet_exports_to_lce(trained_digits_supernet):
-    from larq_mobisearch.export import export_tflite, op_census, verify_tflite
+    from larq_mobisearch.deploy.export import export_tflite, op_census, verify_tflite
 
     supernet, space, data = trained_digits_supernet
     genotype = space.uniform(4)

@@ -28,9 +28,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from larq_mobisearch.data import load_dataset  # noqa: E402
-from larq_mobisearch.space import SearchSpace  # noqa: E402
-from larq_mobisearch.specs import architecture  # noqa: E402
-from larq_mobisearch.supernet import RandomGenotype, build_supernet  # noqa: E402
+from larq_mobisearch.nn.space import SearchSpace  # noqa: E402
+from larq_mobisearch.nn.specs import architecture  # noqa: E402
+from larq_mobisearch.nn.supernet import RandomGenotype, build_supernet  # noqa: E402
 from larq_mobisearch.training import fit  # noqa: E402
 from replica_genotypes import ReplicaGenotypes  # noqa: E402  (tests/distributed/)
 

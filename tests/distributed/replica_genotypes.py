@@ -4,7 +4,7 @@ each local replica (what its forward pass read), as ``[step, [genotype of replic
 import tensorflow as tf
 
 from larq_mobisearch.distribute import local_replica_values
-from larq_mobisearch.supernet import searchable_layers
+from larq_mobisearch.nn.supernet import searchable_layers
 
 
 class ReplicaGenotypes(tf.keras.callbacks.Callback):

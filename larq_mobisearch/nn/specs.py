@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-MODULES = ("m1", "m2", "m3")
+from ..choices import MODULES, check_choice, not_allowed
+
 
 #: The 13 MobileNetV1 blocks (paper §3.2.2): (input channels, output channels, stride).
 MOBILENET_BLOCKS: Tuple[Tuple[int, int, int], ...] = (
@@ -142,6 +143,12 @@ class Architecture:
             for c in self.gene_layers
         )
 
+    def uniform_genotype(self, groups: int, lce_compatible: bool = True) -> Tuple[int, ...]:
+        """The uniform genotype "groups = g": each layer takes its largest legal count <= g."""
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"A uniform group count must be an integer >= 1, received {groups!r}")
+        return tuple(max(g for g in a if g <= groups) for a in self.allowed_groups(lce_compatible))
+
     def expand_groups(self, groups) -> Tuple[int, ...]:
         """Turn an int (uniform) or a sequence (one gene per searchable layer) into a full genotype tuple.
 
@@ -176,10 +183,8 @@ class Architecture:
                 )
                 if spec.binary and lce_compatible:
                     why += f" and leave a multiple of {LCE_CHANNELS_PER_GROUP} input channels per group (LCE)"
-                raise ValueError(
-                    f"Invalid group count {g} for layer {spec.name} (gene {spec.gene}): groups {why}; "
-                    f"allowed: {list(allowed)}"
-                )
+                raise not_allowed(f"Invalid group count {g} for layer {spec.name} (gene {spec.gene}): groups {why}",
+                                  allowed)
         return genes
 
 
@@ -203,8 +208,7 @@ def architecture(
     real-valued 1x1 convs of the five blocks whose channel count changes (blocks 1, 2, 4, 6, 12).
     """
     module = str(module).lower()
-    if module not in MODULES:
-        raise ValueError(f"Unknown module {module!r}; allowed: {list(MODULES)}")
+    check_choice("Unknown module", module, MODULES)
     if len(input_shape) != 3 or any(int(s) < 1 for s in input_shape):
         raise ValueError(f"input_shape must be (height, width, channels) with positive sizes, received {input_shape}")
     if int(num_classes) < 1:

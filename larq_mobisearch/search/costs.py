@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Mapping, Sequence, Tuple
 
-from .specs import Architecture
+from ..nn.specs import Architecture
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
 BOPS_PER_FLOP = 64

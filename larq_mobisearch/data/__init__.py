@@ -42,7 +42,7 @@ if "tensorflow" not in sys.modules:  # loaded standalone (the package __init__ n
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from .config import ConfigError, DataConfig, validate_data_config  # noqa: E402
+from ..config import ConfigError, DataConfig, validate_data_config  # noqa: E402
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -69,12 +69,12 @@ from .latency import (
     reference_genotypes,
     save_latency_table,
 )
-from .specs import Architecture, architecture
+from ..nn.specs import Architecture, architecture
+from ..choices import MAPPINGS, check_choice
 
 MANIFEST_VERSION = 1
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LceBconv2d")
 QUANTIZE_OP = "LceQuantize"
-MAPPINGS = ("auto", "names", "order")
 
 _PREFIX = re.compile(r"^(?:INFO|WARN|WARNING|ERROR|VERBOSE): ?")
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -471,8 +471,7 @@ def layer_times(
     tflite: Union[bytes, str, os.PathLike, None] = None,
 ) -> Tuple[Dict[str, float], str]:
     """Per-run ms of each searchable layer of `arch` in a profiled run, and the mapping method used."""
-    if mapping not in MAPPINGS:
-        raise ValueError(f"Unknown mapping {mapping!r}; allowed: {list(MAPPINGS)}")
+    check_choice("Unknown mapping", mapping, MAPPINGS)
     ops = output.ops
     if not ops:
         raise BenchmarkOutputError(
@@ -677,7 +676,8 @@ def export_calibration_models(
     convert_fn=None,
 ) -> Path:
     """Convert the calibration genotypes of `arch` to ``.tflite`` files in `out_dir`; returns the manifest path."""
-    from .latency import build_genotype_model, convert
+    from .export import convert
+    from .latency import build_genotype_model
 
     convert_fn = convert_fn or convert
     out_dir = Path(out_dir)
@@ -841,7 +841,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             if not args.run or not args.module:
                 parser.error("table needs --manifest, or --module and at least one --run OUTPUT.txt=GENOTYPE")
-            from .space import decode
+            from ..nn.space import decode
 
             arch = _arch_from_args(args)
             runs = []
@@ -860,7 +860,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "export-models":
         if not args.module:
             parser.error("export-models needs --module")
-        from .space import SearchSpace
+        from ..nn.space import SearchSpace
 
         arch = _arch_from_args(args)
         path = export_calibration_models(arch, args.out, allowed=SearchSpace(arch, args.mode).candidates)

@@ -76,16 +76,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .costs import AdditiveCostModel
-from .specs import Architecture, ConvSpec, allowed_group_counts, architecture
-from .fileio import atomic_write_text
+from ..search.costs import AdditiveCostModel
+from ..nn.specs import Architecture, ConvSpec, allowed_group_counts, architecture
+from ..fileio import atomic_write_text
+from .export import convert
+from ..choices import RUNTIMES, STATISTICS, check_choice
 
 TABLE_VERSION = 1
 SOURCE_HOST = "host"
 DEVICE_PREFIX = "device:"
 KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
 ARCH_FIELDS = ("module", "input_shape", "num_classes", "width_multiplier")
-STATISTICS = ("median", "mean", "min", "p10")
 #: Summary of the round-robin timings stored in tables. The mean is the additive one: in the round-robin loop
 #: every model sees the same distribution of host conditions, and the expected time of a network is the sum of
 #: the expected times of its parts (quantiles such as the median or p10 do not add up). Measured on a shared
@@ -150,8 +151,7 @@ class LatencyStats:
 
     def statistic(self, name: str) -> float:
         """One summary number: "median", "mean", "min" or "p10"."""
-        if name not in STATISTICS:
-            raise ValueError(f"Unknown statistic {name!r}; allowed: {list(STATISTICS)}")
+        check_choice("Unknown statistic", name, STATISTICS)
         return {"median": self.median_ms, "mean": self.mean_ms, "min": self.min_ms, "p10": self.p10_ms}[name]
 
     def as_dict(self) -> Dict[str, float]:
@@ -207,7 +207,6 @@ def _random_input(interp, rng):
 
 
 #: Interpreters `measure_latencies` can time a model with.
-RUNTIMES = ("lce", "tflite")
 
 
 def _tflite_call(flatbuffer: Flatbuffer, num_threads: int, rng):
@@ -435,8 +434,8 @@ def build_layer_model(key: Mapping[str, Any]):
     """A Keras model with just one searchable layer (conv + BatchNorm, as in the network) for configuration `key`."""
     import tensorflow as tf
 
-    from .layers import BinaryGroupConv2D, GroupConv2D
-    from .models import BN_EPSILON, BN_MOMENTUM
+    from ..nn.layers import BinaryGroupConv2D, GroupConv2D
+    from ..nn.models import BN_EPSILON, BN_MOMENTUM
 
     h, w = key["in_size"]
     cin, cout, g = key["in_channels"], key["out_channels"], key["groups"]
@@ -455,17 +454,9 @@ def build_layer_model(key: Mapping[str, Any]):
     return tf.keras.Model(inputs, y, name="latency_probe")
 
 
-def convert(model) -> bytes:
-    """Convert a Keras model with LCE, through the export module's traced signature (same ops and outputs as
-    ``larq_compute_engine.convert_keras_model``, several times faster; it falls back to that)."""
-    from .export import _convert
-
-    return _convert(model, "arm", "signature")
-
-
 def build_genotype_model(arch: Architecture, genotype: Sequence[int]):
     """The full fixed network of `arch` with `genotype` (LCE-incompatible groups allowed for paper mode)."""
-    from .models import build_network, fixed_conv_factory
+    from ..nn.models import build_network, fixed_conv_factory
 
     genes = arch.expand_groups(tuple(genotype))
     lce_ok = all(g in a for g, a in zip(genes, default_allowed(arch)))
@@ -896,8 +887,7 @@ def measure_host_table(
     `extra_genotypes` are timed in the same loop (e.g. to check predictions against measurements taken
     under the same conditions) and returned in `networks` with the references; they do not enter the table.
     """
-    if statistic not in STATISTICS:
-        raise ValueError(f"Unknown statistic {statistic!r}; allowed: {list(STATISTICS)}")
+    check_choice("Unknown statistic", statistic, STATISTICS)
     measure_fn = measure_fn or measure_latencies
     cache = cache or FlatbufferCache()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -1049,7 +1039,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "build":
-        from .space import SearchSpace
+        from ..nn.space import SearchSpace
 
         import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
 
@@ -1075,7 +1065,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {e['ms']:10.4f} ms  {describe_key(e['key'])}")
         return 0
     if args.command == "predict":
-        from .space import SearchSpace, decode
+        from ..nn.space import SearchSpace, decode
 
         arch = _parse_arch(args)
         model = LatencyCostModel(args.table, arch)

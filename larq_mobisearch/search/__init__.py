@@ -45,9 +45,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .config import SearchConfig
-from .space import Genotype, decode, encode
-from .fileio import atomic_write_text
+from ..config import SearchConfig
+from ..nn.space import Genotype, decode, encode
+from ..fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ import tensorflow as tf
 from . import quantizers  # noqa: F401  (registers "xnor_weight")
 from .specs import LCE_CHANNELS_PER_GROUP, allowed_group_counts
 
+PACKAGE = "larq_mobisearch"  # Keras serialization package of every registered class
+
 
 # No Python control flow depends on tensors in larq's conv call; skipping AutoGraph's source conversion of
 # it (which fails on larq's QuantizedVariable anyway, with a warning) makes tracing much faster.
@@ -52,7 +54,7 @@ def _check_groups_in_build(layer, in_channels: int, *, binary: bool, lce_compati
     )
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_mobisearch")
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
 class BinaryGroupConv2D(lq.layers.QuantConv2D):
     """Binary (1-bit weights and activations) 2D group convolution that LCE lowers to `LceBconv2d`.
 
@@ -116,7 +118,7 @@ class BinaryGroupConv2D(lq.layers.QuantConv2D):
         return {**super().get_config(), "lce_compatible": self.lce_compatible}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_mobisearch")
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
 class GroupConv2D(tf.keras.layers.Conv2D):
     """Real-valued `Conv2D` whose `groups` are validated with messages listing the allowed counts.
 
@@ -137,15 +139,14 @@ class GroupConv2D(tf.keras.layers.Conv2D):
 
 
 def custom_objects() -> Dict[str, object]:
-    """Objects to pass to `tf.keras.models.load_model(..., custom_objects=...)`."""
-    from . import supernet  # local import: the supernet layers are registered there
+    """Objects to pass to `tf.keras.models.load_model(..., custom_objects=...)`.
 
-    objs = {
-        "BinaryGroupConv2D": BinaryGroupConv2D,
-        "GroupConv2D": GroupConv2D,
-        "XnorWeight": quantizers.XnorWeight,
-        "larq_mobisearch>BinaryGroupConv2D": BinaryGroupConv2D,
-        "larq_mobisearch>GroupConv2D": GroupConv2D,
-    }
-    objs.update(supernet.custom_objects())
+    Every class this package registers with Keras (``@register_keras_serializable(package="larq_mobisearch")``:
+    the layers here, the supernet layers, the quantizers), under its registered and its short name.
+    """
+    objs: Dict[str, object] = {"XnorWeight": quantizers.XnorWeight}
+    for key, obj in tf.keras.utils.get_custom_objects().items():
+        if key.startswith(PACKAGE + ">"):
+            objs[key] = obj
+            objs[key.split(">", 1)[1]] = obj
     return objs

@@ -55,13 +55,13 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from .specs import LCE_CHANNELS_PER_GROUP
-from .fileio import atomic_write_bytes
+from ..nn.specs import LCE_CHANNELS_PER_GROUP
+from ..fileio import atomic_write_bytes
+from ..choices import EXPORT_METHODS, EXPORT_TARGETS, check_choice
 
 log = logging.getLogger(__name__)
 
 LCE_BCONV = "LceBconv2d"
-TARGETS = ("arm", "xcore")
 _TFLITE_IDENTIFIER = b"TFL3"
 #: Names of larq quantizer *functions* (not objects) that binarize to {-1, +1}.
 _SIGN_FUNCTIONS = ("ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign")
@@ -122,13 +122,7 @@ def _is_binary_quantizer(quantizer) -> bool:
 
 
 def _is_masked_binary_layer(layer) -> bool:
-    """A weight-sharing (supernet) binary conv: a class with `binary = True` and a `masked_kernel()`."""
-    try:  # lazy: the supernet module must not be imported with this one
-        from .supernet import _SearchableConv  # type: ignore
-    except ImportError:  # pragma: no cover - supernet module absent
-        _SearchableConv = ()
-    if _SearchableConv and isinstance(layer, _SearchableConv):
-        return bool(getattr(layer, "binary", False))
+    """A weight-sharing (supernet) binary conv: declares `binary = True` and has a `masked_kernel()`."""
     return getattr(type(layer), "binary", False) is True and callable(getattr(layer, "masked_kernel", None))
 
 
@@ -168,10 +162,7 @@ def binary_convs(model: tf.keras.Model) -> List[BinaryConv]:
             groups = int(np.asarray(getattr(layer, "groups", 1)))
             in_channels = getattr(layer, "in_channels", None)
             filters = getattr(layer, "filters", None)
-            problem = (
-                "weight-sharing supernet conv: its masked block-diagonal kernel is ternary (0 outside the active "
-                "groups) and never lowers; materialise the model with supernet.extract_subnet(supernet, genotype)"
-            )
+            problem = None  # the layer says why (`lce_problem`, below)
         else:
             continue
         declared = getattr(layer, "lce_problem", None)
@@ -358,7 +349,6 @@ def unlowered_layers(
     return predicted
 
 
-METHODS = ("signature", "keras")
 
 
 def _input_specs(model: tf.keras.Model) -> List[tf.TensorSpec]:
@@ -403,7 +393,8 @@ def _convert_signature(model: tf.keras.Model, target: str) -> bytes:
         return lce.convert_saved_model(directory, target=target)
 
 
-def _convert(model: tf.keras.Model, target: str, method: str) -> bytes:
+def convert(model: tf.keras.Model, target: str = "arm", method: str = "signature") -> bytes:
+    """LCE conversion only (no lowering check): the flatbuffer bytes of `model`."""
     import larq_compute_engine as lce
 
     if method == "signature":
@@ -445,10 +436,8 @@ def export_tflite(
         ExportError: some binary conv will not (or did not) become `LceBconv2d`, naming each layer and why
             (checked before conversion from the layers, and after it from the flatbuffer's ops).
     """
-    if target not in TARGETS:
-        raise ValueError(f"Unknown LCE target {target!r}; allowed: {list(TARGETS)}")
-    if method not in METHODS:
-        raise ValueError(f"Unknown export method {method!r}; allowed: {list(METHODS)}")
+    check_choice("Unknown LCE target", target, EXPORT_TARGETS)
+    check_choice("Unknown export method", method, EXPORT_METHODS)
     model = _materialize(model, materialize)
     if not isinstance(model, tf.keras.Model):
         raise TypeError(f"Expected a tf.keras.Model, received {type(model).__name__}")
@@ -458,7 +447,7 @@ def export_tflite(
         raise ExportError(_problem_message(model.name, predicted, len(convs)), predicted)
 
     start = time.perf_counter()
-    flatbuffer = _convert(model, target, method)
+    flatbuffer = convert(model, target, method)
     log.info("Converted %r with LCE (target %s, method %s) in %.1f s: %d bytes", model.name, target, method,
              time.perf_counter() - start, len(flatbuffer))
 

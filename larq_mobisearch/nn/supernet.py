@@ -19,11 +19,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .layers import BinaryGroupConv2D
+from .layers import PACKAGE, BinaryGroupConv2D
 from .models import build_network, fixed_conv_factory
 from .quantizers import approx_sign, xnor_weight_sign
 from .space import Genotype, SearchSpace, encode
 from .specs import Architecture, ConvSpec
+from ..choices import not_allowed
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def _same_padding(size: int, kernel: int, stride: int):
     return total // 2, total - total // 2
 
 
-class _SearchableConv(tf.keras.layers.Layer):
+class SearchableConv(tf.keras.layers.Layer):
     """Shared-kernel conv whose group count is a variable (base of the binary and float versions)."""
 
     binary = False
@@ -96,7 +97,7 @@ class _SearchableConv(tf.keras.layers.Layer):
 
     def set_groups(self, groups: int) -> None:
         if int(groups) not in self.candidates:
-            raise ValueError(f"Layer {self.name!r}: group count {groups} not allowed; allowed: {list(self.candidates)}")
+            raise not_allowed(f"Layer {self.name!r}: group count {groups} not allowed", self.candidates)
         self.groups.assign(int(groups))
 
     def masked_kernel(self) -> tf.Tensor:
@@ -125,8 +126,8 @@ class _SearchableConv(tf.keras.layers.Layer):
         }
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_mobisearch")
-class SearchableBinaryConv2D(_SearchableConv):
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class SearchableBinaryConv2D(SearchableConv):
     """Binary conv ("same" padding with +1) whose shared kernel is masked to the active group count.
 
     Forward: ApproxSign on the input, XNOR-scaled sign of the kernel with alpha over the active group's
@@ -135,6 +136,11 @@ class SearchableBinaryConv2D(_SearchableConv):
     """
 
     binary = True
+    #: Why LCE cannot lower this layer (read by `deploy` when checking a model before export).
+    lce_problem = (
+        "weight-sharing supernet conv: its masked block-diagonal kernel is ternary (0 outside the active "
+        "groups) and never lowers; materialise the model with nn.supernet.extract_subnet(supernet, genotype)"
+    )
 
     def __init__(self, *args, clip_value: Optional[float] = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -154,8 +160,8 @@ class SearchableBinaryConv2D(_SearchableConv):
         return {**super().get_config(), "clip_value": self.clip_value}
 
 
-@tf.keras.utils.register_keras_serializable(package="larq_mobisearch")
-class SearchableConv2D(_SearchableConv):
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class SearchableConv2D(SearchableConv):
     """Real-valued conv ("same" zero padding) whose shared kernel is masked to the active group count (M2)."""
 
     def masked_kernel(self) -> tf.Tensor:
@@ -176,15 +182,6 @@ def _binary_call(layer: SearchableBinaryConv2D, inputs):
 def _float_call(layer: SearchableConv2D, inputs):
     x = layer._pad(inputs, 0.0)
     return tf.nn.conv2d(x, layer.masked_kernel(), strides=layer.strides, padding="VALID")
-
-
-def custom_objects() -> Dict[str, object]:
-    return {
-        "SearchableBinaryConv2D": SearchableBinaryConv2D,
-        "SearchableConv2D": SearchableConv2D,
-        "larq_mobisearch>SearchableBinaryConv2D": SearchableBinaryConv2D,
-        "larq_mobisearch>SearchableConv2D": SearchableConv2D,
-    }
 
 
 def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
@@ -208,15 +205,15 @@ def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batch
     return model
 
 
-def searchable_layers(model: tf.keras.Model) -> List[_SearchableConv]:
-    layers = [l for l in model.layers if isinstance(l, _SearchableConv)]
+def searchable_layers(model: tf.keras.Model) -> List[SearchableConv]:
+    layers = [l for l in model.layers if isinstance(l, SearchableConv)]
     if not layers:
         raise ValueError(f"Model {model.name!r} has no searchable layers: it is not a supernet")
     return sorted(layers, key=lambda l: l.gene)
 
 
 def is_supernet(model: tf.keras.Model) -> bool:
-    return any(isinstance(l, _SearchableConv) for l in model.layers)
+    return any(isinstance(l, SearchableConv) for l in model.layers)
 
 
 def set_genotype(model: tf.keras.Model, genotype: Sequence[int]) -> None:
@@ -229,7 +226,7 @@ def set_genotype(model: tf.keras.Model, genotype: Sequence[int]) -> None:
         )
     for layer, g in zip(layers, genotype):
         if int(g) not in layer.candidates:
-            raise ValueError(f"Invalid group count {g} for layer {layer.name}; allowed: {list(layer.candidates)}")
+            raise not_allowed(f"Invalid group count {g} for layer {layer.name}", layer.candidates)
     for layer, g in zip(layers, genotype):
         layer.groups.assign(int(g))
 
@@ -290,7 +287,7 @@ def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Opt
         if not layer.weights:
             continue
         source = supernet.get_layer(layer.name)
-        if isinstance(source, _SearchableConv):
+        if isinstance(source, SearchableConv):
             layer.set_weights([source.crop_kernel(genotype[source.gene])])
         else:
             layer.set_weights(source.get_weights())

@@ -14,9 +14,9 @@ import random
 from typing import Callable, Optional, Sequence, Tuple
 
 from .specs import Architecture
+from ..choices import SPACE_MODES, check_choice, not_allowed
 
 Genotype = Tuple[int, ...]
-SPACE_MODES = ("lce", "paper")
 
 #: Bound on the rejection-sampling tries of `sample_under` (every sampling loop is bounded).
 DEFAULT_MAX_TRIES = 1000
@@ -49,8 +49,7 @@ class SearchSpace:
     """
 
     def __init__(self, arch: Architecture, mode: str = "lce", max_groups: Optional[int] = None):
-        if mode not in SPACE_MODES:
-            raise ValueError(f"Unknown search-space mode {mode!r}; allowed: {list(SPACE_MODES)}")
+        check_choice("Unknown search-space mode", mode, SPACE_MODES)
         self.arch = arch
         self.mode = mode
         allowed = arch.allowed_groups(lce_compatible=(mode == "lce"))
@@ -79,9 +78,7 @@ class SearchSpace:
         genes = self.arch.expand_groups(genotype)
         for name, g, allowed in zip(self.layer_names, genes, self.candidates):
             if g not in allowed:
-                raise ValueError(
-                    f"Invalid group count {g} for layer {name} in {self.mode!r} search space; allowed: {list(allowed)}"
-                )
+                raise not_allowed(f"Invalid group count {g} for layer {name} in {self.mode!r} search space", allowed)
         return genes
 
     def contains(self, genotype: Sequence[int]) -> bool:

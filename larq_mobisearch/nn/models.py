@@ -132,8 +132,9 @@ def build_model(
 
     # Arguments
         module: "m1", "m2" or "m3".
-        groups: an int (same group count everywhere it is legal... and required to be legal) or a
-            sequence with one group count per searchable layer, in the order of
+        groups: an int g (uniform: every searchable layer takes its largest legal group count <= g, e.g.
+            block 1's 3x3 conv keeps 1 group where it has fewer than 64 input channels in the LCE space) or
+            a sequence with one group count per searchable layer (validated strictly), in the order of
             `specs.architecture(module).gene_layers`: the 3x3 convs of blocks 1-13, then (M2 only) the
             real-valued 1x1 convs of blocks 1, 2, 4, 6, 12.
         input_shape: (height, width, channels).
@@ -147,5 +148,7 @@ def build_model(
         the allowed values.
     """
     arch = architecture(module, input_shape, num_classes, width_multiplier)
+    if isinstance(groups, int) and not isinstance(groups, bool):
+        groups = arch.uniform_genotype(groups, lce_compatible)
     genes = arch.check_groups(groups, lce_compatible=lce_compatible)
     return build_network(arch, fixed_conv_factory(genes, lce_compatible), name=f"binary_mobilenet_{arch.module}")

@@ -1,0 +1,44 @@
+"""The allowed values of every enumerated setting, in one place, and the one way to report a bad value.
+
+Pure Python: the config, the CLI and every module that checks such a value import it from here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Tuple, Type
+
+MODULES: Tuple[str, ...] = ("m1", "m2", "m3")  #: binary MobileNet modules (paper §3.2.2)
+SPACE_MODES: Tuple[str, ...] = ("lce", "paper")  #: search spaces: LCE-lowerable group counts, or all divisors
+SCHEDULES: Tuple[str, ...] = ("cosine", "linear", "constant")  #: learning-rate schedules
+OPTIMIZERS: Tuple[str, ...] = ("adam", "sgd")
+EXPORT_TARGETS: Tuple[str, ...] = ("arm", "xcore")  #: LCE converter targets
+EXPORT_METHODS: Tuple[str, ...] = ("signature", "keras")  #: how a Keras model reaches the LCE converter
+CACHE_MODES: Tuple[str, ...] = ("auto", "memory", "none")  #: tf.data caching of the data splits
+STRATEGIES: Tuple[str, ...] = ("default", "mirrored", "multi_worker", "tpu")  #: tf.distribute strategies
+COMMUNICATION: Tuple[str, ...] = ("auto", "ring", "nccl")  #: multi-worker all-reduce implementations
+STATISTICS: Tuple[str, ...] = ("median", "mean", "min", "p10")  #: summaries of repeated latency timings
+RUNTIMES: Tuple[str, ...] = ("lce", "tflite")  #: interpreters a latency benchmark can time a model with
+MAPPINGS: Tuple[str, ...] = ("auto", "names", "order")  #: profiled ops -> layers, for device latency tables
+
+
+def not_allowed(message: str, allowed: Iterable[Any], *, error: Type[Exception] = ValueError) -> Exception:
+    """The error for a value outside its allowed set: ``"<message>; allowed: [...]"``.
+
+    # Arguments
+        message: what was received and, optionally, why it is refused, e.g.
+            ``"Invalid group count 3 for layer block1_conv3x3 (gene 0): groups must divide 32"``.
+        allowed: the values that would have been accepted.
+        error: the exception class to build.
+
+    # Returns
+        The exception, to raise: ``raise not_allowed(f"Unknown module {module!r}", MODULES)``.
+    """
+    return error(f"{message}; allowed: {list(allowed)}")
+
+
+def check_choice(what: str, received: Any, allowed: Iterable[Any], *, error: Type[Exception] = ValueError) -> Any:
+    """`received` if it is one of `allowed`, else raise ``not_allowed(f"{what} {received!r}", allowed)``."""
+    allowed = tuple(allowed)
+    if received not in allowed:
+        raise not_allowed(f"{what} {received!r}", allowed, error=error)
+    return received
