@@ -185,9 +185,7 @@ class Run:
 
     def search_config(self):
         """The search settings with the FLOPs budget resolved to an absolute number."""
-        import dataclasses
-
-        return dataclasses.replace(self.cfg.search, flops_budget=self.flops_budget())
+        return self.cfg.search.model_copy(update={"flops_budget": self.flops_budget()})
 
     def flops_model(self) -> FlopsCostModel:
         space = self.space

@@ -539,7 +539,7 @@ def config_fingerprint(
     # Two reference costs per model catch a changed cost model (e.g. another latency table) with the same name.
     probes = [tuple(c[0] for c in candidates), tuple(c[-1] for c in candidates)]
     fingerprint = {
-        "search": {f.name: getattr(config, f.name) for f in fields(config) if f.name not in HASH_EXCLUDED_FIELDS},
+        "search": {k: v for k, v in config.model_dump().items() if k not in HASH_EXCLUDED_FIELDS},
         "space": {"mode": getattr(space, "mode", None), "arch": arch_info, "candidates": candidates},
         "constraints": [
             {
