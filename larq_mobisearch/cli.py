@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
+
+from typing import Optional
 
 import click
 
@@ -35,26 +38,45 @@ def _friendly_errors(fn):
 def _config_options(fn):
     fn = click.option("--run-dir", default=DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False),
                       help="Run directory: every stage reads and writes its files here.")(fn)
-    fn = click.option("--preset", default=None, help="Config preset: digits (default), cifar10, imagenet.")(fn)
+    fn = click.option("--preset", default=None,
+                      help="Config preset for a new run: digits (default), fashion, cifar10, imagenet.")(fn)
     fn = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-                      help="JSON or YAML config file (merged over the preset).")(fn)
+                      help="JSON or YAML config file (merged over the run's saved config, or the preset).")(fn)
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override a config value, e.g. --set search.population=20 (repeatable).")(fn)
     fn = click.option("--quiet", is_flag=True, help="No progress bars.")(fn)
     return fn
 
 
-def _open_run(run_dir, preset, config_path, overrides, quiet, *, create: bool):
-    import os
+def _search_options(fn, flag: str = "--search"):
+    names = [flag, "--name"] if flag == "--search" else [flag, "--search"]
+    fn = click.option(*names, "search_name", default="default", show_default=True,
+                      help="Name of the search (several searches share one supernet: budgets, devices).")(fn)
+    fn = click.option("--restart-from", type=click.Choice(["supernet", "search", "retrain", "export"]), default=None,
+                      help="Delete this stage's files (and the later stages') and redo them.")(fn)
+    return fn
 
+
+def _open_run(run_dir, preset, config_path, overrides, quiet, *, create: bool, search: Optional[str] = "default",
+              restart_from=None):
+    """A new run starts from a preset; an existing one from its saved config (that of search `search`)."""
     from .config import load_config
     from .pipeline import Run
+    from .pipeline.rundir import saved_config
 
-    explicit = bool(preset or config_path or overrides)
-    if explicit or (create and not os.path.exists(os.path.join(run_dir, "config.json"))):
-        cfg = load_config(config_path, preset=preset or "digits", overrides=overrides)
-        return Run.open(run_dir, cfg, verbose=0 if quiet else 1)
-    return Run.open(run_dir, None, verbose=0 if quiet else 1)
+    saved = saved_config(run_dir, search, echo=click.echo)
+    cfg = None
+    if saved is None:
+        if not create:
+            raise click.ClickException(f"{run_dir} is not a run directory (no config.json); start one with "
+                                       f"`mobisearch run --run-dir {run_dir}`")
+        cfg = load_config(config_path, preset=preset, overrides=overrides)
+    elif preset:
+        cfg = load_config(config_path, preset=preset, overrides=overrides)
+    elif config_path or overrides:
+        cfg = load_config(config_path, overrides=overrides, base=saved)
+    return Run.open(run_dir, cfg, verbose=0 if quiet else 1, search=search, restart_from=restart_from,
+                    echo=click.echo)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,17 +89,20 @@ def main(verbose):
 
 @main.command()
 @_config_options
+@_search_options
 @_friendly_errors
-def run(run_dir, preset, config_path, overrides, quiet):
+def run(run_dir, preset, config_path, overrides, quiet, search_name, restart_from):
     """Run all stages: supernet -> search -> retrain -> export (finished stages are skipped)."""
     from .pipeline import run_all
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True)
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=search_name,
+                  restart_from=restart_from)
     report = run_all(r, echo=click.echo)
     if "worker" in report:  # a multi-worker run's non-chief worker: the chief exports and reports
-        click.echo(f"worker {report['worker']} of {report['workers']} finished; the chief writes {r.path('report.md')}")
+        click.echo(f"worker {report['worker']} of {report['workers']} finished; the chief writes the reports")
         return
     click.echo("")
+    click.echo(f"search          {r.search}")
     click.echo(f"genotype        {report['genotype']}")
     click.echo(f"test top-1      {report['test_accuracy']:.4f}")
     click.echo(f"FLOPs           {report['costs']['flops']:.4g} (BOPs {report['costs']['bops']:,}, "
@@ -85,70 +110,89 @@ def run(run_dir, preset, config_path, overrides, quiet):
     click.echo(f"model size      {report['tflite_bytes']:,} bytes .tflite "
                f"(parameters {report['parameter_memory']['bytes']:,} bytes)")
     click.echo(f"tflite          {report['tflite']}")
-    click.echo(f"report          {r.path('report.md')}")
+    click.echo(f"report          {r.search_path('report.md')} (all searches: {r.path('report.md')})")
 
 
 @main.command()
 @_config_options
 @_friendly_errors
 def supernet(run_dir, preset, config_path, overrides, quiet):
-    """Stage 1: train the weight-sharing supernet with a random genotype every step."""
+    """Stage 1: train the weight-sharing supernet with a random genotype every step (once per run)."""
     from .pipeline import train_supernet
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True)
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=None)
+    if r.done("supernet"):
+        click.echo(f"supernet trained already: {r.path('supernet', 'weights.h5')}")
+        return
     train_supernet(r)
     click.echo(f"supernet weights: {r.path('supernet', 'weights.h5')}")
 
 
 @main.command()
 @_config_options
+@functools.partial(_search_options, flag="--name")
 @click.option("--latency-table", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Latency table JSON (host or device) for a latency budget / Pareto axis.")
 @click.option("--latency-budget-ms", default=None, type=float, help="Latency budget in milliseconds.")
+@click.option("--flops-budget", default=None, type=float, help="FLOPs budget (BOPs/64 + float FLOPs).")
 @_friendly_errors
-def search(run_dir, preset, config_path, overrides, quiet, latency_table, latency_budget_ms):
-    """Stage 2: evolutionary search (Algorithm 1) on the trained supernet; resumes from its state file."""
+def search(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, latency_table,
+           latency_budget_ms, flops_budget):
+    """Stage 2: evolutionary search (Algorithm 1) on the trained supernet; resumes from its state file.
+
+    Each --name is its own search (own budgets, state, winner, retraining and .tflite) on the same supernet.
+    """
     from .pipeline import search as run_search
 
     extra = list(overrides)
     if latency_table:
-        extra.append(f"search.latency_table={latency_table}")
+        extra.append(f"search.latency_table={os.path.abspath(latency_table)}")
     if latency_budget_ms is not None:
         extra.append(f"search.latency_budget_ms={latency_budget_ms}")
-    r = _open_run(run_dir, preset, config_path, tuple(extra), quiet, create=False)
+    if flops_budget is not None:
+        extra.append(f"search.flops_budget={flops_budget}")
+    r = _open_run(run_dir, preset, config_path, tuple(extra), quiet, create=False, search=search_name,
+                  restart_from=restart_from)
+    if r.done("search"):
+        click.echo(f"search {r.search!r} is done already: {r.marker('search')}")
+        return
     result = run_search(r)
     click.echo(json.dumps(result, indent=2))
 
 
 @main.command()
 @_config_options
+@_search_options
 @click.option("--genotype", default=None, help="Genotype to train, e.g. 1-1-2-4-... (default: the searched one).")
 @click.option("--init-from-supernet", is_flag=True, default=None,
               help="Start from the supernet's cropped weights instead of from scratch (beyond the paper).")
 @_friendly_errors
-def train(run_dir, preset, config_path, overrides, quiet, genotype, init_from_supernet):
-    """Stage 3: train a genotype from scratch (the search winner by default)."""
+def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, genotype, init_from_supernet):
+    """Stage 3: train a genotype from scratch (the search's winner by default)."""
     from .pipeline import retrain
     from .nn.space import decode
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=genotype is not None)
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=genotype is not None, search=search_name,
+                  restart_from=restart_from)
     genes = r.space.validate(decode(genotype)) if genotype else None
     _, acc = retrain(r, genes, init_from_supernet=init_from_supernet)
-    click.echo(f"test top-1 {acc:.4f}; weights: {r.path('final', 'weights.h5')}")
+    click.echo(f"test top-1 {acc:.4f}; weights: {r.search_path('final', 'weights.h5')}")
 
 
 @main.command()
 @_config_options
+@_search_options
 @click.option("--allow-float-fallback", is_flag=True, default=None,
               help="Export even if some binary conv cannot be lowered to LceBconv2d (it stays float).")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Where to write the .tflite.")
 @_friendly_errors
-def export(run_dir, preset, config_path, overrides, quiet, allow_float_fallback, output):
-    """Stage 4: convert the retrained model with LCE, verify it against Keras, write the .tflite."""
+def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, allow_float_fallback, output):
+    """Stage 4: convert the search's retrained model with LCE, verify it against Keras, write the .tflite."""
     from .pipeline import export as run_export
     from .pipeline import write_report
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False)
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False, search=search_name,
+                  restart_from=restart_from)
     out = run_export(r, allow_float_fallback=allow_float_fallback, output=output)
     if r.done("search"):
         write_report(r)
@@ -156,6 +200,19 @@ def export(run_dir, preset, config_path, overrides, quiet, allow_float_fallback,
     click.echo(f"tflite {out['tflite']} ({out['tflite_bytes']:,} bytes); LceBconv2d {out['num_lce_bconv']}/"
                f"{out['num_binary_convs']}; max |logit diff| {v.get('max_abs_diff')}; "
                f"tflite top-1 {v.get('tflite_accuracy')}")
+
+
+@main.command()
+@click.option("--run-dir", default=DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@_friendly_errors
+def searches(run_dir, as_json):
+    """List the searches of a run directory: budgets, winner, held-out fitness, test top-1, FLOPs, latency."""
+    from .pipeline import list_searches, searches_table
+
+    r = _open_run(run_dir, None, None, (), True, create=False, search=None)
+    rows = list_searches(r)
+    click.echo(json.dumps(rows, indent=2) if as_json else "\n".join(searches_table(rows)))
 
 
 @main.command("latency-table")
@@ -173,7 +230,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     """
     from .deploy.latency import build_latency_table
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True)
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=None)
     kwargs = {"runs": runs} if runs else {}
     path = output or r.path("latency_table.json")
     table = build_latency_table(r.arch, allowed=r.space.candidates, threads=threads, out_path=path,

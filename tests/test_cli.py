@@ -41,13 +41,17 @@ def finished_run(tmp_path_factory):
 
 def test_run_end_to_end_to_a_working_tflite(finished_run):
     run_dir, output = finished_run
-    for name in ("config.json", "search_state.json", "search/result.json", "final/weights.h5", "model.tflite",
-                 "export.json", "report.json", "report.md", "plots/pareto.png", "plots/search_progress.png",
-                 "plots/supernet_training.png", "plots/final_training.png"):
+    search_dir = run_dir / "searches" / "default"
+    for name in ("config.json", "run.json", "report.json", "report.md", "plots/supernet_training.png",
+                 "supernet/weights.h5", "searches/default/config.json"):
         assert (run_dir / name).exists(), name
-    report = json.loads((run_dir / "report.json").read_text())
+    for name in ("search_state.json", "search/result.json", "final/weights.h5", "model.tflite", "export.json",
+                 "report.json", "report.md", "plots/pareto.png", "plots/search_progress.png",
+                 "plots/final_training.png"):
+        assert (search_dir / name).exists(), name
+    report = json.loads((search_dir / "report.json").read_text())
     assert f"test top-1      {report['test_accuracy']:.4f}" in output
-    assert str(run_dir / "model.tflite") in output
+    assert str(search_dir / "model.tflite") in output
     assert report["flops_budget"] is not None, "the digits preset sets a FLOPs budget"
     assert report["costs"]["flops"] <= report["flops_budget"]
     assert report["op_census"]["LceBconv2d"] >= 13
@@ -58,26 +62,31 @@ def test_run_end_to_end_to_a_working_tflite(finished_run):
 
     cfg = load_config(str(run_dir / "config.json"))
     images, labels = load_dataset(cfg.data).numpy_samples("test", n=32)
-    interpreter = lce.testing.Interpreter((run_dir / "model.tflite").read_bytes(), use_indirect_bgemm=True)
+    interpreter = lce.testing.Interpreter((search_dir / "model.tflite").read_bytes(), use_indirect_bgemm=True)
     logits = np.stack([interpreter.predict(images[i : i + 1])[0] for i in range(len(images))])
     assert logits.shape == (32, 10) and np.all(np.isfinite(logits))
-    assert "| evolutionary search |" in (run_dir / "report.md").read_text()
+    assert "| evolutionary search |" in (search_dir / "report.md").read_text()
+    assert "| default |" in (run_dir / "report.md").read_text()
 
 
 def test_rerun_skips_finished_stages(finished_run):
     run_dir, _ = finished_run
-    before = (run_dir / "model.tflite").stat().st_mtime_ns
+    before = (run_dir / "searches" / "default" / "model.tflite").stat().st_mtime_ns
     result = invoke("run", "--quiet", "--run-dir", run_dir, *TINY)
     assert result.exit_code == 0, result.output
     assert result.output.count("done already, skipping") == 4
-    assert (run_dir / "model.tflite").stat().st_mtime_ns == before
+    assert (run_dir / "searches" / "default" / "model.tflite").stat().st_mtime_ns == before
 
 
-def test_run_dir_of_another_config_is_refused(finished_run):
+def test_changing_a_finished_stage_is_refused_naming_stage_and_keys(finished_run):
     run_dir, _ = finished_run
     result = invoke("run", "--run-dir", run_dir, *TINY, "--set", "search.population=6")
     assert result.exit_code != 0
-    assert "search.population" in result.output and "different config" in result.output
+    assert "search.population" in result.output and "search stage of search 'default'" in result.output
+    assert "--restart-from search" in result.output
+    result = invoke("search", "--run-dir", run_dir, "--set", "data.image_size=24")
+    assert result.exit_code != 0
+    assert "supernet stage of the supernet" in result.output and "data.image_size: 16" in result.output
 
 
 def test_train_rejects_genotype_of_wrong_length(finished_run):

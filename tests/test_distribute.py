@@ -107,6 +107,9 @@ def test_run_directory_may_change_strategy_but_not_what_it_computes(tmp_path):
     Run.open(str(tmp_path), cfg)
     again = Run.open(str(tmp_path), apply_overrides(cfg, ["distribute.strategy=multi_worker"]))
     assert again.cfg.distribute.strategy == "multi_worker"
+    (tmp_path / "supernet").mkdir()  # the supernet stage has started: what it computes is fixed now
+    assert Run.open(str(tmp_path), apply_overrides(cfg, ["distribute.strategy=mirrored"])).cfg.distribute.strategy \
+        == "mirrored"
     with pytest.raises(RunDirError, match=r"supernet.epochs"):
         Run.open(str(tmp_path), apply_overrides(cfg, ["supernet.epochs=3", "distribute.strategy=mirrored"]))
 
@@ -257,7 +260,7 @@ def test_multi_worker_supernet_and_sharded_search_agree_with_one_worker(tmp_path
     drop = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
     assert drop(chief["search"]) == drop(worker["search"])
     assert chief["search"]["workers"] == 2
-    evo = json.load(open(run_dir / "search" / "evolution.json"))
+    evo = json.load(open(run_dir / "searches" / "default" / "search" / "evolution.json"))
     assert evo["num_evaluations"] >= 6
 
     # ... and the same result as one worker scoring everything on the same supernet
@@ -270,5 +273,5 @@ def test_multi_worker_supernet_and_sharded_search_agree_with_one_worker(tmp_path
     assert tf.distribute.get_strategy().num_replicas_in_sync == 1
     result = search(Run.open(str(single), cfg, verbose=0))
     assert drop(result) == {**drop(chief["search"]), "workers": 1}
-    assert json.load(open(single / "search" / "evolution.json"))["evaluated"] == evo["evaluated"]
+    assert json.load(open(single / "searches" / "default" / "search" / "evolution.json"))["evaluated"] == evo["evaluated"]
     assert decode(result["genotype"]) == space.validate(decode(result["genotype"]))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
-from .choices import MODULES, not_allowed
-from .config import ConfigError, RunConfig, config_from_dict, config_to_dict, merge_tree
+from ..choices import MODULES, not_allowed
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,6 @@ class Preset:
         if module not in self.flops_budgets:
             raise not_allowed(f"model.module: unknown module {module!r}", MODULES, error=ConfigError)
         return self.flops_budgets[module]
-
-    def build(self, module: Optional[str] = None) -> RunConfig:
-        """The preset as a validated `RunConfig` (optionally for another `module`)."""
-        tree = config_to_dict(RunConfig())
-        merge_tree(tree, self.values, source=f"preset {self.name!r}")
-        if module is not None:
-            tree["model"]["module"] = str(module).lower()
-        tree["search"]["flops_budget"] = self.default_flops_budget(tree["model"]["module"])
-        return config_from_dict(tree)
 
 
 _NO_BUDGETS: Dict[str, Optional[float]] = {m: None for m in MODULES}
@@ -136,8 +127,3 @@ def get_preset(name: str) -> Preset:
 def default_flops_budget(module: str, preset: str = DEFAULT_PRESET) -> Optional[float]:
     """FLOPs budget of `module` in `preset` (None = unconstrained)."""
     return get_preset(preset).default_flops_budget(module)
-
-
-def preset_config(name: str = DEFAULT_PRESET, module: Optional[str] = None) -> RunConfig:
-    """A fresh `RunConfig` for preset `name` (optionally for another module)."""
-    return get_preset(name).build(module)

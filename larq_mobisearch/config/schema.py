@@ -1,0 +1,205 @@
+"""The config tree: pydantic v2 models of every section (unknown keys refused, choices from `choices.py`,
+ranges as field constraints). Building a section with bad values raises `ConfigError`."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, Literal, Optional, Tuple
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import Annotated
+
+from .. import choices as C
+from .errors import config_error, keys_of
+
+MIN_IMAGE_SIZE = 8
+MAX_SEED = 2**32 - 1  # numpy / scikit-learn seeds must fit in uint32
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Field types: pydantic's lax coercion plus three rules of this project's command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def integer(value: Any) -> Any:
+    """Booleans are not integers; ``"1e2"`` (a whole number written as a float) is 100."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return value  # pydantic reports the parse error
+        if number.is_integer() and not text.lstrip("+-").isdigit():
+            return int(number)
+    return value
+
+
+def lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(integer)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Seed = Annotated[int, BeforeValidator(integer), Field(ge=0, le=MAX_SEED)]
+
+
+def Choice(values: Tuple[str, ...]):  # noqa: N802 - a type factory
+    """A case-insensitive choice among `values` (stored lower-case)."""
+    return Annotated[Literal[values], BeforeValidator(lower)]
+
+
+class Section(BaseModel):
+    """A config section; constructing one with bad values raises `ConfigError` naming ``section.field``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+    section: ClassVar[str] = ""
+
+    def __init__(self, **values: Any):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise config_error(exc, section_models(), (self.section,) if self.section else ()) from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tree
+# ---------------------------------------------------------------------------------------------------------
+
+
+class DataConfig(Section):
+    section: ClassVar[str] = "data"
+
+    #: "digits" | "fashion_mnist" | "mnist" | "idx" | "folder" | a TFDS name ("cifar10", "imagenet2012", ...)
+    name: Annotated[str, Field(min_length=1)] = "digits"
+    data_dir: Optional[str] = None  # TFDS data_dir, the image folder (folder) or the IDX files' directory
+    image_size: Annotated[Int, Field(ge=MIN_IMAGE_SIZE)] = 32
+    batch_size: Annotated[Int, Field(ge=1)] = 64
+    holdout_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.15  # out of the training split; search only
+    seed: Seed = 0  # shuffling and augmentation
+    test_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.2  # digits / folder (others have a test split)
+    split_seed: Seed = 0  # fixes the digits / folder train/holdout/test split independently of `seed`
+    augment: bool = True  # training augmentation (shifts for digits; crop + flip for natural images)
+    cache: Choice(C.CACHE_MODES) = "auto"  # "auto": cache in memory when the split is small
+    shuffle_buffer: Annotated[Int, Field(ge=1)] = 10000  # bounded shuffle of sources without random access
+
+
+class ModelConfig(Section):
+    section: ClassVar[str] = "model"
+
+    module: Choice(C.MODULES) = "m1"
+    width_multiplier: Annotated[Float, Field(gt=0)] = 0.5
+    space: Choice(C.SPACE_MODES) = "lce"
+
+
+class TrainConfig(Section):
+    section: ClassVar[str] = "train"
+
+    epochs: Annotated[Int, Field(ge=1)] = 20
+    learning_rate: Annotated[Float, Field(gt=0)] = 2e-3
+    schedule: Choice(C.SCHEDULES) = "cosine"
+    optimizer: Choice(C.OPTIMIZERS) = "adam"
+    seed: Seed = 0
+
+
+class SupernetConfig(TrainConfig):
+    section: ClassVar[str] = "supernet"
+
+    flops_bounded_sampling: bool = False
+
+
+class SearchConfig(Section):
+    section: ClassVar[str] = "search"
+
+    population: Annotated[Int, Field(ge=1)] = 50
+    top_k: Annotated[Int, Field(ge=1)] = 10
+    crossover: Annotated[Int, Field(ge=0)] = 25
+    mutation: Annotated[Int, Field(ge=0)] = 25
+    mutation_prob: Annotated[Float, Field(ge=0, le=1)] = 0.1
+    iterations: Annotated[Int, Field(ge=1)] = 20
+    flops_budget: Optional[Annotated[Float, Field(gt=0)]] = None  # None: no FLOPs constraint (presets fill it)
+    #: Used when flops_budget is None: budget = fraction x FLOPs of the uniform groups=1 model of this run
+    #: (so a budget stays meaningful when the input size or width changes). None: no FLOPs constraint.
+    flops_budget_fraction: Optional[Annotated[Float, Field(gt=0, le=1)]] = None
+    latency_budget_ms: Optional[Annotated[Float, Field(gt=0)]] = None
+    latency_table: Optional[str] = None
+    latency_threads: Optional[Annotated[Int, Field(ge=1)]] = None  # the table must have this many threads
+    recalibration_batches: Annotated[Int, Field(ge=0)] = 8
+    random_baseline_samples: Optional[Annotated[Int, Field(ge=0)]] = None  # None: as many as the search
+    max_tries: Annotated[Int, Field(ge=1)] = 1000
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _generation_sizes(self) -> "SearchConfig":
+        if self.top_k > self.population:
+            raise ValueError(f"search.top_k: received {self.top_k}; must be an integer in "
+                             f"[1, search.population={self.population}]")
+        if self.crossover + self.mutation > self.population:
+            raise ValueError(f"search.crossover: received {self.crossover}; must be such that search.crossover + "
+                             f"search.mutation ({self.crossover} + {self.mutation}) <= search.population "
+                             f"({self.population}); the rest of a generation is sampled at random")
+        return self
+
+
+class RetrainConfig(TrainConfig):
+    section: ClassVar[str] = "retrain"
+
+    init_from_supernet: bool = False
+
+
+class ExportConfig(Section):
+    section: ClassVar[str] = "export"
+
+    target: Choice(C.EXPORT_TARGETS) = "arm"
+    allow_float_fallback: bool = False
+    verify_samples: Annotated[Int, Field(ge=0)] = 256
+
+
+class DistributeConfig(Section):
+    """How training runs (`larq_mobisearch.distribute`); not part of what a run computes, so a run directory
+    can be resumed with another strategy. ``data.batch_size`` is the global batch over all replicas."""
+
+    section: ClassVar[str] = "distribute"
+
+    strategy: Choice(C.STRATEGIES) = "default"
+    devices: Optional[str] = None  # mirrored: comma-separated devices, e.g. "/gpu:0,/gpu:1" (default: all GPUs)
+    cpu_devices: Annotated[Int, Field(ge=1, le=64)] = 1  # split the host CPU into N logical devices
+    tpu: Optional[str] = None  # tpu: Cloud TPU name or grpc:// address ("local" on a TPU VM)
+    communication: Choice(C.COMMUNICATION) = "auto"  # multi_worker all-reduce
+    sync_batchnorm: bool = True  # BatchNorm batch statistics over the global batch (as on one device)
+
+    @model_validator(mode="after")
+    def _devices_need_mirrored(self) -> "DistributeConfig":
+        if self.devices is not None and self.strategy != "mirrored":
+            raise ValueError(f"distribute.devices: received {self.devices!r}; must be null unless "
+                             f"distribute.strategy is mirrored (it is {self.strategy!r})")
+        return self
+
+
+class RunConfig(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    supernet: SupernetConfig = Field(default_factory=SupernetConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+
+
+SECTIONS: Tuple[str, ...] = tuple(RunConfig.model_fields)
+
+
+def section_models() -> Dict[str, type]:
+    """Section name -> its model class."""
+    return {name: RunConfig.model_fields[name].annotation for name in SECTIONS}
+
+
+def valid_keys(section: Optional[str] = None) -> Tuple[str, ...]:
+    """Every dotted key (``search.population``), or those of one section."""
+    return keys_of(section_models(), section)

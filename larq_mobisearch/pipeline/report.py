@@ -1,0 +1,191 @@
+"""Reports: one per search (``searches/<name>/report.md``) and one for the run, comparing every search of
+its supernet in a table and a Pareto plot (test top-1 vs FLOPs, and vs latency where a search had a table)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from .. import plots
+from ..fileio import atomic_write_json, atomic_write_text
+from ..nn.space import decode
+from ..search.costs import count_costs
+from .rundir import Run, read_json
+from .stages import load_final
+
+
+def parameter_memory(model) -> Dict[str, int]:
+    """Bytes of trainable parameters: 1 bit per binary-conv weight, 32 bits per real-valued one."""
+    from ..deploy.export import binary_convs
+
+    binary_names = {c.name for c in binary_convs(model)}
+    binary = real = 0
+    for layer in model.layers:
+        for w in layer.trainable_weights:
+            n = int(w.shape.num_elements())
+            if layer.name in binary_names and "kernel" in w.name:
+                binary += n
+            else:
+                real += n
+    return {"binary_params": binary, "real_params": real, "bytes": binary // 8 + real * 4,
+            "float32_bytes": (binary + real) * 4}
+
+
+def _optional(path: str, what: str) -> Optional[Dict[str, Any]]:
+    return read_json(path, what) if os.path.exists(path) else None
+
+
+def search_summary(run: Run) -> Dict[str, Any]:
+    """One search's row: budgets, winner, held-out fitness, evaluations, and (when there) test top-1, FLOPs,
+    predicted latency, .tflite size."""
+    cfg = run.cfg
+    result = _optional(run.search_path("search", "result.json"), "Search result") or {}
+    final = _optional(run.search_path("final", "done.json"), "Retraining result") or {}
+    exported = _optional(run.search_path("export.json"), "Export result") or {}
+    genotype = final.get("genotype") or result.get("genotype")
+    row: Dict[str, Any] = {
+        "name": run.search,
+        "flops_budget": run.flops_budget(),
+        "latency_budget_ms": cfg.search.latency_budget_ms,
+        "latency_table": cfg.search.latency_table,
+        "genotype": genotype,
+        "fitness": result.get("fitness"),
+        "evaluations": result.get("evaluations"),
+        "feasible": result.get("feasible"),
+        "test_accuracy": final.get("test_accuracy"),
+        "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
+        "tflite_bytes": exported.get("tflite_bytes"),
+        "stages_done": [s for s in ("search", "retrain", "export") if run.done(s)],
+        "flops": None,
+        "latency_ms": None,
+    }
+    if genotype:
+        genes = decode(genotype)
+        row["flops"] = count_costs(run.arch, genes).flops
+        latency = run.latency_model()
+        if latency is not None:
+            row["latency_ms"] = latency.cost(genes)
+    return row
+
+
+def list_searches(run: Run) -> List[Dict[str, Any]]:
+    """`search_summary` of every search of the run directory, by name."""
+    return [search_summary(run if name == run.search else run.for_search(name)) for name in run.searches()]
+
+
+def _num(x, fmt: str = "{:.4g}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def searches_table(rows: List[Dict[str, Any]]) -> List[str]:
+    lines = ["| search | FLOPs budget | latency budget (ms) | winner | held-out top-1 | evaluated (feasible) | "
+             "test top-1 | FLOPs | latency (ms) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        feasible = r.get("feasible") or {}
+        seen = _num(r["evaluations"], "{:d}") + (f" ({feasible.get('count'):,}{'' if feasible.get('exact') else ' est.'})"
+                                                 if feasible.get("count") is not None else "")
+        lines.append(f"| {r['name']} | {_num(r['flops_budget'])} | {_num(r['latency_budget_ms'])} | "
+                     f"`{r['genotype'] or '-'}` | {_num(r['fitness'])} | {seen} | {_num(r['test_accuracy'])} | "
+                     f"{_num(r['flops'])} | {_num(r['latency_ms'], '{:.3f}')} |")
+    return lines
+
+
+def write_search_report(run: Run) -> Dict[str, Any]:
+    """``searches/<name>/report.{json,md}`` of a search that was retrained and exported."""
+    cfg, arch = run.cfg, run.arch
+    search_result = read_json(run.search_path("search", "result.json"), "Search result")
+    final = read_json(run.search_path("final", "done.json"), "Retraining result")
+    exported = read_json(run.search_path("export.json"), "Export result")
+    costs = count_costs(arch, decode(final["genotype"]))
+    model, _ = load_final(run)
+    plot_dir = run.search_path("plots")
+    report = {
+        "search": run.search,
+        "module": arch.module,
+        "dataset": cfg.data.name,
+        "input_shape": list(arch.input_shape),
+        "genotype": final["genotype"],
+        "test_accuracy": final["test_accuracy"],
+        "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
+        "max_abs_logit_diff": (exported.get("verify") or {}).get("max_abs_diff"),
+        "costs": costs.as_dict(),
+        "flops_budget": search_result.get("budgets", {}).get("flops"),
+        "parameter_memory": parameter_memory(model),
+        "tflite": exported.get("tflite"),
+        "tflite_bytes": exported.get("tflite_bytes"),
+        "float_tflite_bytes": exported.get("float_tflite_bytes"),
+        "op_census": exported.get("op_census"),
+        "search_result": {k: search_result.get(k) for k in ("fitness", "evaluations", "random_best",
+                                                             "random_evaluations", "uniform", "feasible")},
+        "plots": sorted(os.path.join("plots", p) for p in os.listdir(plot_dir) if p.endswith(".png"))
+        if os.path.isdir(plot_dir) else [],
+    }
+    atomic_write_json(run.search_path("report.json"), report)
+    atomic_write_text(run.search_path("report.md"), _search_markdown(report))
+    return report
+
+
+def _search_markdown(r: Dict[str, Any]) -> str:
+    s = r["search_result"]
+    feasible = s.get("feasible") or {}
+    seen = f"search saw {s['evaluations']} genotypes" + (
+        f" ({feasible['count']:,}{'' if feasible.get('exact') else ' (estimated)'} feasible of "
+        f"{feasible['space_size']:.3g})" if feasible.get("count") is not None else "")
+    lines = [
+        f"# larq_mobisearch search {r['search']!r}: {r['module'].upper()} on {r['dataset']}",
+        "",
+        f"- searched genotype: `{r['genotype']}`; {seen}",
+        f"- test top-1 (Keras): {r['test_accuracy']:.4f}; test top-1 of the .tflite (verify samples): "
+        f"{_num(r['tflite_accuracy'])}",
+        f"- FLOPs: {_num(r['costs']['flops'])} (BOPs {r['costs']['bops']:,}, float FLOPs "
+        f"{r['costs']['float_flops']:,}); budget {_num(r['flops_budget'])}",
+        f"- parameter memory: {r['parameter_memory']['bytes']:,} bytes "
+        f"(float32 equivalent {r['parameter_memory']['float32_bytes']:,})",
+        f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes; float TFLite {r['float_tflite_bytes'] or '-'} bytes)",
+        "",
+        "## Search vs baselines at the same budget (supernet held-out top-1 after BatchNorm recalibration)",
+        "",
+        "| method | genotype | held-out top-1 | FLOPs |",
+        "|---|---|---|---|",
+        f"| evolutionary search | `{r['genotype']}` | {s['fitness']:.4f} | {_num(r['costs']['flops'])} |",
+    ]
+    if s.get("random_best"):
+        rb = s["random_best"]
+        lines.append(f"| random search (best of {s.get('random_evaluations')}) | `{rb['genotype']}` | "
+                     f"{rb['fitness']:.4f} | {_num(rb['costs'].get('flops'))} |")
+    for u in s.get("uniform") or []:
+        lines.append(f"| {u.get('label') or 'uniform'} | `{u['genotype']}` | {u['fitness']:.4f} | "
+                     f"{_num(u['costs'].get('flops'))} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_run_report(run: Run) -> Dict[str, Any]:
+    """``report.{json,md}`` of the run: the supernet and every search on it, with Pareto plots."""
+    rows = list_searches(run)
+    supernet = _optional(run.path("supernet", "done.json"), "Supernet result") or {}
+    plot_paths = ["plots/supernet_training.png"] if os.path.exists(run.path("plots", "supernet_training.png")) else []
+    trained = [r for r in rows if r["test_accuracy"] is not None]
+    for axis, key, label in (("flops", "flops", "FLOPs"), ("latency", "latency_ms", "predicted latency (ms)")):
+        points = {r["name"]: (r[key], r["test_accuracy"]) for r in trained if r[key] is not None}
+        if points:
+            front = _front(list(points.values()))
+            path = os.path.join("plots", f"searches_{axis}.png")
+            plots.plot_pareto([], front, run.path(path), label, points, y_label="test top-1",
+                              title=f"Searches on one supernet: test top-1 vs {label}")
+            plot_paths.append(path)
+    report = {"run_dir": os.path.abspath(run.run_dir), "module": run.cfg.model.module, "dataset": run.cfg.data.name,
+              "supernet": supernet, "searches": rows, "plots": plot_paths}
+    atomic_write_json(run.path("report.json"), report)
+    lines = [f"# larq_mobisearch run: {run.cfg.model.module.upper()} on {run.cfg.data.name}", "",
+             f"Supernet: {supernet.get('epochs', '-')} epochs, final train accuracy "
+             f"{_num(supernet.get('final_train_accuracy'))}. {len(rows)} search(es) on it "
+             f"(per-search reports: searches/<name>/report.md).", ""]
+    lines += searches_table(rows) + ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths]
+    atomic_write_text(run.path("report.md"), "\n".join(lines) + "\n")
+    return report
+
+
+def _front(points: List[tuple]) -> List[tuple]:
+    """(cost, accuracy) points not dominated by a cheaper-or-equal, at-least-as-accurate other point."""
+    return [p for p in points if not any(q != p and q[0] <= p[0] and q[1] >= p[1] for q in points)]

@@ -1,0 +1,335 @@
+"""A run directory: one trained supernet and any number of named searches on it, each stage resumable.
+
+Layout (version 2)::
+
+    R/config.json                 the run's config: data / model / supernet fix the supernet; the other
+                                  sections are the defaults of new searches
+    R/run.json                    {"layout": 2}
+    R/supernet/                   BackupAndRestore state, history.csv, weights.h5, done.json
+    R/searches/<name>/config.json the whole config of that search (its data / model / supernet = the run's)
+    R/searches/<name>/...         search_state.json, random_state.json, search/, final/, model.tflite,
+                                  export.json, report.md, plots/
+    R/report.md, R/report.json    every search of the supernet compared; R/plots/
+
+Stage-scoped settings: each stage depends only on its own config sections and on the results of the stages
+before it (`STAGE_SECTIONS`). A changed setting is accepted when its stage has not started; when it has, the
+change is refused naming the stage and the keys, unless the user asks to redo that stage
+(``restart_from``), which deletes that stage's files and the later ones (of this search only, except for
+the supernet, on which every search depends). Run directories of layout 1 (one search at the top level)
+are moved into ``searches/default/`` when opened, with a message; nothing is read from the old places.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from ..config import RunConfig, config_from_dict, config_to_dict, save_config
+from ..fileio import atomic_write_json
+from ..fingerprint import diff_keys
+from ..nn.space import SearchSpace
+from ..nn.specs import Architecture, architecture
+from ..search.costs import FlopsCostModel, count_costs
+
+log = logging.getLogger(__name__)
+
+LAYOUT = 2
+STAGES = ("supernet", "search", "retrain", "export")
+DEFAULT_SEARCH = "default"
+#: The config sections each stage's result depends on (``distribute`` says how a stage runs, not what it
+#: computes, so it may change on resumption).
+STAGE_SECTIONS: Dict[str, tuple] = {
+    "supernet": ("data", "model", "supernet"),
+    "search": ("search",),
+    "retrain": ("retrain",),
+    "export": ("export",),
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_V1_ENTRIES = ("search_state.json", "search", "final", "model.tflite", "export.json")
+_V1_PLOTS = ("search_progress.png", "pareto.png", "final_training.png")
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (other settings, missing earlier stage, corrupt file)."""
+
+
+def read_json(path: str, what: str) -> Dict[str, Any]:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise RunDirError(f"{what} not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{what} at {path} is corrupt ({exc}); delete it to redo that stage") from None
+
+
+def check_search_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RunDirError(f"Invalid search name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting "
+                          f"with a letter or digit (e.g. pi4-25ms)")
+    return name
+
+
+def _sections(cfg: RunConfig, stage: str) -> Dict[str, Any]:
+    tree = config_to_dict(cfg)
+    return {s: tree[s] for s in STAGE_SECTIONS[stage]}
+
+
+@dataclass
+class Run:
+    """A run directory, the config of one of its searches (`search`), and lazily loaded data.
+
+    `cfg` is the whole config the stages of search `search` use; its data / model / supernet sections are
+    the run's.
+    """
+
+    cfg: RunConfig
+    run_dir: str
+    search: Optional[str] = DEFAULT_SEARCH
+    verbose: int = 1
+    _data: Any = field(default=None, repr=False)
+    _strategy: Any = field(default=None, repr=False)
+
+    # ---- opening, stage-scoped settings ----
+
+    @classmethod
+    def open(cls, run_dir: str, cfg: Optional[RunConfig] = None, verbose: int = 1, *,
+             search: Optional[str] = DEFAULT_SEARCH,
+             restart_from: Optional[str] = None, echo: Callable[[str], None] = log.info) -> "Run":
+        """Open (or create) `run_dir` for search `search`.
+
+        Without `cfg`, the search's saved config is used (a new search starts from the run's config). With
+        `cfg`, every changed setting must belong to a stage that has not started for this search; otherwise
+        `RunDirError` names the stage and the keys, unless ``restart_from`` names that stage or an earlier one
+        (its files and the later stages' are then deleted). ``search=None`` opens the run for its supernet
+        alone (no search is created).
+        """
+        if search is not None:
+            check_search_name(search)
+        if restart_from is not None and restart_from not in STAGES:
+            raise RunDirError(f"restart_from: received {restart_from!r}; allowed: {list(STAGES)}")
+        run_path = os.path.join(run_dir, "config.json")
+        if not os.path.exists(run_path):
+            if cfg is None:
+                raise RunDirError(f"{run_dir} is not a run directory (no config.json); start one with `mobisearch run`")
+            os.makedirs(run_dir, exist_ok=True)
+            save_config(cfg, run_path)
+            atomic_write_json(os.path.join(run_dir, "run.json"), {"layout": LAYOUT})
+        _migrate_v1(run_dir, echo)
+        run = cls(_load(run_path, "Run config"), run_dir, search, verbose)
+        if restart_from is not None:
+            run._restart(restart_from, echo)
+        saved = _load(run.search_path("config.json"), "Search config") if search is not None and os.path.exists(
+            run.search_path("config.json")) else None
+        if cfg is None:
+            cfg = saved or run.cfg
+        run._accept(cfg, saved)
+        return run
+
+    def _accept(self, cfg: RunConfig, saved: Optional[RunConfig]) -> None:
+        """Adopt `cfg` for this search if it changes only stages that have not started."""
+        run_cfg = self.cfg
+        for stage in STAGES if self.search is not None else STAGES[:1]:
+            before = _sections(run_cfg if stage == "supernet" else (saved or run_cfg), stage)
+            diff = diff_keys(before, _sections(cfg, stage), "in the run directory", "now")
+            if diff and self.started(stage):
+                where = "the supernet" if stage == "supernet" else f"search {self.search!r}"
+                hint = ("--search NAME starts another search on the same supernet; " if stage != "supernet" else "")
+                raise RunDirError(
+                    f"The {stage} stage of {where} in {self.run_dir} was made with other settings:\n  "
+                    + "\n  ".join(diff[:8]) + f"\nKeep those settings, or {hint}--restart-from {stage} redoes "
+                    f"the {stage} stage and the later ones (deleting their files), or use another --run-dir."
+                )
+        if diff_keys(_sections(run_cfg, "supernet"), _sections(cfg, "supernet")):
+            save_config(cfg, self.path("config.json"))  # nothing trained yet: the run takes the new settings
+        self.cfg = cfg
+        if self.search is not None and (saved is None or cfg != saved):
+            save_config(cfg, self.search_path("config.json"))
+
+    def _restart(self, stage: str, echo: Callable[[str], None]) -> None:
+        paths = {
+            "supernet": [self.path("supernet"), self.path("searches")],
+            "search": [self.search_path(p) for p in ("search_state.json", "random_state.json", "search")],
+            "retrain": [self.search_path("final")],
+            "export": [self.search_path(p) for p in ("model.tflite", "export.json", "report.md", "report.json")],
+        } if self.search is not None else {"supernet": [self.path("supernet"), self.path("searches")]}
+        for s in [s for s in STAGES[STAGES.index(stage):] if s in paths]:
+            for p in paths[s]:
+                if os.path.isdir(p):
+                    shutil.rmtree(p)
+                    echo(f"[restart] deleted {p}/")
+                elif os.path.exists(p):
+                    os.remove(p)
+                    echo(f"[restart] deleted {p}")
+
+    # ---- paths and stage status ----
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.run_dir, *parts)
+
+    def search_path(self, *parts: str) -> str:
+        if self.search is None:
+            raise RunDirError("This run was opened without a search (search=None)")
+        return os.path.join(self.run_dir, "searches", self.search, *parts)
+
+    def for_search(self, name: str) -> "Run":
+        """The same run directory seen through another search's saved config."""
+        return Run.open(self.run_dir, None, self.verbose, search=name)
+
+    def searches(self) -> List[str]:
+        root = self.path("searches")
+        names = sorted(d for d in os.listdir(root) if os.path.isfile(os.path.join(root, d, "config.json"))) \
+            if os.path.isdir(root) else []
+        return names
+
+    def marker(self, stage: str) -> str:
+        """The file whose existence means `stage` is finished."""
+        if stage == "supernet":
+            return self.path("supernet", "done.json")
+        return self.search_path(*{"search": ("search", "result.json"), "retrain": ("final", "done.json"),
+                                  "export": ("export.json",)}[stage])
+
+    def done(self, stage: str) -> bool:
+        return os.path.exists(self.marker(stage))
+
+    def started(self, stage: str) -> bool:
+        """Finished, or has left files a resumption would read (a backup, a state file)."""
+        if stage == "supernet":
+            paths = [self.path("supernet")]
+        else:
+            paths = [self.search_path(p) for p in {"search": ("search_state.json", "random_state.json", "search"),
+                                                   "retrain": ("final",), "export": ("export.json",)}[stage]]
+        return self.done(stage) or any(os.path.exists(p) for p in paths)
+
+    # ---- what the stages share ----
+
+    @property
+    def strategy(self):
+        """The `tf.distribute` strategy of ``cfg.distribute`` (created before any data is loaded)."""
+        if self._strategy is None:
+            from ..distribute import get_strategy
+
+            self._strategy = get_strategy(self.cfg.distribute)
+        return self._strategy
+
+    @property
+    def worker(self):
+        from ..distribute import worker_info
+
+        return worker_info(self.strategy)
+
+    @property
+    def sync_batchnorm(self) -> bool:
+        return bool(self.cfg.distribute.sync_batchnorm) and self.strategy.num_replicas_in_sync > 1
+
+    def begin_stage(self, seed: int) -> None:
+        """Seed TensorFlow, NumPy and Python from the config and rebuild the data pipelines.
+
+        tf.data resolves op seeds against the global seed when a pipeline is built, so without this a stage
+        would compute something else when it runs after another stage in the same process (or on another
+        worker) than when it runs alone.
+        """
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(int(seed))
+        self._data = None  # rebuilt on next use; `data` creates the strategy first
+
+    def barrier(self) -> None:
+        """Wait for every worker (multi-worker runs; no-op otherwise)."""
+        from ..distribute import barrier
+
+        barrier(self.strategy)
+
+    @property
+    def data(self):
+        if self._data is None:
+            from ..data import load_dataset
+
+            if self.cfg.distribute.strategy != "default":
+                self.strategy  # a multi-worker strategy must exist before TensorFlow runs any op
+            self._data = load_dataset(self.cfg.data)
+        return self._data
+
+    @property
+    def arch(self) -> Architecture:
+        d = self.data
+        return architecture(self.cfg.model.module, d.input_shape, d.num_classes, self.cfg.model.width_multiplier)
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.arch, self.cfg.model.space)
+
+    def flops_budget(self) -> Optional[float]:
+        """`search.flops_budget`, else `search.flops_budget_fraction` x FLOPs of the uniform g=1 model (of the
+        model actually built: the data's channels and classes)."""
+        s = self.cfg.search
+        if s.flops_budget is not None or s.flops_budget_fraction is None:
+            return s.flops_budget
+        return float(s.flops_budget_fraction * count_costs(self.arch, 1).flops)
+
+    def search_config(self):
+        """The search settings with the FLOPs budget resolved to an absolute number."""
+        return self.cfg.search.model_copy(update={"flops_budget": self.flops_budget()})
+
+    def flops_model(self) -> FlopsCostModel:
+        space = self.space
+        return FlopsCostModel(space.arch, space.candidates)
+
+    def latency_model(self):
+        if not self.cfg.search.latency_table:
+            return None
+        from ..deploy.latency import LatencyCostModel, load_latency_table
+
+        table = load_latency_table(self.cfg.search.latency_table)
+        return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)
+
+
+def saved_config(run_dir: str, search: Optional[str] = DEFAULT_SEARCH,
+                 echo: Callable[[str], None] = log.info) -> Optional[RunConfig]:
+    """The config search `search` of `run_dir` runs with (a new search: the run's), or None for a new run."""
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        return None
+    _migrate_v1(run_dir, echo)
+    path = os.path.join(run_dir, "searches", check_search_name(search), "config.json") if search else ""
+    if search and os.path.exists(path):
+        return _load(path, "Search config")
+    return _load(os.path.join(run_dir, "config.json"), "Run config")
+
+
+def _load(path: str, what: str) -> RunConfig:
+    try:
+        return config_from_dict(read_json(path, what))
+    except ValueError as exc:
+        if isinstance(exc, RunDirError):
+            raise
+        raise RunDirError(f"{what} {path} is invalid: {exc}") from None
+
+
+def _migrate_v1(run_dir: str, echo: Callable[[str], None]) -> None:
+    """Move a layout-1 run directory's single search into ``searches/default/`` (announced, never silent)."""
+    marker = os.path.join(run_dir, "run.json")
+    if os.path.exists(marker):
+        layout = read_json(marker, "Run layout").get("layout")
+        if layout != LAYOUT:
+            raise RunDirError(f"{run_dir} has run-directory layout {layout!r}; this version reads layout {LAYOUT}")
+        return
+    target = os.path.join(run_dir, "searches", DEFAULT_SEARCH)
+    moved = []
+    os.makedirs(os.path.join(target, "plots"), exist_ok=True)
+    for name in _V1_ENTRIES + tuple(os.path.join("plots", p) for p in _V1_PLOTS):
+        src = os.path.join(run_dir, name)
+        if os.path.exists(src):
+            os.replace(src, os.path.join(target, name))
+            moved.append(name)
+    shutil.copyfile(os.path.join(run_dir, "config.json"), os.path.join(target, "config.json"))
+    for stale in ("report.md", "report.json"):
+        if os.path.exists(os.path.join(run_dir, stale)):
+            os.replace(os.path.join(run_dir, stale), os.path.join(target, stale))
+    atomic_write_json(marker, {"layout": LAYOUT, "migrated_from": 1, "moved": moved})
+    echo(f"Run directory {run_dir} had the layout of version 1 (one search): moved {', '.join(moved) or 'nothing'} "
+         f"into searches/{DEFAULT_SEARCH}/")
