@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .fileio import atomic_write_text
+from .fingerprint import stable_hash
 
 
 class ConfigError(ValueError):
@@ -764,5 +764,6 @@ def config_hash(obj: Any, length: Optional[int] = None) -> str:
     Use it to key caches/checkpoints on the parts of the config that matter (e.g. ``config_hash(cfg.data)``).
     `length` truncates the hex digest.
     """
-    digest = hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
-    return digest[:length] if length else digest
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return stable_hash(obj, length)

@@ -35,6 +35,7 @@ from . import plots
 from .config import RunConfig, config_from_dict, config_to_dict, save_config
 from .search.costs import FlopsCostModel, count_costs
 from .fileio import atomic_write_json, atomic_write_text
+from .fingerprint import diff_keys
 from .nn.space import Genotype, SearchSpace, decode, encode
 from .nn.specs import Architecture, architecture
 
@@ -57,13 +58,8 @@ def _read_json(path: str, what: str) -> Dict[str, Any]:
         raise RunDirError(f"{what} at {path} is corrupt ({exc}); delete it to redo that stage") from None
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix[:-1]}: {a!r} in the run directory, {b!r} now"]
+def _diff_keys(a: Any, b: Any) -> list:
+    return [f"{key}: {va!r} in the run directory, {vb!r} now" for key, va, vb in diff_keys(a, b)]
 
 
 def sha256_file(path: str, limit: Optional[int] = None) -> str:
