@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .fileio import atomic_write_text
+from .choices import SELECTIONS
 from .fingerprint import stable_hash
 
 
@@ -86,9 +87,12 @@ class SearchConfig:
     latency_table: Optional[str] = None
     latency_threads: Optional[int] = None  # if set, the latency table must have been measured with this many threads
     recalibration_batches: int = 8
-    random_baseline_samples: Optional[int] = None  # default: same number of evaluations as the search
+    random_baseline_samples: Optional[int] = None  # default: as many evaluations as the search; 0: no baseline
     max_tries: int = 1000
     seed: int = 0
+    #: Parents of each generation: "elitist" (default) = the top_k of every genotype evaluated so far (SPOS /
+    #: MetaPruning code); "generation" = the top_k of the current generation only (the paper's Algorithm 1).
+    selection: str = "elitist"
 
 
 @dataclass
@@ -155,6 +159,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {
     "data.cache": CACHE_MODES,
     "distribute.strategy": STRATEGIES,
     "distribute.communication": COMMUNICATION,
+    "search.selection": SELECTIONS,
 }
 
 MIN_IMAGE_SIZE = 8

@@ -10,7 +10,8 @@ skipped and an interrupted one resumes:
 
 - ``config.json``: the resolved `RunConfig` (a run directory belongs to one config);
 - ``supernet/``: BackupAndRestore state, ``history.csv``, ``weights.h5``, ``done.json``;
-- ``search_state.json`` (resumable evolutionary search), ``search/result.json`` (winner, baselines);
+- ``search_state.json`` (resumable evolutionary search), ``random_search_state.json`` (resumable random
+  baseline), ``search/result.json`` (winner, baselines);
 - ``final/``: the retrained winner (same layout as ``supernet/``);
 - ``model.tflite`` and ``export.json``; ``report.json``, ``report.md`` and ``plots/*.png``.
 
@@ -257,7 +258,8 @@ def load_supernet(run: Run):
 
 def search(run: Run) -> Dict[str, Any]:
     from .distribute import ShardedEvaluator
-    from .search import constraints_from_config, evolutionary_search, random_search, uniform_baselines
+    from .search import (RANDOM_STATE_FILENAME, constraints_from_config, evolutionary_search, random_search,
+                         uniform_baselines)
     from .training import SupernetEvaluator
 
     run.begin_stage(run.cfg.search.seed)
@@ -279,9 +281,11 @@ def search(run: Run) -> Dict[str, Any]:
     evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.path("search_state.json"),
                               context=context, progress=run.verbose > 0 and worker.is_chief,
                               write_state=worker.is_chief)
-    rnd = random_search(space, evaluator, constraints, scfg,
-                        num_samples=scfg.random_baseline_samples or evo.num_evaluations,
-                        progress=run.verbose > 0 and worker.is_chief)
+    # random_baseline_samples: None = as many evaluations as the search; 0 = no random baseline (empty result).
+    samples = evo.num_evaluations if scfg.random_baseline_samples is None else scfg.random_baseline_samples
+    rnd = random_search(space, evaluator, constraints, scfg, num_samples=samples,
+                        state_path=run.path(RANDOM_STATE_FILENAME), context=context,
+                        progress=run.verbose > 0 and worker.is_chief, write_state=worker.is_chief)
     uni = uniform_baselines(space, evaluator, constraints)
     local.restore()
     if evo.best is None:

@@ -41,7 +41,7 @@ def finished_run(tmp_path_factory):
 
 def test_run_end_to_end_to_a_working_tflite(finished_run):
     run_dir, output = finished_run
-    for name in ("config.json", "search_state.json", "search/result.json", "final/weights.h5", "model.tflite",
+    for name in ("config.json", "search_state.json", "random_search_state.json", "search/result.json", "final/weights.h5", "model.tflite",
                  "export.json", "report.json", "report.md", "plots/pareto.png", "plots/search_progress.png",
                  "plots/supernet_training.png", "plots/final_training.png"):
         assert (run_dir / name).exists(), name
