@@ -38,8 +38,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..config import SearchConfig
 from ..nn.space import Genotype, encode
 from .candidates import SearchResult, best_candidate
-from .problem import ConstraintLike, Problem, as_evaluator, check_config, format_cost, normalize_constraints
-from .problem import score_checked
+from .problem import (ConstraintLike, Problem, as_evaluator, check_config, format_cost, normalize_constraints,
+                      score_checked)
 from .state import SearchState, StateFile, config_fingerprint, resolve_state_path
 
 logger = logging.getLogger(__name__)
