@@ -19,6 +19,9 @@ COMMUNICATION: Tuple[str, ...] = ("auto", "ring", "nccl")  #: multi-worker all-r
 STATISTICS: Tuple[str, ...] = ("median", "mean", "min", "p10")  #: summaries of repeated latency timings
 RUNTIMES: Tuple[str, ...] = ("lce", "tflite")  #: interpreters a latency benchmark can time a model with
 MAPPINGS: Tuple[str, ...] = ("auto", "names", "order")  #: profiled ops -> layers, for device latency tables
+#: parents of each search generation: the top-K of every genotype evaluated so far ("elitist", SPOS and
+#: MetaPruning code, the default) or of the current generation only ("generation", the paper's literal reading)
+SELECTIONS: Tuple[str, ...] = ("elitist", "generation")
 
 
 def not_allowed(message: str, allowed: Iterable[Any], *, error: Type[Exception] = ValueError) -> Exception:

@@ -45,7 +45,8 @@ def test_run_end_to_end_to_a_working_tflite(finished_run):
     for name in ("config.json", "run.json", "report.json", "report.md", "plots/supernet_training.png",
                  "supernet/weights.h5", "searches/default/config.json"):
         assert (run_dir / name).exists(), name
-    for name in ("search_state.json", "search/result.json", "final/weights.h5", "model.tflite", "export.json",
+    for name in ("search_state.json", "random_search_state.json", "search/result.json", "final/weights.h5",
+                 "model.tflite", "export.json",
                  "report.json", "report.md", "plots/pareto.png", "plots/search_progress.png",
                  "plots/final_training.png"):
         assert (search_dir / name).exists(), name
@@ -67,6 +68,29 @@ def test_run_end_to_end_to_a_working_tflite(finished_run):
     assert logits.shape == (32, 10) and np.all(np.isfinite(logits))
     assert "| evolutionary search |" in (search_dir / "report.md").read_text()
     assert "| default |" in (run_dir / "report.md").read_text()
+
+
+def test_report_counts_the_feasible_space_like_brute_force(finished_run):
+    import itertools
+
+    from larq_mobisearch.pipeline import Run
+
+    run_dir, output = finished_run
+    run = Run.open(str(run_dir))
+    result = json.loads((run_dir / "searches" / "default" / "search" / "result.json").read_text())
+    flops, budget = run.flops_model(), run.flops_budget()
+    brute = sum(flops.cost(g) <= budget for g in itertools.product(*run.space.candidates))
+    assert result["feasible"]["exact"] and result["feasible"]["count"] == brute > 0
+    assert result["feasible"]["space_size"] == run.space.size
+    report = (run_dir / "searches" / "default" / "report.md").read_text()
+    assert f"search saw {result['evaluations']} genotypes ({brute:,} feasible of" in report
+
+
+def test_impossible_budget_is_refused_before_the_supernet_trains(tmp_path):
+    result = invoke("run", "--run-dir", tmp_path / "r", *TINY, "--set", "search.flops_budget=1")
+    assert result.exit_code != 0
+    assert "Impossible flops budget: received 1 FLOPs" in result.output
+    assert not (tmp_path / "r" / "supernet").exists()
 
 
 def test_rerun_skips_finished_stages(finished_run):

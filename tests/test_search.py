@@ -1,4 +1,5 @@
-"""Evolutionary search (Algorithm 1), baselines, state file and plots, on synthetic evaluators with known optima."""
+"""Evolutionary search (Algorithm 1): operators, parent selection, known optima, budgets, baselines, results
+and plots, on synthetic evaluators whose optima are known exactly (DP over genes, checked by brute force)."""
 
 import itertools
 import json
@@ -9,100 +10,13 @@ import random
 import pytest
 
 from larq_mobisearch.config import SearchConfig
-from larq_mobisearch.search.costs import AdditiveCostModel, FlopsCostModel
-from larq_mobisearch.nn.space import SearchSpace, encode
-from larq_mobisearch.nn.specs import architecture
+from larq_mobisearch.search.costs import AdditiveCostModel
+from larq_mobisearch.nn.space import encode
 from larq_mobisearch import search as S
 from larq_mobisearch import plots
 
-
-# ----------------------------------------------------------------------------------------------------------
-# Helpers
-
-
-def make_space(module="m1", mode="lce", max_groups=None):
-    arch = architecture(module, (224, 224, 3), 1000, 1.0)
-    space = SearchSpace(arch, mode, max_groups=max_groups)
-    return space, FlopsCostModel(arch, space.candidates)
-
-
-class Recorder:
-    """Evaluator recording every batch; fitness from `fn`."""
-
-    def __init__(self, fn, fail_on_call=None):
-        self.fn = fn
-        self.batches = []
-        self.fail_on_call = fail_on_call
-
-    def score(self, genotypes):
-        if self.fail_on_call is not None and len(self.batches) + 1 >= self.fail_on_call:
-            raise Killed("simulated kill during evaluation")
-        self.batches.append([tuple(g) for g in genotypes])
-        return [self.fn(g) for g in genotypes]
-
-    @property
-    def all(self):
-        return [g for b in self.batches for g in b]
-
-
-class Killed(Exception):
-    pass
-
-
-def weighted_log_fitness(weights):
-    """Fewer groups = 'more accurate', so the optimum sits on the budget (a multiple-choice knapsack)."""
-    return lambda g: -sum(w * math.log2(x) for w, x in zip(weights, g))
-
-
-def exact_knapsack(space, cost_model, weights, budget):
-    """Exact max of weighted_log_fitness under cost <= budget by a Pareto-pruned DP over genes."""
-    states = [(cost_model.fixed, 0.0, ())]
-    for i, cands in enumerate(space.candidates):
-        nxt = [
-            (c + cost_model.table[i][g], f - weights[i] * math.log2(g), gs + (g,))
-            for c, f, gs in states
-            for g in cands
-        ]
-        nxt = sorted((s for s in nxt if s[0] <= budget), key=lambda s: (s[0], -s[1]))
-        states, best = [], -math.inf
-        for s in nxt:
-            if s[1] > best:
-                states.append(s)
-                best = s[1]
-    return max(states, key=lambda s: s[1])
-
-
-def feasible_set(space, cost_model, budget):
-    """All genotypes with cost <= budget (depth-first with a cheapest-completion bound)."""
-    cands, table = space.candidates, cost_model.table
-    rest = [0.0] * (len(cands) + 1)
-    for i in range(len(cands) - 1, -1, -1):
-        rest[i] = rest[i + 1] + min(table[i][g] for g in cands[i])
-    out = []
-
-    def dfs(i, cost, genes):
-        if cost + rest[i] > budget:
-            return
-        if i == len(cands):
-            out.append(tuple(genes))
-            return
-        for g in cands[i]:
-            dfs(i + 1, cost + table[i][g], genes + [g])
-
-    dfs(0, cost_model.fixed, [])
-    return out
-
-
-def budget_at(space, cost_model, fraction):
-    lo = cost_model.min_cost(space.candidates)
-    hi = cost_model.cost(space.uniform(1))
-    return lo + (hi - lo) * fraction
-
-
-def small_config(**kw):
-    base = dict(population=12, top_k=4, crossover=6, mutation=6, iterations=6, seed=0)
-    base.update(kw)
-    return SearchConfig(**base)
+from search_helpers import (Recorder, budget_at, exact_knapsack, feasible_set, fit_m1, make_space, small_config,
+                            weighted_log_fitness)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,6 +47,79 @@ def test_mutation_changes_genes_only_to_other_candidates():
         sum(x != y for x, y in zip(parent, S.mutate(parent, space.candidates, 0.1, rng))) for _ in range(400)
     )
     assert 0.06 < changed / (400 * mutable) < 0.14
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Parent selection
+
+
+def _state_with_three_generations():
+    r = random.Random(4)
+    cache, generations = {}, []
+    for gen in range(3):
+        pop = []
+        while len(pop) < 6:
+            g = tuple(r.choice((1, 2, 4, 8)) for _ in range(5))
+            if g not in cache:
+                cache[g] = {"fitness": float(r.randint(0, 9)), "costs": {}, "generation": gen}  # with ties
+                pop.append(g)
+        generations.append(pop)
+    return S.SearchState(3, random.Random(0), generations[-1], cache, [{}] * 3), generations
+
+
+@pytest.mark.parametrize("k", [1, 3, 6, 20])
+def test_select_parents_elitist_is_the_top_k_of_every_evaluated_genotype(k):
+    state, generations = _state_with_three_generations()
+    evaluated = [g for pop in generations for g in pop]
+    fitness = {g: state.cache[g]["fitness"] for g in evaluated}
+    # reference: by fitness, ties to the earlier evaluated
+    elite = sorted(range(len(evaluated)), key=lambda i: (-fitness[evaluated[i]], i))[:k]
+    assert S.select_parents(state, k, "elitist") == [evaluated[i] for i in elite]
+    last = generations[-1]
+    top = sorted(range(len(last)), key=lambda i: (-fitness[last[i]], i))[:k]
+    assert S.select_parents(state, k, "generation") == [last[i] for i in top]
+    # the best genotype of an earlier generation stays a parent only with elitist selection
+    best_earlier = max(generations[0] + generations[1], key=lambda g: fitness[g])
+    if fitness[best_earlier] > max(fitness[g] for g in last):
+        assert best_earlier in S.select_parents(state, 1, "elitist")
+        assert best_earlier not in S.select_parents(state, k, "generation")
+
+
+def test_selection_is_validated():
+    space, flops = make_space("m1")
+    with pytest.raises(ValueError, match=r"selection.*'best'.*allowed: .*elitist.*generation"):
+        S.evolutionary_search(space, fit_m1, [(flops, None)], small_config(selection="best"), progress=False)
+
+
+def _evaluations_to_optimum(res, optimum, cap):
+    return next((i + 1 for i, c in enumerate(res.evaluated) if c.fitness >= optimum - 1e-9), cap + 1)
+
+
+def test_elitist_search_needs_fewer_evaluations_than_random():
+    """M1 at 32x32, width 0.5, LCE space (737,280 genotypes), FLOPs budget at 20% of the range (40,156
+    feasible): over 10 seeds (fitness weights and search seed), the elitist search reaches the exact optimum
+    in fewer evaluations than random search with the same evaluation budget (paper settings, 1000)."""
+    space, flops = make_space("m1", input_shape=(32, 32, 3), num_classes=10, width=0.5)
+    budget = budget_at(space, flops, 0.2)
+    feasible = feasible_set(space, flops, budget)
+    assert len(feasible) == 40156 and space.size == 737280
+    cfg_evals = SearchConfig().population * SearchConfig().iterations
+    elitist, rnd = [], []
+    for seed in range(10):
+        r = random.Random(1000 + seed)
+        weights = [r.uniform(0.5, 2.0) for _ in space.candidates]
+        fit = weighted_log_fitness(weights)
+        _, optimum, genotype = exact_knapsack(space, flops, weights, budget)
+        if seed == 0:  # the DP optimum is the brute-force optimum
+            assert max(fit(g) for g in feasible) == pytest.approx(optimum) and genotype in feasible
+        evo = S.evolutionary_search(space, fit, [(flops, budget)], SearchConfig(seed=seed), progress=False)
+        base = S.random_search(space, fit, [(flops, budget)], SearchConfig(seed=seed), num_samples=cfg_evals,
+                               progress=False)
+        assert evo.best_fitness <= optimum + 1e-9 and base.best_fitness <= optimum + 1e-9
+        elitist.append(_evaluations_to_optimum(evo, optimum, cfg_evals))
+        rnd.append(_evaluations_to_optimum(base, optimum, cfg_evals))
+    # runs that miss the optimum count as cap + 1 evaluations
+    assert sum(elitist) / 10 < sum(rnd) / 10
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -173,13 +160,16 @@ def test_exact_knapsack_helper_matches_brute_force():
 
 @pytest.mark.parametrize("module,seed,fraction", [("m1", 0, 0.3), ("m1", 1, 0.15), ("m3", 2, 0.45)])
 def test_budget_bound_optimum_matches_exact_optimum(module, seed, fraction):
+    # Paper selection (top-K of the current generation), paper settings. The elitist default finds these
+    # exact optima in 1 of these 3 cases (m1, seed 0) only; see test_elitist_search_needs_fewer_evaluations_than_random.
     space, flops = make_space(module)
     r = random.Random(seed)
     weights = [r.uniform(0.5, 2.0) for _ in space.candidates]
     budget = budget_at(space, flops, fraction)
     opt_cost, opt_fit, opt_genotype = exact_knapsack(space, flops, weights, budget)
     ev = Recorder(weighted_log_fitness(weights))
-    res = S.evolutionary_search(space, ev, [(flops, budget)], SearchConfig(seed=seed), progress=False)
+    res = S.evolutionary_search(space, ev, [(flops, budget)], SearchConfig(seed=seed, selection="generation"),
+                                progress=False)
     assert res.best_genotype == opt_genotype
     assert res.best_fitness == pytest.approx(opt_fit, abs=1e-9)
     assert res.best_costs["flops"] == pytest.approx(opt_cost) and opt_cost <= budget
@@ -287,164 +277,6 @@ def test_evaluator_returning_wrong_number_of_scores_is_an_error():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Determinism and resume
-
-
-def _fit_m1(g):
-    return -sum((math.log2(x) - 2.0) ** 2 * (1 + i % 3) for i, x in enumerate(g))
-
-
-def test_same_seed_same_result_different_seed_different_run():
-    space, flops = make_space("m1")
-    budget = budget_at(space, flops, 0.2)
-    runs = [
-        S.evolutionary_search(space, S.FunctionEvaluator(_fit_m1), [(flops, budget)], small_config(seed=s),
-                              progress=False)
-        for s in (4, 4, 5)
-    ]
-    assert runs[0].to_json() == runs[1].to_json()
-    assert [c.genotype for c in runs[0].evaluated] != [c.genotype for c in runs[2].evaluated]
-
-
-def test_killed_and_resumed_search_equals_uninterrupted_run(tmp_path):
-    space, flops = make_space("m1")
-    budget = budget_at(space, flops, 0.2)
-    cfg = small_config(iterations=8, seed=11)
-    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"  # run directories, created on first save
-    full = S.evolutionary_search(space, Recorder(_fit_m1), [(flops, budget)], cfg, state_path=str(full_dir),
-                                 context="ckpt-1", progress=False)
-
-    killed = Recorder(_fit_m1, fail_on_call=4)
-    with pytest.raises(Killed):
-        S.evolutionary_search(space, killed, [(flops, budget)], cfg, state_path=str(resumed_dir), context="ckpt-1",
-                              progress=False)
-    state = json.loads((resumed_dir / "search_state.json").read_text())
-    assert state["version"] == 1 and state["generation"] == 3 and len(state["history"]) == 3
-    assert len(state["cache"]) == len(killed.all) == 3 * 12
-
-    fresh = Recorder(_fit_m1)
-    resumed = S.evolutionary_search(space, fresh, [(flops, budget)], cfg, state_path=str(resumed_dir),
-                                    context="ckpt-1", progress=False)
-    assert resumed.to_json() == full.to_json()
-    assert len(fresh.batches) == 5  # generations 4..8 only
-    assert not set(fresh.all) & set(killed.all)  # nothing evaluated twice across the kill
-    # the final state files are identical as well (same RNG state, cache, history)
-    assert json.loads((resumed_dir / "search_state.json").read_text()) == json.loads(
-        (full_dir / "search_state.json").read_text()
-    )
-    assert not [p for p in os.listdir(resumed_dir) if p != "search_state.json"]  # no temp files left behind
-
-
-def test_finished_search_is_not_reevaluated_and_can_be_extended(tmp_path):
-    space, flops = make_space("m1")
-    cons = [(flops, budget_at(space, flops, 0.3))]
-    path = str(tmp_path / "search_state.json")
-    first = S.evolutionary_search(space, Recorder(_fit_m1), cons, small_config(iterations=4), state_path=path,
-                                  progress=False)
-    again = Recorder(_fit_m1)
-    rerun = S.evolutionary_search(space, again, cons, small_config(iterations=4), state_path=path, progress=False)
-    assert again.batches == [] and rerun.to_json() == first.to_json()
-    extended = S.evolutionary_search(space, Recorder(_fit_m1), cons, small_config(iterations=7), state_path=path,
-                                     progress=False)
-    straight = S.evolutionary_search(space, Recorder(_fit_m1), cons, small_config(iterations=7), progress=False)
-    assert extended.to_dict() == straight.to_dict()
-    assert len(extended.history) == 7
-
-
-@pytest.mark.parametrize(
-    "content,expected",
-    [
-        ("{not json", "not valid JSON"),
-        ("", "not valid JSON"),
-        ("[1, 2]", "not a JSON object"),
-        ('{"version": 1}', "missing keys"),
-        ('{"version": 2, "config_hash": "x"}', "unsupported state version 2"),
-    ],
-)
-def test_corrupted_state_file_is_a_clear_error_and_left_untouched(tmp_path, content, expected):
-    path = tmp_path / "search_state.json"
-    path.write_text(content)
-    before = path.read_bytes()
-    space, flops = make_space("m1")
-    ev = Recorder(_fit_m1)
-    with pytest.raises(ValueError) as info:
-        S.evolutionary_search(space, ev, [(flops, None)], small_config(), state_path=str(path), progress=False)
-    message = str(info.value)
-    assert str(path) in message and expected in message and "delete it" in message
-    assert path.read_bytes() == before
-    assert ev.batches == []
-
-
-def test_state_with_matching_hash_but_broken_content_is_refused(tmp_path):
-    space, flops = make_space("m1")
-    path = tmp_path / "search_state.json"
-    S.evolutionary_search(space, Recorder(_fit_m1), [(flops, None)], small_config(iterations=2), state_path=str(path),
-                          progress=False)
-    for breakage in ("rng", "population", "cache"):
-        data = json.loads(path.read_text())
-        if breakage == "rng":
-            data["rng_state"] = [3, [1, 2], None]
-        elif breakage == "population":
-            data["population"] = ["1-2-3"]
-        else:
-            data["cache"] = {"1-1-1": {"fitness": 0.0, "costs": {}}}
-        broken = json.dumps(data)
-        path.write_text(broken)
-        with pytest.raises(S.SearchStateError, match="corrupted"):
-            S.evolutionary_search(space, Recorder(_fit_m1), [(flops, None)], small_config(iterations=3),
-                                  state_path=str(path), progress=False)
-        assert path.read_text() == broken
-
-
-@pytest.mark.parametrize(
-    "change,expected",
-    [
-        (dict(config=small_config(seed=1)), "search.seed: 0 in the file, 1 now"),
-        (dict(config=small_config(mutation_prob=0.2)), "search.mutation_prob"),
-        (dict(context="supernet-ckpt-2"), "context"),
-        (dict(budget_fraction=0.5), "budget"),
-        (dict(module="m3"), "module"),
-    ],
-)
-def test_state_from_a_different_config_is_refused_and_not_overwritten(tmp_path, change, expected):
-    path = tmp_path / "search_state.json"
-
-    def run(config=None, context="supernet-ckpt-1", budget_fraction=0.3, module="m1"):
-        space, flops = make_space(module)
-        return S.evolutionary_search(space, Recorder(_fit_m1), [(flops, budget_at(space, flops, budget_fraction))],
-                                     config or small_config(iterations=2), state_path=str(path), context=context,
-                                     progress=False)
-
-    run()
-    before = path.read_bytes()
-    with pytest.raises(ValueError) as info:
-        run(**change)
-    message = str(info.value)
-    assert str(path) in message and "different search configuration" in message
-    assert expected in message and "delete the file or use another run directory" in message
-    assert path.read_bytes() == before
-
-
-def test_state_file_content(tmp_path):
-    space, flops = make_space("m1")
-    path = tmp_path / "run" / "search_state.json"
-    res = S.evolutionary_search(space, Recorder(_fit_m1), [(flops, budget_at(space, flops, 0.3))],
-                                small_config(iterations=3), state_path=str(path), context="ckpt", progress=False)
-    data = json.loads(path.read_text())
-    assert data["version"] == 1 and data["generation"] == 3
-    assert data["config"]["context"] == "ckpt"
-    assert data["config"]["space"]["candidates"] == [list(c) for c in space.candidates]
-    assert data["best"]["genotype"] == encode(res.best_genotype)
-    assert data["best"]["fitness"] == res.best_fitness
-    assert len(data["cache"]) == res.num_evaluations
-    entry = data["cache"][encode(res.best_genotype)]
-    assert entry["fitness"] == res.best_fitness and entry["costs"] == {"flops": flops.cost(res.best_genotype)}
-    assert [h["best"] for h in data["history"]] == [h["best"] for h in res.history]
-    assert data["population"] == [encode(g) for g in [c.genotype for c in res.evaluated][-12:]]
-    random.Random().setstate((data["rng_state"][0], tuple(data["rng_state"][1]), data["rng_state"][2]))
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Pareto front and result
 
 
@@ -484,7 +316,7 @@ def test_result_pareto_front_is_the_non_dominated_set():
 
 def test_result_to_json_round_trips():
     space, flops = make_space("m1")
-    res = S.evolutionary_search(space, S.FunctionEvaluator(_fit_m1), [(flops, budget_at(space, flops, 0.3))],
+    res = S.evolutionary_search(space, S.FunctionEvaluator(fit_m1), [(flops, budget_at(space, flops, 0.3))],
                                 small_config(iterations=3), progress=False)
     data = json.loads(res.to_json())
     assert data["method"] == "evolution"
@@ -516,6 +348,20 @@ def test_random_search_respects_budget_and_evaluation_count():
     assert default.num_evaluations == 24
     assert S.random_search(space, Recorder(lambda g: 0.0), [(flops, budget)],
                            small_config(random_baseline_samples=5), progress=False).num_evaluations == 5
+
+
+def test_random_search_of_zero_samples_is_an_empty_result(tmp_path):
+    space, flops = make_space("m1")
+    ev = Recorder(fit_m1)
+    res = S.random_search(space, ev, [(flops, None)], small_config(), num_samples=0, state_path=str(tmp_path),
+                          progress=False)
+    assert ev.batches == [] and res.best is None and res.evaluated == [] and res.num_evaluations == 0
+    assert res.markers("flops") == {} and json.loads(res.to_json())["best_genotype"] is None
+    assert os.listdir(tmp_path) == []  # no state file for no baseline
+    assert S.random_search(space, ev, [(flops, None)], small_config(random_baseline_samples=0),
+                           progress=False).num_evaluations == 0
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 0.*received -1"):
+        S.random_search(space, ev, [(flops, None)], small_config(), num_samples=-1, progress=False)
 
 
 def test_uniform_baselines_deduplicate_and_respect_budget():
@@ -567,9 +413,9 @@ def _assert_png(path):
 def test_plots_write_png_files(tmp_path):
     space, flops = make_space("m1")
     cons = [(flops, budget_at(space, flops, 0.3))]
-    res = S.evolutionary_search(space, S.FunctionEvaluator(_fit_m1), cons, small_config(), progress=True)
-    uni = S.uniform_baselines(space, S.FunctionEvaluator(_fit_m1), cons)
-    rnd = S.random_search(space, S.FunctionEvaluator(_fit_m1), cons, small_config(), num_samples=20, progress=False)
+    res = S.evolutionary_search(space, S.FunctionEvaluator(fit_m1), cons, small_config(), progress=True)
+    uni = S.uniform_baselines(space, S.FunctionEvaluator(fit_m1), cons)
+    rnd = S.random_search(space, S.FunctionEvaluator(fit_m1), cons, small_config(), num_samples=20, progress=False)
     baselines = {**uni.markers("flops", prefix="uniform "), **rnd.markers("flops")}
     assert "random best" in baselines
     p1 = plots.plot_search_history(res.history, str(tmp_path / "plots" / "history.png"))

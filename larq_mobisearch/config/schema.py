@@ -131,9 +131,12 @@ class SearchConfig(Section):
     latency_table: Optional[str] = None
     latency_threads: Optional[Annotated[Int, Field(ge=1)]] = None  # the table must have this many threads
     recalibration_batches: Annotated[Int, Field(ge=0)] = 8
-    random_baseline_samples: Optional[Annotated[Int, Field(ge=0)]] = None  # None: as many as the search
+    random_baseline_samples: Optional[Annotated[Int, Field(ge=0)]] = None  # None: as many as the search; 0: none
     max_tries: Annotated[Int, Field(ge=1)] = 1000
     seed: Seed = 0
+    #: Parents of each generation: "elitist" = the top_k of every genotype evaluated so far (SPOS /
+    #: MetaPruning code); "generation" = the top_k of the current generation only (the paper's Algorithm 1).
+    selection: Choice(C.SELECTIONS) = "elitist"
 
     @model_validator(mode="after")
     def _generation_sizes(self) -> "SearchConfig":

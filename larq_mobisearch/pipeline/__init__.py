@@ -10,12 +10,12 @@ from typing import Any, Callable, Dict
 from .report import list_searches, parameter_memory, search_summary, searches_table, write_run_report, \
     write_search_report
 from .rundir import DEFAULT_SEARCH, STAGES, Run, RunDirError, check_search_name
-from .stages import build_final, export, load_final, load_supernet, retrain, search, searched_genotype, \
+from .stages import build_final, check_budgets, export, load_final, load_supernet, retrain, search, searched_genotype, \
     train_supernet
 
 __all__ = [
     "DEFAULT_SEARCH", "STAGES", "Run", "RunDirError", "check_search_name", "train_supernet", "load_supernet",
-    "search", "searched_genotype", "build_final", "retrain", "load_final", "export", "parameter_memory",
+    "search", "searched_genotype", "check_budgets", "build_final", "retrain", "load_final", "export", "parameter_memory",
     "search_summary", "list_searches", "searches_table", "write_search_report", "write_run_report",
     "write_report", "run_all",
 ]
@@ -37,6 +37,8 @@ def run_all(run: Run, *, echo: Callable[[str], None] = print) -> Dict[str, Any]:
     """
     stages = (("supernet", train_supernet), ("search", search), ("retrain", retrain), ("export", export))
     worker = run.worker if run.cfg.distribute.strategy != "default" else None
+    if run.search is not None and not run.done("search"):
+        check_budgets(run)  # an impossible budget is refused before the supernet trains
     for name, fn in stages:
         if name == "export" and worker is not None and not worker.is_chief:
             echo(f"[worker {worker.index}/{worker.count}] training and search done; the chief exports")

@@ -7,7 +7,7 @@ Layout (version 2)::
     R/run.json                    {"layout": 2}
     R/supernet/                   BackupAndRestore state, history.csv, weights.h5, done.json
     R/searches/<name>/config.json the whole config of that search (its data / model / supernet = the run's)
-    R/searches/<name>/...         search_state.json, random_state.json, search/, final/, model.tflite,
+    R/searches/<name>/...         search_state.json, random_search_state.json, search/, final/, model.tflite,
                                   export.json, report.md, plots/
     R/report.md, R/report.json    every search of the supernet compared; R/plots/
 
@@ -35,6 +35,7 @@ from ..fingerprint import diff_keys
 from ..nn.space import SearchSpace
 from ..nn.specs import Architecture, architecture
 from ..search.costs import FlopsCostModel, count_costs
+from ..search.state import RANDOM_STATE_FILENAME, STATE_FILENAME
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ def read_json(path: str, what: str) -> Dict[str, Any]:
         raise RunDirError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{what} at {path} is corrupt ({exc}); delete it to redo that stage") from None
+
+
+def describe_changes(saved: Any, now: Any) -> List[str]:
+    """One line per changed dotted key: ``"search.population: 50 in the run directory, 6 now"``."""
+    return [f"{key}: {a!r} in the run directory, {b!r} now" for key, a, b in diff_keys(saved, now)]
 
 
 def check_search_name(name: str) -> str:
@@ -136,7 +142,7 @@ class Run:
         run_cfg = self.cfg
         for stage in STAGES if self.search is not None else STAGES[:1]:
             before = _sections(run_cfg if stage == "supernet" else (saved or run_cfg), stage)
-            diff = diff_keys(before, _sections(cfg, stage), "in the run directory", "now")
+            diff = describe_changes(before, _sections(cfg, stage))
             if diff and self.started(stage):
                 where = "the supernet" if stage == "supernet" else f"search {self.search!r}"
                 hint = ("--search NAME starts another search on the same supernet; " if stage != "supernet" else "")
@@ -154,7 +160,7 @@ class Run:
     def _restart(self, stage: str, echo: Callable[[str], None]) -> None:
         paths = {
             "supernet": [self.path("supernet"), self.path("searches")],
-            "search": [self.search_path(p) for p in ("search_state.json", "random_state.json", "search")],
+            "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
             "retrain": [self.search_path("final")],
             "export": [self.search_path(p) for p in ("model.tflite", "export.json", "report.md", "report.json")],
         } if self.search is not None else {"supernet": [self.path("supernet"), self.path("searches")]}
@@ -202,7 +208,7 @@ class Run:
         if stage == "supernet":
             paths = [self.path("supernet")]
         else:
-            paths = [self.search_path(p) for p in {"search": ("search_state.json", "random_state.json", "search"),
+            paths = [self.search_path(p) for p in {"search": (STATE_FILENAME, RANDOM_STATE_FILENAME, "search"),
                                                    "retrain": ("final",), "export": ("export.json",)}[stage]]
         return self.done(stage) or any(os.path.exists(p) for p in paths)
 

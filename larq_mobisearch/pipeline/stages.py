@@ -22,11 +22,41 @@ from typing import Any, Dict, Optional, Sequence
 from .. import plots
 from ..fileio import atomic_write_json
 from ..nn.space import Genotype, decode, encode
+from ..search.state import STATE_FILENAME
 from .rundir import Run, RunDirError, read_json
 from .files import sha256_file
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 1: supernet
+
+
+def check_budgets(run: Run):
+    """Refuse impossible budgets before anything trains, and size the feasible space of the search.
+
+    # Returns
+        The `search.FeasibleCount` under the search's budgets (exact when it can be counted).
+
+    # Raises
+        RunDirError: a budget below the cheapest genotype, or no genotype within all budgets together.
+    """
+    from ..search import check_reachable, constraints_from_config, count_feasible
+
+    scfg = run.search_config()
+    constraints = constraints_from_config(run.space, scfg, latency_model=run.latency_model())
+    try:
+        check_reachable(run.space, constraints)
+    except ValueError as exc:
+        raise RunDirError(f"Search {run.search!r}: {exc}") from None
+    feasible = count_feasible(run.space, constraints, seed=scfg.seed)
+    if feasible.exact and feasible.count == 0:
+        raise RunDirError(f"Search {run.search!r}: no genotype of the search space is within all budgets together "
+                          f"({feasible.describe()}); raise the budgets")
+    return feasible
+
+
+def feasible_summary(feasible) -> Dict[str, Any]:
+    return {"count": feasible.count, "space_size": feasible.space_size, "fraction": feasible.fraction,
+            "exact": feasible.exact, "method": feasible.method, "standard_error": feasible.standard_error}
 
 
 def train_supernet(run: Run, callbacks: Sequence = ()):
@@ -74,7 +104,8 @@ def load_supernet(run: Run):
 
 def search(run: Run) -> Dict[str, Any]:
     from ..distribute import ShardedEvaluator
-    from ..search import constraints_from_config, evolutionary_search, random_search, uniform_baselines
+    from ..search import (RANDOM_STATE_FILENAME, constraints_from_config, evaluation_budget_note,
+                          evolutionary_search, random_search, uniform_baselines)
     from ..training import SupernetEvaluator
 
     run.begin_stage(run.cfg.search.seed)
@@ -88,19 +119,24 @@ def search(run: Run) -> Dict[str, Any]:
     evaluator = ShardedEvaluator(local, run.strategy) if worker.count > 1 else local
     scfg = run.search_config()
     constraints = constraints_from_config(space, scfg, latency_model=run.latency_model())
+    feasible = check_budgets(run)
+    note = evaluation_budget_note(feasible, scfg)
+    if worker.is_chief and run.verbose:
+        print(f"[search] {feasible.describe()}" + (f"\n[search] {note}" if note else ""), flush=True)
     context = "|".join([
         sha256_file(run.path("supernet", "weights.h5"), 16), cfg.data.name, str(cfg.data.image_size),
         str(cfg.data.holdout_fraction), str(cfg.data.split_seed), str(cfg.model.width_multiplier),
     ])
     start = time.time()
-    evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.search_path("search_state.json"),
+    evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.search_path(STATE_FILENAME),
                               context=context, progress=run.verbose > 0 and worker.is_chief,
                               write_state=worker.is_chief)
     samples = evo.num_evaluations if scfg.random_baseline_samples is None else scfg.random_baseline_samples
     rnd = None
     if samples > 0:  # 0: no random baseline
         rnd = random_search(space, evaluator, constraints, scfg, num_samples=samples,
-                            progress=run.verbose > 0 and worker.is_chief)
+                            state_path=run.search_path(RANDOM_STATE_FILENAME), context=context,
+                            progress=run.verbose > 0 and worker.is_chief, write_state=worker.is_chief)
     uni = uniform_baselines(space, evaluator, constraints)
     local.restore()
     if evo.best is None:
@@ -110,6 +146,8 @@ def search(run: Run) -> Dict[str, Any]:
         "fitness": evo.best_fitness,
         "costs": evo.best_costs,
         "evaluations": evo.num_evaluations,
+        "feasible": feasible_summary(feasible),
+        "feasible_note": note,
         "seconds": round(time.time() - start, 1),
         "search": run.search,
         "random_best": _candidate_summary(rnd.best) if rnd else None,
