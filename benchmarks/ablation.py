@@ -20,12 +20,20 @@ order (``supernet.seed``, ``retrain.seed``) and the search (``search.seed``); th
 over seeds of test top-1 (the retrained Keras model on the whole test split), FLOPs (BOPs/64 + float FLOPs)
 and host latency. Host latency is x86 LCE, not a phone: compare ratios.
 
+With ``--shared-supernet RUN_DIR`` (the Fashion-MNIST setting, shared with efficiency.py and ranking.py) there
+is ONE supernet and ONE search (named ``table1`` in RUN_DIR: evolution, random search with the same number of
+evaluations, uniform baselines, at the preset's FLOPs budget); each of the three winners is then retrained from
+scratch once per seed (named searches ``t1-<method>-s<seed>``), exported and timed. The seed there sets only
+the retraining (``retrain.seed``, ``data.seed``).
+
 Each seed's work lives in its own run directories under --out-dir (``seed<k>/search``, ``seed<k>/<method>``);
 a killed run resumes where it stopped (finished stages are skipped).
 
     python benchmarks/ablation.py --quick                                 # smoke run (2 seeds, tiny epochs)
     python benchmarks/ablation.py --json benchmarks/results/ablation.json # the full ablation (BENCHMARKS.md)
     python benchmarks/ablation.py --dataset cifar10 --data-dir DIR --preset cifar10   # a prepared TFDS dataset
+    python benchmarks/ablation.py --preset fashion --shared-supernet runs/benchmarks/fashion --seeds 0,1 \
+        --retrain-epochs 8 --json benchmarks/results/ablation_fashion.json                  # Fashion-MNIST
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help="smoke run: seeds 0,1, 2 supernet / 2 retraining epochs, population 6, 2 generations")
     p.add_argument("--out-dir", default="runs/benchmarks/ablation", help="run directories (one per seed and method)")
+    p.add_argument("--shared-supernet", default=None, metavar="RUN_DIR",
+                   help="one supernet and one search in RUN_DIR; the seeds retrain the winners (see above)")
     p.add_argument("--json", default=None, help="also write all results to this JSON file")
     args = p.parse_args(argv)
     if args.quick:
@@ -165,7 +175,7 @@ def run_seed(args, seed: int, bar) -> dict:
         stage_seconds["search"] = round(time.time() - t, 1)
         tf.keras.backend.clear_session()
     bar.update(1)
-    with open(search_run.path("search", "result.json")) as f:
+    with open(search_run.search_path("search", "result.json")) as f:
         result = json.load(f)
     chosen = winners(result)
     arch = search_run.arch
@@ -201,9 +211,9 @@ def run_seed(args, seed: int, bar) -> dict:
             P.export(run)
             tf.keras.backend.clear_session()
         bar.update(1)
-        with open(run.path("final", "done.json")) as f:
+        with open(run.search_path("final", "done.json")) as f:
             final = json.load(f)
-        with open(run.path("export.json")) as f:
+        with open(run.search_path("export.json")) as f:
             exported = json.load(f)
         if final["genotype"] != genotype:
             raise SystemExit(f"{run.run_dir} holds genotype {final['genotype']}, expected {genotype}; delete it")
@@ -211,7 +221,7 @@ def run_seed(args, seed: int, bar) -> dict:
             test_accuracy=final["test_accuracy"],
             retrain_seconds=final.get("seconds"),
             retrain_dir=run.run_dir,
-            tflite=run.path("model.tflite"),
+            tflite=run.search_path("model.tflite"),
             tflite_bytes=exported.get("tflite_bytes"),
             tflite_accuracy=(exported.get("verify") or {}).get("tflite_accuracy"),
         )
@@ -220,6 +230,85 @@ def run_seed(args, seed: int, bar) -> dict:
     out["stage_seconds"] = stage_seconds
     out["seconds"] = round(time.time() - t0, 1)
     return out
+
+
+def run_shared(args, bar) -> list:
+    """One supernet, one search, the three winners retrained once per seed (see the module docstring)."""
+    import tensorflow as tf
+
+    from larq_mobisearch import pipeline as P
+
+    overrides = list(args.overrides) + ([f"supernet.epochs={args.supernet_epochs}"] if args.supernet_epochs else [])
+    if args.dataset:
+        overrides.append(f"data.name={args.dataset}")
+    run = common.shared_run(args.shared_supernet, args.preset, overrides, search="table1")
+    t0 = time.time()
+    stage_seconds = {}
+    if not run.done("supernet"):
+        bar.set_description("supernet")
+        t = time.time()
+        P.train_supernet(run, callbacks=[EpochBar(bar)])
+        stage_seconds["supernet"] = round(time.time() - t, 1)
+        tf.keras.backend.clear_session()
+    else:
+        bar.update(run.cfg.supernet.epochs)
+    if not run.done("search"):
+        bar.set_description("search")
+        t = time.time()
+        P.search(run)
+        stage_seconds["search"] = round(time.time() - t, 1)
+        tf.keras.backend.clear_session()
+    bar.update(1)
+    with open(run.search_path("search", "result.json")) as f:
+        result = json.load(f)
+    chosen = winners(result)
+    arch = run.arch
+    per_seed = []
+    for seed in args.seed_list:
+        out = {"seed": seed, "run_dir": run.run_dir, "flops_budget": (result.get("budgets") or {}).get("flops"),
+               "search_evaluations": result["evaluations"], "random_evaluations": result.get("random_evaluations"),
+               "feasible": result.get("feasible"), "methods": {}}
+        for method in METHODS:
+            genotype = chosen[method]["genotype"]
+            info = dict(chosen[method], costs=count_costs(arch, decode(genotype)).as_dict())
+            cfg = run.cfg.model_copy(update={
+                "retrain": run.cfg.retrain.model_copy(update={"epochs": args.retrain_epochs, "seed": seed}),
+                "data": run.cfg.data})
+            r = P.Run.open(run.run_dir, cfg, verbose=0, search=f"t1-{method}-s{seed}")
+            if not r.done("retrain"):
+                bar.set_description(f"seed {seed}: retrain {method}")
+                t = time.time()
+                tf.keras.utils.set_random_seed(seed)
+                P.retrain(r, decode(genotype), init_from_supernet=False, callbacks=[EpochBar(bar)])
+                stage_seconds[f"retrain_{method}_s{seed}"] = round(time.time() - t, 1)
+                tf.keras.backend.clear_session()
+            else:
+                bar.update(args.retrain_epochs)
+            if not r.done("export"):
+                P.export(r)
+                tf.keras.backend.clear_session()
+            bar.update(1)
+            with open(r.search_path("final", "done.json")) as f:
+                final = json.load(f)
+            with open(r.search_path("export.json")) as f:
+                exported = json.load(f)
+            info.update(test_accuracy=final["test_accuracy"], retrain_seconds=final.get("seconds"),
+                        retrain_dir=r.search_path(), tflite=r.search_path("model.tflite"),
+                        tflite_bytes=exported.get("tflite_bytes"),
+                        tflite_accuracy=(exported.get("verify") or {}).get("tflite_accuracy"))
+            out["methods"][method] = info
+        out["stage_seconds"] = stage_seconds
+        out["seconds"] = round(time.time() - t0, 1)
+        per_seed.append(out)
+        tqdm_write(f"seed {seed}: " + "; ".join(f"{m} {v['genotype']} test {v['test_accuracy']:.4f}"
+                                                for m, v in out["methods"].items()))
+    return per_seed
+
+
+def tqdm_write(text: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
 
 
 def aggregate(per_seed: list) -> dict:
@@ -261,14 +350,20 @@ def main(argv=None) -> int:
           f"generations, FLOPs budget fraction {cfg0.search.flops_budget_fraction}; retraining "
           f"{cfg0.retrain.epochs} epochs (preset: more; see --retrain-epochs); seeds {args.seed_list}\n", flush=True)
 
-    total_steps = len(args.seed_list) * (cfg0.supernet.epochs + 1 + len(METHODS) * (args.retrain_epochs + 1))
+    from larq_mobisearch.data import DatasetNotAvailableError
+
     per_seed = []
-    try:
-        from larq_mobisearch.data import DatasetNotAvailableError
-    except ImportError:  # pragma: no cover
-        DatasetNotAvailableError = RuntimeError
-    with tqdm(total=total_steps, desc="ablation", unit="step", file=sys.stderr) as bar:
-        for seed in args.seed_list:
+    if args.shared_supernet:
+        total_steps = cfg0.supernet.epochs + 1 + len(args.seed_list) * len(METHODS) * (args.retrain_epochs + 1)
+        with tqdm(total=total_steps, desc="ablation", unit="step", file=sys.stderr) as bar:
+            try:
+                per_seed = run_shared(args, bar)
+            except DatasetNotAvailableError as exc:
+                raise SystemExit(f"Dataset not available: {exc}") from None
+    total_steps = len(args.seed_list) * (cfg0.supernet.epochs + 1 + len(METHODS) * (args.retrain_epochs + 1))
+    with tqdm(total=0 if per_seed else total_steps, desc="ablation", unit="step", file=sys.stderr,
+              disable=bool(per_seed)) as bar:
+        for seed in ([] if per_seed else args.seed_list):
             try:
                 per_seed.append(run_seed(args, seed, bar))
             except DatasetNotAvailableError as exc:
@@ -312,6 +407,7 @@ def main(argv=None) -> int:
                 "search_iterations": cfg0.search.iterations,
                 "flops_budget_fraction": cfg0.search.flops_budget_fraction, "seeds": args.seed_list,
                 "overrides": list(args.overrides), "latency_runs": args.runs, "latency_threads": 1,
+                "shared_supernet": args.shared_supernet,
                 "latency_statistic": "mean", "split_seed": cfg0.data.split_seed,
             },
             "per_seed": per_seed,

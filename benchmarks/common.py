@@ -164,3 +164,101 @@ def machine_summary(machine: Mapping[str, Any]) -> str:
         f"{machine.get('platform')}; Python {machine.get('python')}, TensorFlow {machine.get('tensorflow_version')}, "
         f"Larq {machine.get('larq_version')}, LCE {machine.get('lce_version')}"
     )
+
+
+# --------------------------------------------------------------------------------------------------------
+# One supernet shared by several benchmarks (Fashion-MNIST: ranking, efficiency curve, Table 1)
+
+
+def shared_run(run_dir: str, preset: str, overrides: Sequence[str] = (), search: Optional[str] = None):
+    """The run directory `run_dir` (created from `preset` + `overrides` if new, else its saved config plus
+    `overrides`), opened for search `search` (None: the supernet only). Import larq_mobisearch first."""
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.config import load_config
+    from larq_mobisearch.pipeline.rundir import saved_config
+
+    saved = saved_config(run_dir, search)
+    cfg = load_config(preset=preset, overrides=overrides) if saved is None else \
+        load_config(overrides=overrides, base=saved)
+    return P.Run.open(run_dir, cfg, verbose=0, search=search, echo=print)
+
+
+def ensure_supernet(run) -> Dict[str, Any]:
+    """Train the run's supernet unless it is trained (resumes an interrupted one); its done.json."""
+    import json
+
+    from larq_mobisearch import pipeline as P
+
+    if not run.done("supernet"):
+        print(f"Training the supernet in {run.run_dir} ({run.cfg.supernet.epochs} epochs) ...", flush=True)
+        run.verbose = 2  # one line per epoch
+        P.train_supernet(run)
+        run.verbose = 0
+    with open(run.path("supernet", "done.json")) as f:
+        return json.load(f)
+
+
+class CachedEvaluator:
+    """An evaluator whose scores are kept in a JSON file: the supernet's fitness of a genotype is a pure
+    function of the genotype (fixed weights, recalibration batches and held-out split), so every search of
+    a benchmark can share it, and a killed benchmark resumes without re-scoring.
+
+    # Arguments
+        evaluator: object with ``score(genotypes) -> list[float]``.
+        path: the JSON cache file.
+        context: what the scores depend on (supernet weights hash, data settings); a file made with
+            another context is refused.
+    """
+
+    def __init__(self, evaluator, path: str, context: Mapping[str, Any]):
+        import json
+
+        self.evaluator, self.path, self.context = evaluator, path, dict(context)
+        self.cache: Dict[str, float] = {}
+        self.hits = self.misses = 0
+        if os.path.exists(path):
+            with open(path) as f:
+                data = json.load(f)
+            if data.get("context") != self.context:
+                raise SystemExit(f"{path} holds scores of another supernet or data ({data.get('context')}, now "
+                                 f"{self.context}); delete it")
+            self.cache = {k: float(v) for k, v in data["scores"].items()}
+
+    def score(self, genotypes):
+        from larq_mobisearch.fileio import atomic_write_json
+        from larq_mobisearch.nn.space import encode
+
+        keys = [encode(g) for g in genotypes]
+        todo = [g for g, k in zip(genotypes, keys) if k not in self.cache]
+        self.hits += len(genotypes) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            for g, s in zip(todo, self.evaluator.score(todo)):
+                self.cache[encode(g)] = float(s)
+            atomic_write_json(self.path, {"context": self.context, "scores": self.cache})
+        return [self.cache[k] for k in keys]
+
+
+def best_so_far(result) -> List[float]:
+    """Best fitness after each evaluation of a `SearchResult` (in evaluation order)."""
+    out, best = [], -math.inf
+    for c in result.evaluated:
+        best = max(best, c.fitness)
+        out.append(best)
+    return out
+
+
+def supernet_evaluator(run, cache_name: str = "fitness_cache.json"):
+    """The search's evaluator on the run's supernet (held-out top-1 after BatchNorm recalibration, exactly
+    as `pipeline.search` builds it), behind a `CachedEvaluator` stored in the run directory; also returns the
+    uncached `SupernetEvaluator` (for `accuracy_of(genotype, recalibrate=False)`)."""
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.pipeline.files import sha256_file
+    from larq_mobisearch.training import SupernetEvaluator
+
+    cfg, data = run.cfg, run.data
+    local = SupernetEvaluator(P.load_supernet(run), data.recalibration_batches(cfg.search.recalibration_batches),
+                              data.eval_batches("holdout"))
+    context = {"supernet": sha256_file(run.path("supernet", "weights.h5"), 16), "data": cfg.data.model_dump(),
+               "recalibration_batches": cfg.search.recalibration_batches}
+    return CachedEvaluator(local, run.path("benchmarks", cache_name), context), local
