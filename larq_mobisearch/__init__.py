@@ -65,6 +65,7 @@ _compat.install(__name__)
 
 from .nn import quantizers  # noqa: E402,F401  (registers the custom quantizers with larq)
 from .nn.layers import BinaryGroupConv2D, GroupConv2D, custom_objects  # noqa: E402,F401
+from .nn.reactnet import LearnableThreshold, RPReLU  # noqa: E402,F401
 from .nn.specs import Architecture, architecture, allowed_group_counts  # noqa: E402,F401
 from .nn.space import SearchSpace, encode, decode  # noqa: E402,F401
 from .nn.models import build_model  # noqa: E402,F401

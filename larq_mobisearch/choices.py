@@ -10,7 +10,16 @@ from typing import Any, Iterable, Tuple, Type
 MODULES: Tuple[str, ...] = ("m1", "m2", "m3")  #: binary MobileNet modules (paper §3.2.2)
 SPACE_MODES: Tuple[str, ...] = ("lce", "paper")  #: search spaces: LCE-lowerable group counts, or all divisors
 SCHEDULES: Tuple[str, ...] = ("cosine", "linear", "constant")  #: learning-rate schedules
-OPTIMIZERS: Tuple[str, ...] = ("adam", "sgd")
+#: "bop": larq's Bop for the binary kernels (CaseOptimizer), Adam for every other weight
+OPTIMIZERS: Tuple[str, ...] = ("adam", "sgd", "bop")
+FLOAT_OPTIMIZERS: Tuple[str, ...] = ("adam", "sgd")  #: optimizers of a real-valued model (the teacher)
+ACTIVATIONS: Tuple[str, ...] = ("approx_sign", "rsign")  #: binary activations: ApproxSign, ReActNet's RSign
+NONLINEARITIES: Tuple[str, ...] = ("none", "rprelu")  #: after each residual add: nothing, ReActNet's RPReLU
+#: training losses: cross-entropy with the labels, or ReActNet's distributional loss (distillation)
+LOSSES: Tuple[str, ...] = ("cross_entropy", "distributional")
+#: the distillation teacher: the real-valued twin trained in the run directory, or a saved Keras model
+TEACHER_SOURCES: Tuple[str, ...] = ("twin", "path")
+BASELINES: Tuple[str, ...] = ("mobinet",)  #: named fixed-genotype baselines (MoBiNet-style: depthwise 3x3)
 EXPORT_TARGETS: Tuple[str, ...] = ("arm", "xcore")  #: LCE converter targets
 EXPORT_METHODS: Tuple[str, ...] = ("signature", "keras")  #: how a Keras model reaches the LCE converter
 CACHE_MODES: Tuple[str, ...] = ("auto", "memory", "none")  #: tf.data caching of the data splits

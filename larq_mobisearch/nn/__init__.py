@@ -3,9 +3,12 @@ models, the weight-sharing supernet and BatchNorm recalibration."""
 
 from . import quantizers  # noqa: F401  (registers the custom quantizers with larq)
 from .layers import BinaryGroupConv2D, GroupConv2D, custom_objects  # noqa: F401
-from .specs import Architecture, ConvSpec, BlockSpec, architecture, allowed_group_counts  # noqa: F401
+from .reactnet import LearnableThreshold, RPReLU  # noqa: F401
+from .specs import (Architecture, ConvSpec, BlockSpec, architecture, allowed_group_counts,  # noqa: F401
+                    baseline_genotype, mobinet_genotype)
 from .space import Genotype, SearchSpace, encode, decode  # noqa: F401
-from .models import build_model, build_network, fixed_conv_factory  # noqa: F401
+from .models import (build_model, build_network, fixed_conv_factory, float_conv_factory,  # noqa: F401
+                     network_options)
 from .supernet import (  # noqa: F401
     SearchableBinaryConv2D,
     SearchableConv2D,

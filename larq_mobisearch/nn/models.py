@@ -14,6 +14,13 @@ Block layout (13 blocks on a float 3x3 stride-2 stem with 32 channels):
 - M3: two binary 1x1 convs Cin->Cout/2 + BatchNorm, concatenated; each half has a shortcut (the whole
   input when Cout = 2 Cin, its half of the input channels when Cout = Cin);
 - head: global average pooling and a float dense classifier (logits).
+
+Options (ReActNet, `reactnet.py`), the same in fixed models, the supernet and `extract_subnet`:
+
+- ``activation="rsign"``: a `LearnableThreshold` before every binary conv's input (one shared by M3's two
+  pointwise halves, as ReActNet's ``move21``), named ``<conv>_rsign`` (``block<i>_pw_rsign`` in M3);
+- ``nonlinearity="rprelu"``: an `RPReLU` after each block's 3x3 residual add (``block<i>_rprelu3x3``) and
+  after its pointwise part (``block<i>_rprelu``: after the add, the concatenation, or M1/M2's float 1x1).
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from typing import Callable, Sequence
 
 import tensorflow as tf
 
+from ..choices import ACTIVATIONS, NONLINEARITIES, check_choice
 from .layers import BinaryGroupConv2D, GroupConv2D
+from .reactnet import LearnableThreshold, RPReLU
 from .specs import Architecture, ConvSpec, architecture
 
-ConvFactory = Callable[[ConvSpec], tf.keras.layers.Layer]
+#: Makes the layer (or any callable on a tensor) of one convolution of the network.
+ConvFactory = Callable[[ConvSpec], Callable]
 
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-3
@@ -37,12 +47,19 @@ def _bn_layer(name: str, synchronized: bool = False) -> tf.keras.layers.BatchNor
                                               synchronized=synchronized)
 
 
-def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True) -> ConvFactory:
-    """Factory making real grouped layers: `BinaryGroupConv2D` / `GroupConv2D` with `groups=genes[i]`."""
+def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True, *,
+                       binary_weights: bool = True) -> ConvFactory:
+    """Factory making real grouped layers: `BinaryGroupConv2D` / `GroupConv2D` with `groups=genes[i]`.
+
+    `binary_weights=False` keeps the binary convs' activations binary but their weights real-valued (no
+    kernel quantizer, no clipping): step 1 of ReActNet's two-step training. Same layers, names and weight
+    shapes, so step 2 (the default) loads step 1's weights.
+    """
 
     def make(spec: ConvSpec) -> tf.keras.layers.Layer:
         groups = 1 if spec.gene is None else int(genes[spec.gene])
         if spec.binary:
+            extra = {} if binary_weights else {"kernel_quantizer": None, "kernel_constraint": None}
             return BinaryGroupConv2D(
                 spec.out_channels,
                 spec.kernel,
@@ -50,6 +67,7 @@ def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True) -> Con
                 groups=groups,
                 lce_compatible=lce_compatible,
                 name=spec.name,
+                **extra,
             )
         return GroupConv2D(
             spec.out_channels,
@@ -64,14 +82,60 @@ def fixed_conv_factory(genes: Sequence[int], lce_compatible: bool = True) -> Con
     return make
 
 
+def float_conv_factory(genes: Sequence[int]) -> ConvFactory:
+    """Factory of the real-valued twin (the distillation teacher): every binary conv becomes a ReLU and a
+    zero-padded float `GroupConv2D` with the same groups, channels and stride (named ``<conv>_relu`` and
+    ``<conv>``); float convs stay as in `fixed_conv_factory`. The ReLU takes the place of the sign as the
+    network's nonlinearity (a real-valued net without one would be linear)."""
+
+    def make(spec: ConvSpec):
+        groups = 1 if spec.gene is None else int(genes[spec.gene])
+        conv = GroupConv2D(spec.out_channels, spec.kernel, strides=spec.stride, padding="same", groups=groups,
+                           use_bias=False, name=spec.name)
+        if not spec.binary:
+            return conv
+        relu = tf.keras.layers.ReLU(name=f"{spec.name}_relu")
+        return lambda x: conv(relu(x))
+
+    return make
+
+
+def network_options(model: tf.keras.Model) -> dict:
+    """The `build_network` options a model was built with, read from its layers:
+    ``{"activation": "approx_sign" | "rsign", "nonlinearity": "none" | "rprelu"}``."""
+    layers = list(model.layers)
+    return {"activation": "rsign" if any(isinstance(l, LearnableThreshold) for l in layers) else "approx_sign",
+            "nonlinearity": "rprelu" if any(isinstance(l, RPReLU) for l in layers) else "none"}
+
+
 def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
-                  sync_batchnorm: bool = False) -> tf.keras.Model:
+                  sync_batchnorm: bool = False, activation: str = "approx_sign",
+                  nonlinearity: str = "none", rprelu_init_slope: float = 0.25) -> tf.keras.Model:
     """Build the functional Keras model of `arch`, creating every block conv with `make_conv(spec)`.
 
-    `sync_batchnorm`: BatchNorm layers compute batch statistics over all replicas of a `tf.distribute`
-    strategy (same variables and weights file as plain BatchNorm; use it for data-parallel training).
+    # Arguments
+        arch: the architecture (`specs.architecture`).
+        make_conv: the conv factory (`fixed_conv_factory`, `float_conv_factory`, the supernet's).
+        name: the model's name.
+        sync_batchnorm: BatchNorm layers compute batch statistics over all replicas of a `tf.distribute`
+            strategy (same variables and weights file as plain BatchNorm; use it for data-parallel training).
+        activation: "approx_sign" (the paper) or "rsign" (a learnable threshold before each binary conv).
+        nonlinearity: "none" (the paper) or "rprelu" (after each residual add, see the module docstring).
+        rprelu_init_slope: initial negative slope of every RPReLU (0.25: PyTorch's PReLU, ReActNet; 1.0 starts
+            as the identity).
     """
+    check_choice("Unknown activation", activation, ACTIVATIONS)
+    check_choice("Unknown nonlinearity", nonlinearity, NONLINEARITIES)
     _bn = functools.partial(_bn_layer, synchronized=sync_batchnorm)
+
+    def binary_input(t, spec_name: str):
+        return LearnableThreshold(name=f"{spec_name}_rsign")(t) if activation == "rsign" else t
+
+    def rprelu(t, layer_name: str):
+        if nonlinearity != "rprelu":
+            return t
+        return RPReLU(alpha_initializer=tf.keras.initializers.Constant(rprelu_init_slope), name=layer_name)(t)
+
     inputs = tf.keras.Input(shape=arch.input_shape, name="image")
     stem = arch.stem
     x = tf.keras.layers.Conv2D(
@@ -82,7 +146,7 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
 
     for block in arch.blocks:
         conv3, pointwise = block.convs[0], block.convs[1:]
-        y = make_conv(conv3)(x)
+        y = make_conv(conv3)(binary_input(x, conv3.name))
         y = _bn(f"{conv3.name}_bn")(y)
         shortcut = x
         if block.stride > 1:
@@ -90,17 +154,19 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
                 block.stride, strides=block.stride, padding="same", name=f"block{block.index}_pool"
             )(x)
         x = tf.keras.layers.Add(name=f"block{block.index}_add3x3")([y, shortcut])
+        x = rprelu(x, f"block{block.index}_rprelu3x3")
 
         if len(pointwise) == 2:  # M3: two binary halves Cin -> Cout/2
             cin, half = block.in_channels, block.out_channels // 2
             outs = []
+            shared = binary_input(x, f"block{block.index}_pw")
             for k, spec in enumerate(pointwise):
-                y = make_conv(spec)(x)
+                y = make_conv(spec)(shared)
                 y = _bn(f"{spec.name}_bn")(y)
                 if half == cin:
                     sc = x
                 elif 2 * half == cin:
-                    sc = x[..., k * half : (k + 1) * half]
+                    sc = x[:, :, :, k * half : (k + 1) * half]  # no Ellipsis: it does not serialize (.keras)
                 else:
                     sc = None
                 if sc is not None:
@@ -109,11 +175,12 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
             x = tf.keras.layers.Concatenate(name=f"block{block.index}_concat")(outs)
         else:
             spec = pointwise[0]
-            y = make_conv(spec)(x)
+            y = make_conv(spec)(binary_input(x, spec.name) if spec.binary else x)
             y = _bn(f"{spec.name}_bn")(y)
             if spec.binary and spec.in_channels == spec.out_channels:
                 y = tf.keras.layers.Add(name=f"{spec.name}_add")([y, x])
             x = y
+        x = rprelu(x, f"block{block.index}_rprelu")
 
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = tf.keras.layers.Dense(arch.num_classes, name="classifier")(x)
@@ -127,6 +194,9 @@ def build_model(
     num_classes: int = 1000,
     width_multiplier: float = 1.0,
     lce_compatible: bool = True,
+    activation: str = "approx_sign",
+    nonlinearity: str = "none",
+    rprelu_init_slope: float = 0.25,
 ) -> tf.keras.Model:
     """Build a fixed binary MobileNet with module M1, M2 or M3.
 
@@ -142,6 +212,9 @@ def build_model(
         width_multiplier: scales every channel count.
         lce_compatible: require every grouped binary conv to be lowerable by LCE (32 input channels per
             group); False allows all divisors (the paper's space) for research.
+        activation: "approx_sign" (default) or "rsign" (ReActNet's learnable thresholds).
+        nonlinearity: "none" (default) or "rprelu" (ReActNet's RPReLU after each residual add).
+        rprelu_init_slope: initial negative slope of the RPReLUs (default 0.25, ReActNet's).
 
     # Returns
         A `tf.keras.Model` producing logits. Invalid group counts raise ValueError naming the layer and
@@ -151,4 +224,5 @@ def build_model(
     if isinstance(groups, int) and not isinstance(groups, bool):
         groups = arch.uniform_genotype(groups, lce_compatible)
     genes = arch.check_groups(groups, lce_compatible=lce_compatible)
-    return build_network(arch, fixed_conv_factory(genes, lce_compatible), name=f"binary_mobilenet_{arch.module}")
+    return build_network(arch, fixed_conv_factory(genes, lce_compatible), name=f"binary_mobilenet_{arch.module}",
+                         activation=activation, nonlinearity=nonlinearity, rprelu_init_slope=rprelu_init_slope)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from ..choices import MODULES, check_choice, not_allowed
+from ..choices import BASELINES, MODULES, check_choice, not_allowed
 
 
 #: The 13 MobileNetV1 blocks (paper §3.2.2): (input channels, output channels, stride).
@@ -243,3 +243,17 @@ def architecture(
         blocks.append(BlockSpec(i, cin, cout, stride, size, out, tuple(convs)))
         size = out
     return Architecture(module, (h, w, c), int(num_classes), float(width_multiplier), stem, tuple(blocks))
+
+
+def mobinet_genotype(arch: Architecture) -> Tuple[int, ...]:
+    """The MoBiNet-style baseline (Phan et al., WACV 2020): every binary 3x3 conv depthwise (groups = its
+    channels), every other searchable conv ungrouped; the uniform "groups = channels" genotype of the
+    ``paper`` space. LCE cannot lower a depthwise binary conv (1 input channel per group), so its export
+    keeps them as float ops (``allow_float_fallback``)."""
+    return tuple(c.in_channels if c.kernel == 3 else 1 for c in arch.gene_layers)
+
+
+def baseline_genotype(arch: Architecture, baseline: str) -> Tuple[int, ...]:
+    """The genotype of a named baseline (`choices.BASELINES`: "mobinet")."""
+    check_choice("Unknown baseline", baseline, BASELINES)
+    return mobinet_genotype(arch)

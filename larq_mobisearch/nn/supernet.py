@@ -18,9 +18,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+from larq.quantized_variable import QuantizedVariable
 
 from .layers import PACKAGE, BinaryGroupConv2D
-from .models import build_network, fixed_conv_factory
+from .models import build_network, fixed_conv_factory, network_options
 from .quantizers import approx_sign, xnor_weight_sign
 from .space import Genotype, SearchSpace, encode
 from .specs import Architecture, ConvSpec
@@ -149,6 +150,19 @@ class SearchableBinaryConv2D(SearchableConv):
     def _constraint(self):
         return tf.keras.constraints.get("weight_clip")
 
+    def _add_variable_with_custom_getter(self, name: str, **kwargs):
+        """The shared kernel is a larq `QuantizedVariable` of precision 1 without a quantizer (it reads as
+        the latent kernel; `masked_kernel` binarizes it), so larq's `Bop.is_binary_variable` (and
+        `CaseOptimizer`) recognise it as binary, as the kernels of `BinaryGroupConv2D`."""
+        if name != "kernel":
+            return super()._add_variable_with_custom_getter(name, **kwargs)
+        old_getter = kwargs.pop("getter")
+
+        def getter(*args, **kw):
+            return QuantizedVariable.from_variable(old_getter(*args, **kw), quantizer=None, precision=1)
+
+        return super()._add_variable_with_custom_getter(name, getter=getter, **kwargs)
+
     def masked_kernel(self) -> tf.Tensor:
         mask = block_diagonal_mask(self.in_channels, self.filters, self.groups)[None, None]
         return xnor_weight_sign(self.kernel, clip_value=self.clip_value, mask=mask)
@@ -184,11 +198,14 @@ def _float_call(layer: SearchableConv2D, inputs):
     return tf.nn.conv2d(x, layer.masked_kernel(), strides=layer.strides, padding="VALID")
 
 
-def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
+def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batchnorm: bool = False,
+                   activation: str = "approx_sign", nonlinearity: str = "none",
+                   rprelu_init_slope: float = 0.25) -> tf.keras.Model:
     """Build the weight-sharing supernet of `space.arch`, with `space.candidates` per searchable layer.
 
-    Non-searchable convs are ordinary fixed layers; the graph and layer names equal `models.build_model`.
-    The model starts at the all-ones genotype.
+    Non-searchable convs are ordinary fixed layers; the graph and layer names equal `models.build_model`
+    (with the same `activation` / `nonlinearity` options, see `models.build_network`). The model starts at
+    the all-ones genotype.
     """
     fixed = fixed_conv_factory((1,) * space.arch.num_genes)
 
@@ -200,20 +217,29 @@ def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batch
                    gene=spec.gene, name=spec.name)
 
     model = build_network(space.arch, make, name=name or f"supernet_{space.arch.module}",
-                          sync_batchnorm=sync_batchnorm)
+                          sync_batchnorm=sync_batchnorm, activation=activation, nonlinearity=nonlinearity,
+                          rprelu_init_slope=rprelu_init_slope)
     model._lm_space = space  # in-process convenience; extract_subnet also accepts an explicit space
     return model
 
 
+def _all_layers(model: tf.keras.layers.Layer):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _all_layers(layer)
+
+
 def searchable_layers(model: tf.keras.Model) -> List[SearchableConv]:
-    layers = [l for l in model.layers if isinstance(l, SearchableConv)]
+    """The searchable convs of a supernet, in gene order (also inside a wrapping model, e.g. a
+    `distillation.Distiller` training the supernet)."""
+    layers = [l for l in _all_layers(model) if isinstance(l, SearchableConv)]
     if not layers:
         raise ValueError(f"Model {model.name!r} has no searchable layers: it is not a supernet")
     return sorted(layers, key=lambda l: l.gene)
 
 
 def is_supernet(model: tf.keras.Model) -> bool:
-    return any(isinstance(l, SearchableConv) for l in model.layers)
+    return any(isinstance(l, SearchableConv) for l in _all_layers(model))
 
 
 def set_genotype(model: tf.keras.Model, genotype: Sequence[int]) -> None:
@@ -244,6 +270,18 @@ def sample_genotype(space: SearchSpace, rng: random.Random, cost_model=None, bud
     return space.sample_under(rng, cost_model.cost, budget, max_tries=max_tries, min_cost=min_cost)
 
 
+def optimizer_step(optimizer) -> int:
+    """The number of training steps `optimizer` has applied (restored with it from a checkpoint).
+
+    larq's `CaseOptimizer` (Bop for the binary kernels) leaves its own `iterations` at 0 and lets the
+    optimizers it wraps count, so the count of its last (default) optimizer is read.
+    """
+    wrapped = getattr(optimizer, "optimizers", None)
+    if wrapped:
+        return int(wrapped[-1].iterations.numpy())
+    return int(optimizer.iterations.numpy())
+
+
 def step_rng(seed: int, step: int) -> random.Random:
     """The genotype RNG of one training step: a pure function of (seed, step), the same on every replica."""
     return random.Random(f"larq_mobisearch:{int(seed)}:{int(step)}")
@@ -263,7 +301,7 @@ class RandomGenotype(tf.keras.callbacks.Callback):
         self.last_genotype: Optional[Genotype] = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
+        step = optimizer_step(self.model.optimizer)
         genotype = sample_genotype(self.space, step_rng(self.seed, step), self.cost_model, self.budget,
                                    self.max_tries)
         set_genotype(self.model, genotype)
@@ -274,7 +312,9 @@ def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Opt
                    arch: Optional[Architecture] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
     """A fixed model with real `groups=g` layers, the cropped shared weights and the BatchNorm state.
 
-    Its logits equal the supernet's under the same genotype (up to float summation order).
+    Built with the supernet's own options (RSign thresholds, RPReLU: `models.network_options`), whose
+    weights are copied by layer name. Its logits equal the supernet's under the same genotype (up to float
+    summation order).
     """
     space = space or getattr(supernet, "_lm_space", None)
     if space is None:
@@ -282,7 +322,7 @@ def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Opt
     genotype = space.validate(tuple(genotype))
     fixed = build_network(space.arch, fixed_conv_factory(genotype, lce_compatible=space.mode == "lce"),
                           name=f"binary_mobilenet_{space.arch.module}_{encode(genotype)}",
-                          sync_batchnorm=sync_batchnorm)
+                          sync_batchnorm=sync_batchnorm, **network_options(supernet))
     for layer in fixed.layers:
         if not layer.weights:
             continue
