@@ -8,6 +8,10 @@ Every training run owns a directory:
 - ``history.csv``: one row per finished epoch (appended, survives resumption);
 - ``weights.h5``: final weights, written atomically (temp file + rename) once training finishes;
 - ``done.json``: marker with the final metrics; a finished stage is skipped by the pipeline.
+
+Options of every training run (`config.TrainConfig`): ``optimizer="bop"`` trains the binary kernels with
+larq's Bop and every other weight with Adam (`make_optimizer`); ``loss="distributional"`` distills from a
+teacher model (`fit(..., teacher=...)`, `distillation.Distiller`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .fileio import atomic_write
 from .nn.space import Genotype
 from .nn.supernet import set_genotype
 from .choices import OPTIMIZERS, SCHEDULES, not_allowed
+from .distillation import Distiller, distillation_loss
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +49,69 @@ class LinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self.initial, "steps": self.steps}
 
 
-def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+def decayed(initial: float, cfg: TrainConfig, steps_per_epoch: int):
+    """`initial` decayed over the run's steps by ``cfg.schedule`` (cosine / linear to 0, or constant)."""
     total = max(1, int(cfg.epochs) * int(steps_per_epoch))
     if cfg.schedule == "cosine":
-        return tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, total)
+        return tf.keras.optimizers.schedules.CosineDecay(initial, total)
     if cfg.schedule == "linear":
-        return LinearDecay(cfg.learning_rate, total)
+        return LinearDecay(initial, total)
     if cfg.schedule == "constant":
-        return float(cfg.learning_rate)
+        return float(initial)
     raise not_allowed(f"Unknown learning-rate schedule {cfg.schedule!r}", SCHEDULES)
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+    return decayed(cfg.learning_rate, cfg, steps_per_epoch)
+
+
+def is_binary_kernel(variable) -> bool:
+    """larq's test for a binary variable (``precision == 1``): the kernels of `BinaryGroupConv2D` (XNOR
+    weight quantizer) and the supernet's shared binary kernels; not real-valued-weight convs (two-step
+    training's step 1), BatchNorm, thresholds, RPReLU, the stem or the classifier."""
+    import larq as lq
+
+    return lq.optimizers.Bop.is_binary_variable(variable)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.keras.Model] = None):
+    """The optimizer of ``cfg.optimizer``: "adam", "sgd", or "bop".
+
+    "bop": larq's `CaseOptimizer` with `Bop` (threshold ``cfg.bop_threshold``, adaptivity rate
+    ``cfg.bop_gamma`` decayed by ``cfg.schedule`` like the learning rate) for the binary kernels of `model`
+    (`is_binary_kernel`) and Adam (``cfg.learning_rate``) for every other variable; larq needs Keras's legacy
+    optimizers inside `CaseOptimizer` on TF >= 2.11. A model without binary kernels (two-step training's
+    step 1) gets Adam alone.
+
+    # References
+        - [Latent Weights Do Not Exist: Rethinking Binarized Neural Network Optimization](
+          https://arxiv.org/abs/1906.02107) (Bop)
+    """
     lr = learning_rate(cfg, steps_per_epoch)
     if cfg.optimizer == "adam":
         return tf.keras.optimizers.Adam(lr, beta_1=0.9)
     if cfg.optimizer == "sgd":
         return tf.keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+    if cfg.optimizer == "bop":
+        import larq as lq
+
+        if model is None:
+            raise ValueError("optimizer 'bop' needs the model, to find its binary kernels (make_optimizer(..., model))")
+        adam = tf.keras.optimizers.legacy.Adam(lr, beta_1=0.9)
+        if not any(is_binary_kernel(v) for v in model.trainable_variables):
+            log.info("Model %r has no binary kernels: Adam trains every variable", model.name)
+            return adam
+        bop = lq.optimizers.Bop(threshold=cfg.bop_threshold, gamma=decayed(cfg.bop_gamma, cfg, steps_per_epoch))
+        return lq.optimizers.CaseOptimizer((is_binary_kernel, bop), default_optimizer=adam)
     raise not_allowed(f"Unknown optimizer {cfg.optimizer!r}", OPTIMIZERS)
 
 
 def compile_model(model: tf.keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.Model:
-    model.compile(
-        optimizer=make_optimizer(cfg, steps_per_epoch),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    """Compile with the optimizer of `cfg` and cross-entropy on the labels (a `Distiller`: the
+    distributional loss against its teacher); metric: top-1 accuracy against the labels."""
+    loss = distillation_loss() if isinstance(model, Distiller) else \
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, model), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -114,8 +156,12 @@ def fit(
     validation: Optional[tf.data.Dataset] = None,
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 1,
+    teacher: Optional[tf.keras.Model] = None,
 ) -> Dict[str, List[float]]:
     """Compile and train `model` for `cfg.epochs` epochs in `out_dir`, resuming an interrupted run.
+
+    With a `teacher`, `model` learns with the distributional loss against it (`distillation.Distiller`;
+    the backup holds both, ``weights.h5`` the student's weights only).
 
     Distributed training: build `model` inside ``strategy.scope()``; it is compiled in the same scope and
     `train` (global batches) is split across the replicas by Keras. In a multi-worker cluster only the chief
@@ -131,15 +177,18 @@ def fit(
     private = worker_info(strategy).private_dir(out_dir)
     os.makedirs(private, exist_ok=True)
     tf.keras.utils.set_random_seed(int(cfg.seed))
+    trained = model
     with strategy.scope():
-        compile_model(model, cfg, steps_per_epoch)
+        if teacher is not None:
+            trained = Distiller(model, teacher)
+        compile_model(trained, cfg, steps_per_epoch)
     history_path = os.path.join(private, "history.csv")
     cbs = [  # backup and history first, so an epoch that finished is recorded before user callbacks run
         tf.keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq="epoch", delete_checkpoint=False),
         tf.keras.callbacks.CSVLogger(history_path, append=True),
         *callbacks,
     ]
-    model.fit(
+    trained.fit(
         train,
         epochs=int(cfg.epochs),
         steps_per_epoch=steps_per_epoch,
