@@ -1,7 +1,8 @@
 """`mobisearch` command line: the only module that imports click.
 
     mobisearch run                      # whole pipeline on the bundled digits data
-    mobisearch supernet|search|train|export --run-dir DIR
+    mobisearch teacher|supernet|search|train|export --run-dir DIR
+    mobisearch train --run-dir DIR --baseline mobinet   # the MoBiNet-style (depthwise) baseline
     mobisearch flops --module m3 --groups 4 [--input-size 224 --num-classes 1000] [--json]
 """
 
@@ -16,6 +17,8 @@ import sys
 from typing import Optional
 
 import click
+
+from .choices import BASELINES
 
 DEFAULT_RUN_DIR = "runs/digits"
 
@@ -52,8 +55,8 @@ def _search_options(fn, flag: str = "--search"):
     names = [flag, "--name"] if flag == "--search" else [flag, "--search"]
     fn = click.option(*names, "search_name", default="default", show_default=True,
                       help="Name of the search (several searches share one supernet: budgets, devices).")(fn)
-    fn = click.option("--restart-from", type=click.Choice(["supernet", "search", "retrain", "export"]), default=None,
-                      help="Delete this stage's files (and the later stages') and redo them.")(fn)
+    fn = click.option("--restart-from", type=click.Choice(["teacher", "supernet", "search", "retrain", "export"]),
+                      default=None, help="Delete this stage's files (and the later stages') and redo them.")(fn)
     return fn
 
 
@@ -87,17 +90,29 @@ def main(verbose):
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _baseline_option(fn, help_text: str):
+    return click.option("--baseline", "baselines", multiple=True, type=click.Choice(list(BASELINES)),
+                        help=help_text)(fn)
+
+
 @main.command()
 @_config_options
 @_search_options
+@functools.partial(_baseline_option, help_text=(
+    "Also retrain and export this named baseline in the search of its name (mobinet: the MoBiNet-style "
+    "depthwise model, exported with float fallback); repeatable."))
 @_friendly_errors
-def run(run_dir, preset, config_path, overrides, quiet, search_name, restart_from):
-    """Run all stages: supernet -> search -> retrain -> export (finished stages are skipped)."""
+def run(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, baselines):
+    """Run all stages: supernet -> search -> retrain -> export (finished stages are skipped).
+
+    With --set supernet.loss=distributional or retrain.loss=distributional, the float teacher is trained
+    first (teacher stage) unless teacher.source=path.
+    """
     from .pipeline import run_all
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=search_name,
                   restart_from=restart_from)
-    report = run_all(r, echo=click.echo)
+    report = run_all(r, echo=click.echo, baselines=baselines)
     if "worker" in report:  # a multi-worker run's non-chief worker: the chief exports and reports
         click.echo(f"worker {report['worker']} of {report['workers']} finished; the chief writes the reports")
         return
@@ -111,6 +126,24 @@ def run(run_dir, preset, config_path, overrides, quiet, search_name, restart_fro
                f"(parameters {report['parameter_memory']['bytes']:,} bytes)")
     click.echo(f"tflite          {report['tflite']}")
     click.echo(f"report          {r.search_path('report.md')} (all searches: {r.path('report.md')})")
+
+
+@main.command()
+@_config_options
+@_friendly_errors
+def teacher(run_dir, preset, config_path, overrides, quiet):
+    """Train the real-valued teacher of the distributional loss (the float twin, once per run)."""
+    from .pipeline import train_teacher
+
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=None)
+    if r.cfg.teacher.source == "path":
+        click.echo(f"teacher.source is 'path': the teacher is {r.cfg.teacher.path}; nothing to train")
+        return
+    if r.done("teacher"):
+        click.echo(f"teacher trained already: {r.path('teacher', 'weights.h5')}")
+        return
+    train_teacher(r)
+    click.echo(f"teacher weights: {r.path('teacher', 'weights.h5')}")
 
 
 @main.command()
@@ -166,16 +199,24 @@ def search(run_dir, preset, config_path, overrides, quiet, search_name, restart_
 @click.option("--genotype", default=None, help="Genotype to train, e.g. 1-1-2-4-... (default: the searched one).")
 @click.option("--init-from-supernet", is_flag=True, default=None,
               help="Start from the supernet's cropped weights instead of from scratch (beyond the paper).")
+@click.option("--baseline", default=None, type=click.Choice(list(BASELINES)),
+              help="Train a named baseline instead (mobinet: every 3x3 conv depthwise), in the search of its name "
+                   "unless --search is given; export it with --allow-float-fallback.")
 @_friendly_errors
-def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, genotype, init_from_supernet):
+def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, genotype, init_from_supernet,
+          baseline):
     """Stage 3: train a genotype from scratch (the search's winner by default)."""
     from .pipeline import retrain
     from .nn.space import decode
 
-    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=genotype is not None, search=search_name,
-                  restart_from=restart_from)
+    if baseline and genotype:
+        raise click.UsageError("--genotype and --baseline are exclusive")
+    if baseline and search_name == "default":
+        search_name = baseline
+    r = _open_run(run_dir, preset, config_path, overrides, quiet, create=genotype is not None or bool(baseline),
+                  search=search_name, restart_from=restart_from)
     genes = r.space.validate(decode(genotype)) if genotype else None
-    _, acc = retrain(r, genes, init_from_supernet=init_from_supernet)
+    _, acc = retrain(r, genes, init_from_supernet=init_from_supernet, baseline=baseline)
     click.echo(f"test top-1 {acc:.4f}; weights: {r.search_path('final', 'weights.h5')}")
 
 
@@ -194,7 +235,7 @@ def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False, search=search_name,
                   restart_from=restart_from)
     out = run_export(r, allow_float_fallback=allow_float_fallback, output=output)
-    if r.done("search"):
+    if r.done("search") or out.get("baseline"):
         write_report(r)
     v = out.get("verify") or {}
     click.echo(f"tflite {out['tflite']} ({out['tflite_bytes']:,} bytes); LceBconv2d {out['num_lce_bconv']}/"

@@ -1,6 +1,7 @@
 """One tree of settings configures every stage; the CLI builds it, the library reads it.
 
-`RunConfig` (sections `data`, `model`, `supernet`, `search`, `retrain`, `export`, `distribute`; `schema`)
+`RunConfig` (sections `data`, `model`, `supernet`, `search`, `retrain`, `teacher`, `export`, `distribute`;
+`schema`)
 is built by `load_config(path, preset, overrides)` (`loading`):
 
 1. start from a preset (`presets.PRESETS`: ``digits`` (default, offline), ``fashion``, ``cifar10``,
@@ -51,6 +52,7 @@ from .schema import (  # noqa: F401
     RunConfig,
     SearchConfig,
     SupernetConfig,
+    TeacherConfig,
     TrainConfig,
     valid_keys,
 )

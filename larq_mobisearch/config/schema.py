@@ -96,6 +96,12 @@ class ModelConfig(Section):
     module: Choice(C.MODULES) = "m1"
     width_multiplier: Annotated[Float, Field(gt=0)] = 0.5
     space: Choice(C.SPACE_MODES) = "lce"
+    #: binary activation: "approx_sign" (the paper) or "rsign" (ReActNet: sign(x - alpha_c), learnable alpha_c)
+    activation: Choice(C.ACTIVATIONS) = "approx_sign"
+    #: after each residual add: "none" (the paper) or "rprelu" (ReActNet: PReLU_c(x - gamma_c) + zeta_c)
+    nonlinearity: Choice(C.NONLINEARITIES) = "none"
+    #: initial negative slope of each RPReLU: 0.25 (ReActNet, PyTorch's PReLU); 1.0 starts as the identity
+    rprelu_init_slope: Annotated[Float, Field(ge=0, le=1)] = 0.25
 
 
 class TrainConfig(Section):
@@ -104,8 +110,14 @@ class TrainConfig(Section):
     epochs: Annotated[Int, Field(ge=1)] = 20
     learning_rate: Annotated[Float, Field(gt=0)] = 2e-3
     schedule: Choice(C.SCHEDULES) = "cosine"
+    #: "bop": larq's Bop for the binary kernels, Adam (learning_rate) for everything else
     optimizer: Choice(C.OPTIMIZERS) = "adam"
     seed: Seed = 0
+    bop_threshold: Annotated[Float, Field(gt=0)] = 1e-8  #: Bop's flip threshold tau (Helwegen et al.: 1e-8)
+    #: Bop's adaptivity rate gamma (Helwegen et al.: 1e-4), decayed by `schedule` like the learning rate
+    bop_gamma: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
+    #: "cross_entropy" with the labels, or "distributional": ReActNet's distillation from the `teacher`
+    loss: Choice(C.LOSSES) = "cross_entropy"
 
 
 class SupernetConfig(TrainConfig):
@@ -154,6 +166,43 @@ class RetrainConfig(TrainConfig):
     section: ClassVar[str] = "retrain"
 
     init_from_supernet: bool = False
+    #: ReActNet's two steps: step 1 binary activations with real-valued weights, step 2 both binary from step 1
+    two_step: bool = False
+    #: epochs of step 1 (null: `epochs`, as ReActNet trains each step for the full schedule)
+    step1_epochs: Optional[Annotated[Int, Field(ge=1)]] = None
+
+    @model_validator(mode="after")
+    def _step1_needs_two_steps(self) -> "RetrainConfig":
+        if self.step1_epochs is not None and not self.two_step:
+            raise ValueError(f"retrain.step1_epochs: received {self.step1_epochs}; must be null unless "
+                             f"retrain.two_step is true (it is false)")
+        return self
+
+
+class TeacherConfig(Section):
+    """The real-valued teacher of the distributional loss (``supernet.loss`` / ``retrain.loss`` =
+    "distributional"): the float twin of the run's architecture (every binary conv a ReLU + float conv, groups
+    1), trained once in ``<run>/teacher/`` with these settings, or a saved Keras model (``source=path``)."""
+
+    section: ClassVar[str] = "teacher"
+
+    source: Choice(C.TEACHER_SOURCES) = "twin"
+    path: Optional[Annotated[str, Field(min_length=1)]] = None  # a saved Keras model (.keras, .h5, SavedModel)
+    epochs: Annotated[Int, Field(ge=1)] = 20
+    learning_rate: Annotated[Float, Field(gt=0)] = 2e-3
+    schedule: Choice(C.SCHEDULES) = "cosine"
+    optimizer: Choice(C.FLOAT_OPTIMIZERS) = "adam"
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _path_with_source(self) -> "TeacherConfig":
+        if self.source == "path" and self.path is None:
+            raise ValueError("teacher.path: received null; must name a saved Keras model when teacher.source is "
+                             "'path'")
+        if self.source == "twin" and self.path is not None:
+            raise ValueError(f"teacher.path: received {self.path!r}; must be null unless teacher.source is 'path' "
+                             f"(it is 'twin')")
+        return self
 
 
 class ExportConfig(Section):
@@ -191,6 +240,7 @@ class RunConfig(Section):
     supernet: SupernetConfig = Field(default_factory=SupernetConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
 

@@ -1,5 +1,8 @@
 """Reports: one per search (``searches/<name>/report.md``) and one for the run, comparing every search of
-its supernet in a table and a Pareto plot (test top-1 vs FLOPs, and vs latency where a search had a table)."""
+its supernet in a table and a Pareto plot (test top-1 vs FLOPs, and vs latency where a search had a table).
+
+The run report also has a row for each named baseline (`choices.BASELINES`: the MoBiNet-style depthwise
+model), with its FLOPs, and its test top-1 once it is retrained (``mobisearch train --baseline mobinet``)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..nn.space import decode
 from ..search.costs import count_costs
 from .rundir import Run, read_json
-from .stages import load_final
+from .stages import final_baseline, load_final
+
+#: What the report says about each named baseline.
+BASELINE_NOTES = {
+    "mobinet": ("MoBiNet-style baseline: binary depthwise 3x3 + pointwise convs with skip connections (every "
+                "3x3 conv groups = channels, the paper space). LCE cannot lower depthwise binary convs (1 input "
+                "channel per group): its export needs --allow-float-fallback and keeps them as float ops."),
+}
 
 
 def parameter_memory(model) -> Dict[str, int]:
@@ -58,12 +68,13 @@ def search_summary(run: Run) -> Dict[str, Any]:
         "stages_done": [s for s in ("search", "retrain", "export") if run.done(s)],
         "flops": None,
         "latency_ms": None,
+        "baseline": final_baseline(run),
     }
     if genotype:
         genes = decode(genotype)
         row["flops"] = count_costs(run.arch, genes).flops
         latency = run.latency_model()
-        if latency is not None:
+        if latency is not None and row["baseline"] is None:
             row["latency_ms"] = latency.cost(genes)
     return row
 
@@ -81,6 +92,10 @@ def searches_table(rows: List[Dict[str, Any]]) -> List[str]:
     lines = ["| search | FLOPs budget | latency budget (ms) | winner | held-out top-1 | evaluated (feasible) | "
              "test top-1 | FLOPs | latency (ms) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r.get("baseline"):
+            lines.append(f"| {r['name']} (baseline {r['baseline']}) | - | - | `{r['genotype'] or '-'}` | - | - | "
+                         f"{_num(r['test_accuracy'])} | {_num(r['flops'])} | - |")
+            continue
         feasible = r.get("feasible") or {}
         seen = _num(r["evaluations"], "{:d}") + (f" ({feasible.get('count'):,}{'' if feasible.get('exact') else ' est.'})"
                                                  if feasible.get("count") is not None else "")
@@ -93,14 +108,20 @@ def searches_table(rows: List[Dict[str, Any]]) -> List[str]:
 def write_search_report(run: Run) -> Dict[str, Any]:
     """``searches/<name>/report.{json,md}`` of a search that was retrained and exported."""
     cfg, arch = run.cfg, run.arch
-    search_result = read_json(run.search_path("search", "result.json"), "Search result")
     final = read_json(run.search_path("final", "done.json"), "Retraining result")
+    baseline = final.get("baseline")
+    search_result = {} if baseline else read_json(run.search_path("search", "result.json"), "Search result")
     exported = read_json(run.search_path("export.json"), "Export result")
     costs = count_costs(arch, decode(final["genotype"]))
     model, _ = load_final(run)
     plot_dir = run.search_path("plots")
     report = {
         "search": run.search,
+        "baseline": baseline,
+        "baseline_note": BASELINE_NOTES.get(baseline),
+        "methods": {"activation": cfg.model.activation, "nonlinearity": cfg.model.nonlinearity,
+                    "loss": cfg.retrain.loss, "optimizer": cfg.retrain.optimizer,
+                    "two_step": cfg.retrain.two_step},
         "module": arch.module,
         "dataset": cfg.data.name,
         "input_shape": list(arch.input_shape),
@@ -125,7 +146,27 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     return report
 
 
+def _baseline_markdown(r: Dict[str, Any]) -> str:
+    lines = [
+        f"# larq_mobisearch baseline {r['baseline']!r} (search {r['search']!r}): {r['module'].upper()} on "
+        f"{r['dataset']}",
+        "",
+        f"- {r['baseline_note']}",
+        f"- genotype: `{r['genotype']}`",
+        f"- test top-1 (Keras): {r['test_accuracy']:.4f}; test top-1 of the .tflite (verify samples): "
+        f"{_num(r['tflite_accuracy'])}",
+        f"- FLOPs: {_num(r['costs']['flops'])} (BOPs {r['costs']['bops']:,}, float FLOPs "
+        f"{r['costs']['float_flops']:,})",
+        f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes); ops: {r.get('op_census')}",
+        "",
+        "## Plots", "",
+    ] + [f"![{p}]({p})" for p in r["plots"]]
+    return "\n".join(lines) + "\n"
+
+
 def _search_markdown(r: Dict[str, Any]) -> str:
+    if r.get("baseline"):
+        return _baseline_markdown(r)
     s = r["search_result"]
     feasible = s.get("feasible") or {}
     seen = f"search saw {s['evaluations']} genotypes" + (
@@ -174,16 +215,41 @@ def write_run_report(run: Run) -> Dict[str, Any]:
             plots.plot_pareto([], front, run.path(path), label, points, y_label="test top-1",
                               title=f"Searches on one supernet: test top-1 vs {label}")
             plot_paths.append(path)
+    baselines = baseline_rows(run, rows)
     report = {"run_dir": os.path.abspath(run.run_dir), "module": run.cfg.model.module, "dataset": run.cfg.data.name,
-              "supernet": supernet, "searches": rows, "plots": plot_paths}
+              "supernet": supernet, "searches": rows, "baselines": baselines, "plots": plot_paths}
     atomic_write_json(run.path("report.json"), report)
     lines = [f"# larq_mobisearch run: {run.cfg.model.module.upper()} on {run.cfg.data.name}", "",
              f"Supernet: {supernet.get('epochs', '-')} epochs, final train accuracy "
              f"{_num(supernet.get('final_train_accuracy'))}. {len(rows)} search(es) on it "
              f"(per-search reports: searches/<name>/report.md).", ""]
-    lines += searches_table(rows) + ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths]
+    lines += searches_table(rows) + ["", "## Baselines", "", "| baseline | genotype | FLOPs | test top-1 | note |",
+                                     "|---|---|---|---|---|"]
+    for b in baselines:
+        lines.append(f"| {b['label']} | `{b['genotype']}` | {_num(b['flops'])} | {_num(b['test_accuracy'])} | "
+                     f"{b['note']} |")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths]
     atomic_write_text(run.path("report.md"), "\n".join(lines) + "\n")
     return report
+
+
+def baseline_rows(run: Run, rows: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+    """One row per named baseline: genotype, FLOPs and, when some search retrained it, its test top-1 (the
+    best over such searches) and those searches' names."""
+    from ..nn.space import encode
+    from ..nn.specs import baseline_genotype
+
+    rows = list_searches(run) if rows is None else rows
+    out = []
+    for name, note in BASELINE_NOTES.items():
+        genes = baseline_genotype(run.arch, name)
+        trained = [r for r in rows if r.get("baseline") == name and r.get("test_accuracy") is not None]
+        out.append({"baseline": name, "label": f"{name} (MoBiNet-style, depthwise)" if name == "mobinet" else name,
+                    "genotype": encode(genes), "flops": count_costs(run.arch, genes).flops,
+                    "test_accuracy": max((r["test_accuracy"] for r in trained), default=None),
+                    "searches": [r["name"] for r in trained],
+                    "note": note + ("" if trained else f" Train it with `mobisearch train --baseline {name}`.")})
+    return out
 
 
 def _front(points: List[tuple]) -> List[tuple]:

@@ -5,10 +5,14 @@ Layout (version 2)::
     R/config.json                 the run's config: data / model / supernet fix the supernet; the other
                                   sections are the defaults of new searches
     R/run.json                    {"layout": 2}
+    R/teacher/                    the real-valued teacher of the distributional loss (when used and
+                                  teacher.source=twin): BackupAndRestore state, history.csv, weights.h5,
+                                  model.keras (a whole model another run can use as teacher.path), done.json
     R/supernet/                   BackupAndRestore state, history.csv, weights.h5, done.json
     R/searches/<name>/config.json the whole config of that search (its data / model / supernet = the run's)
     R/searches/<name>/...         search_state.json, random_search_state.json, search/, final/, model.tflite,
-                                  export.json, report.md, plots/
+                                  export.json, report.md, plots/; final/step1/ holds step 1 of a
+                                  two-step retraining (its own backup, history, weights, done.json)
     R/report.md, R/report.json    every search of the supernet compared; R/plots/
 
 Stage-scoped settings: each stage depends only on its own config sections and on the results of the stages
@@ -17,6 +21,10 @@ change is refused naming the stage and the keys, unless the user asks to redo th
 (``restart_from``), which deletes that stage's files and the later ones (of this search only, except for
 the supernet, on which every search depends). Run directories of layout 1 (one search at the top level)
 are moved into ``searches/default/`` when opened, with a message; nothing is read from the old places.
+
+The teacher is a run-level stage like the supernet (its settings: data / model / teacher); a supernet or a
+retraining trained with the distributional loss also depends on the teacher's settings. ``restart_from=
+"teacher"`` redoes the teacher and everything after it (the supernet and every search).
 """
 
 from __future__ import annotations
@@ -41,10 +49,16 @@ log = logging.getLogger(__name__)
 
 LAYOUT = 2
 STAGES = ("supernet", "search", "retrain", "export")
+#: The stages `restart_from` can redo, in order: the teacher (trained before the supernet) and `STAGES`.
+RESTART_STAGES = ("teacher",) + STAGES
+#: Stages of the whole run directory (shared by every search); the others belong to one search.
+RUN_STAGES = ("teacher", "supernet")
 DEFAULT_SEARCH = "default"
 #: The config sections each stage's result depends on (``distribute`` says how a stage runs, not what it
-#: computes, so it may change on resumption).
+#: computes, so it may change on resumption). A stage trained with the distributional loss also depends on
+#: ``teacher`` (`stage_sections`).
 STAGE_SECTIONS: Dict[str, tuple] = {
+    "teacher": ("data", "model", "teacher"),
     "supernet": ("data", "model", "supernet"),
     "search": ("search",),
     "retrain": ("retrain",),
@@ -81,9 +95,23 @@ def check_search_name(name: str) -> str:
     return name
 
 
-def _sections(cfg: RunConfig, stage: str) -> Dict[str, Any]:
+def uses_teacher(cfg: RunConfig, stage: str) -> bool:
+    """Whether `stage` ("supernet" or "retrain") trains with the distributional loss."""
+    section = {"supernet": cfg.supernet, "retrain": cfg.retrain}.get(stage)
+    return section is not None and section.loss == "distributional"
+
+
+def stage_sections(stage: str, *cfgs: RunConfig) -> tuple:
+    """The sections `stage`'s result depends on under any of `cfgs` (plus ``teacher`` if one distills)."""
+    names = STAGE_SECTIONS[stage]
+    if any(uses_teacher(c, stage) for c in cfgs):
+        names = names + ("teacher",)
+    return names
+
+
+def _sections(cfg: RunConfig, names: tuple) -> Dict[str, Any]:
     tree = config_to_dict(cfg)
-    return {s: tree[s] for s in STAGE_SECTIONS[stage]}
+    return {s: tree[s] for s in names}
 
 
 @dataclass
@@ -117,8 +145,8 @@ class Run:
         """
         if search is not None:
             check_search_name(search)
-        if restart_from is not None and restart_from not in STAGES:
-            raise RunDirError(f"restart_from: received {restart_from!r}; allowed: {list(STAGES)}")
+        if restart_from is not None and restart_from not in RESTART_STAGES:
+            raise RunDirError(f"restart_from: received {restart_from!r}; allowed: {list(RESTART_STAGES)}")
         run_path = os.path.join(run_dir, "config.json")
         if not os.path.exists(run_path):
             if cfg is None:
@@ -140,31 +168,35 @@ class Run:
     def _accept(self, cfg: RunConfig, saved: Optional[RunConfig]) -> None:
         """Adopt `cfg` for this search if it changes only stages that have not started."""
         run_cfg = self.cfg
-        for stage in STAGES if self.search is not None else STAGES[:1]:
-            before = _sections(run_cfg if stage == "supernet" else (saved or run_cfg), stage)
-            diff = describe_changes(before, _sections(cfg, stage))
+        for stage in RESTART_STAGES if self.search is not None else RUN_STAGES:
+            previous = run_cfg if stage in RUN_STAGES else (saved or run_cfg)
+            names = stage_sections(stage, previous, cfg)
+            diff = describe_changes(_sections(previous, names), _sections(cfg, names))
             if diff and self.started(stage):
-                where = "the supernet" if stage == "supernet" else f"search {self.search!r}"
-                hint = ("--search NAME starts another search on the same supernet; " if stage != "supernet" else "")
+                where = {"supernet": "the supernet", "teacher": "the run"}.get(stage, f"search {self.search!r}")
+                hint = ("--search NAME starts another search on the same supernet; " if stage not in RUN_STAGES
+                        else "")
                 raise RunDirError(
                     f"The {stage} stage of {where} in {self.run_dir} was made with other settings:\n  "
                     + "\n  ".join(diff[:8]) + f"\nKeep those settings, or {hint}--restart-from {stage} redoes "
                     f"the {stage} stage and the later ones (deleting their files), or use another --run-dir."
                 )
-        if diff_keys(_sections(run_cfg, "supernet"), _sections(cfg, "supernet")):
+        run_names = tuple(dict.fromkeys(STAGE_SECTIONS["teacher"] + STAGE_SECTIONS["supernet"]))
+        if diff_keys(_sections(run_cfg, run_names), _sections(cfg, run_names)):
             save_config(cfg, self.path("config.json"))  # nothing trained yet: the run takes the new settings
         self.cfg = cfg
         if self.search is not None and (saved is None or cfg != saved):
             save_config(cfg, self.search_path("config.json"))
 
     def _restart(self, stage: str, echo: Callable[[str], None]) -> None:
+        run_level = {"teacher": [self.path("teacher")], "supernet": [self.path("supernet"), self.path("searches")]}
         paths = {
-            "supernet": [self.path("supernet"), self.path("searches")],
+            **run_level,
             "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
             "retrain": [self.search_path("final")],
             "export": [self.search_path(p) for p in ("model.tflite", "export.json", "report.md", "report.json")],
-        } if self.search is not None else {"supernet": [self.path("supernet"), self.path("searches")]}
-        for s in [s for s in STAGES[STAGES.index(stage):] if s in paths]:
+        } if self.search is not None else run_level
+        for s in [s for s in RESTART_STAGES[RESTART_STAGES.index(stage):] if s in paths]:
             for p in paths[s]:
                 if os.path.isdir(p):
                     shutil.rmtree(p)
@@ -195,8 +227,8 @@ class Run:
 
     def marker(self, stage: str) -> str:
         """The file whose existence means `stage` is finished."""
-        if stage == "supernet":
-            return self.path("supernet", "done.json")
+        if stage in RUN_STAGES:
+            return self.path(stage, "done.json")
         return self.search_path(*{"search": ("search", "result.json"), "retrain": ("final", "done.json"),
                                   "export": ("export.json",)}[stage])
 
@@ -205,8 +237,8 @@ class Run:
 
     def started(self, stage: str) -> bool:
         """Finished, or has left files a resumption would read (a backup, a state file)."""
-        if stage == "supernet":
-            paths = [self.path("supernet")]
+        if stage in RUN_STAGES:
+            paths = [self.path(stage)]
         else:
             paths = [self.search_path(p) for p in {"search": (STATE_FILENAME, RANDOM_STATE_FILENAME, "search"),
                                                    "retrain": ("final",), "export": ("export.json",)}[stage]]

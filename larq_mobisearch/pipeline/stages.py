@@ -5,6 +5,10 @@
      genotype      supernet, with random      from          verified against
      per step)     and uniform baselines)     scratch)      Keras)
 
+plus, when the supernet or the retraining uses ReActNet's distributional loss with the float twin as teacher,
+a `train_teacher` stage before them (``<run>/teacher/``), and named baselines retrained instead of a search's
+winner (``retrain(run, baseline="mobinet")``).
+
 Each stage reads the files of the stages before it and writes its own (`rundir.Run` has the layout), so any
 stage runs alone, a finished stage is skipped and an interrupted one resumes. Training and the search run
 on the `tf.distribute` strategy of ``cfg.distribute``: the supernet and the retraining are data parallel,
@@ -21,10 +25,87 @@ from typing import Any, Dict, Optional, Sequence
 
 from .. import plots
 from ..fileio import atomic_write_json
-from ..nn.space import Genotype, decode, encode
+from ..nn.space import Genotype, SearchSpace, decode, encode
 from ..search.state import STATE_FILENAME
-from .rundir import Run, RunDirError, read_json
+from .rundir import Run, RunDirError, read_json, uses_teacher
 from .files import sha256_file
+
+
+def _options(run: Run) -> Dict[str, str]:
+    """The model options of the run (`models.build_network`): activation, nonlinearity, RPReLU's initial slope."""
+    m = run.cfg.model
+    return {"activation": m.activation, "nonlinearity": m.nonlinearity, "rprelu_init_slope": m.rprelu_init_slope}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stage 0 (when distilling): the real-valued teacher
+
+
+def needs_teacher_stage(run: Run) -> bool:
+    """Whether this run trains the float twin as teacher: some stage distills, from ``teacher.source=twin``."""
+    cfg = run.cfg
+    return cfg.teacher.source == "twin" and (uses_teacher(cfg, "supernet") or uses_teacher(cfg, "retrain"))
+
+
+def build_teacher(run: Run, *, sync_batchnorm: bool = False):
+    """The float twin of the run's architecture at groups 1 (`models.float_conv_factory`), with the run's
+    model options: the strongest model of the family, the same teacher for the supernet and every search."""
+    from ..nn.models import build_network, float_conv_factory
+
+    arch = run.arch
+    return build_network(arch, float_conv_factory((1,) * arch.num_genes), name=f"float_twin_{arch.module}",
+                         sync_batchnorm=sync_batchnorm, **_options(run))
+
+
+def train_teacher(run: Run, callbacks: Sequence = ()):
+    """Train the float twin in ``<run>/teacher/`` with ``cfg.teacher`` (resumes; skipped by `run_all` once done).
+
+    Writes ``weights.h5`` (what this run loads) and ``model.keras`` (a whole saved model another run can name
+    as ``teacher.path``), then ``done.json`` with its test top-1."""
+    from ..distribute import check_global_batch
+    from ..training import accuracy, fit
+
+    cfg = run.cfg
+    run.begin_stage(cfg.teacher.seed)
+    strategy, worker, data = run.strategy, run.worker, run.data
+    check_global_batch(cfg.data.batch_size, strategy)
+    out = run.path("teacher")
+    with strategy.scope():
+        model = build_teacher(run, sync_batchnorm=run.sync_batchnorm)
+    start = time.time()
+    history = fit(model, data.train, cfg.teacher, out, steps_per_epoch=data.steps_per_epoch,
+                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose)
+    test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
+    if worker.is_chief:
+        from ..fileio import atomic_write
+
+        # The whole model too, so other runs can distill from it (teacher.source=path, teacher.path=...).
+        atomic_write(run.path("teacher", "model.keras"), lambda tmp: model.save(tmp, overwrite=True), suffix=".keras")
+        plots.plot_training_history(history, run.path("plots", "teacher_training.png"),
+                                    title="Teacher (float twin) training")
+        atomic_write_json(os.path.join(out, "done.json"),
+                          {"model": model.name, "epochs": cfg.teacher.epochs, "test_accuracy": test_acc,
+                           "seconds": round(time.time() - start, 1),
+                           "final_holdout_accuracy": (history.get("val_accuracy") or [None])[-1]})
+    run.barrier()
+    return model
+
+
+def load_teacher(run: Run):
+    """The teacher of the distributional loss: the saved model at ``teacher.path``, or the run's float twin
+    (trained first if it is not yet: `train_teacher`). Build it inside the training's strategy scope."""
+    from ..distillation import load_teacher_model
+
+    cfg = run.cfg
+    if cfg.teacher.source == "path":
+        return load_teacher_model(cfg.teacher.path)
+    if not run.done("teacher"):
+        if run.verbose:
+            print(f"[teacher] training the float twin first ({cfg.teacher.epochs} epochs) ...", flush=True)
+        train_teacher(run)
+    model = build_teacher(run)
+    model.load_weights(run.path("teacher", "weights.h5"))
+    return model
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 1: supernet
@@ -69,19 +150,28 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
     cfg, data, space = run.cfg, run.data, run.space
     check_global_batch(cfg.data.batch_size, strategy)
     out = run.path("supernet")
+    teacher = None
+    if uses_teacher(cfg, "supernet"):
+        if cfg.teacher.source == "twin" and not run.done("teacher"):
+            train_teacher(run)
+            run.begin_stage(cfg.supernet.seed)
+            data = run.data
+        with strategy.scope():
+            teacher = load_teacher(run)
     with strategy.scope():
-        supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm)
+        supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm, **_options(run))
     budget = run.flops_budget() if cfg.supernet.flops_bounded_sampling else None
     sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
                              budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
     history = fit(supernet, data.train, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
-                  callbacks=[sampler, *callbacks], verbose=run.verbose)
+                  callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher)
     if run.worker.is_chief:
         plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
         atomic_write_json(os.path.join(out, "done.json"),
                           {"epochs": cfg.supernet.epochs, "seconds": round(time.time() - start, 1),
                            "final_train_accuracy": (history.get("accuracy") or [None])[-1],
+                           "loss": cfg.supernet.loss, "optimizer": cfg.supernet.optimizer, **_options(run),
                            "replicas": strategy.num_replicas_in_sync, "workers": run.worker.count})
     run.barrier()  # the other workers go on once the chief's weights and marker are written
     return supernet
@@ -93,7 +183,7 @@ def load_supernet(run: Run):
     if not run.done("supernet"):
         raise RunDirError(f"No trained supernet in {run.run_dir}; run `mobisearch supernet --run-dir {run.run_dir}` "
                           f"first")
-    supernet = build_supernet(run.space)
+    supernet = build_supernet(run.space, **_options(run))
     supernet.load_weights(run.path("supernet", "weights.h5"))
     return supernet
 
@@ -191,56 +281,139 @@ def searched_genotype(run: Run) -> Genotype:
 # Stage 3: retrain from scratch
 
 
-def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False):
+def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False, binary_weights: bool = True,
+                lce_compatible: Optional[bool] = None):
+    """The fixed model of `genotype` with the run's options. `binary_weights=False`: two-step training's
+    step 1 (binary activations, real-valued weights). `lce_compatible` defaults to the run's space being
+    "lce" (a baseline outside it, e.g. MoBiNet's depthwise convs, passes False)."""
     from ..nn.models import build_network, fixed_conv_factory
 
     arch = run.arch
-    return build_network(arch, fixed_conv_factory(genotype, lce_compatible=run.cfg.model.space == "lce"),
-                         name=f"binary_mobilenet_{arch.module}", sync_batchnorm=sync_batchnorm)
+    lce = run.cfg.model.space == "lce" if lce_compatible is None else lce_compatible
+    return build_network(arch, fixed_conv_factory(genotype, lce_compatible=lce, binary_weights=binary_weights),
+                         name=f"binary_mobilenet_{arch.module}", sync_batchnorm=sync_batchnorm, **_options(run))
+
+
+def baseline_space(run: Run, baseline: Optional[str]) -> SearchSpace:
+    """The space a retrained genotype belongs to: the run's, or the paper space for a named baseline."""
+    return SearchSpace(run.arch, "paper") if baseline else run.space
+
+
+def _retrain_step1(run: Run, genotype: Genotype, out: str, *, lce: bool, init_weights, teacher, callbacks):
+    """Step 1 of ReActNet's two-step recipe in ``out/step1/`` (binary activations, real-valued weights);
+    resumes from its own backup. Returns the path of its weights."""
+    from ..training import accuracy, fit
+
+    cfg, strategy, data = run.cfg, run.strategy, run.data
+    step_dir = os.path.join(out, "step1")
+    weights = os.path.join(step_dir, "weights.h5")
+    if os.path.exists(os.path.join(step_dir, "done.json")):
+        return weights
+    step_cfg = cfg.retrain.model_copy(update={"epochs": cfg.retrain.step1_epochs or cfg.retrain.epochs})
+    with strategy.scope():
+        model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm, binary_weights=False, lce_compatible=lce)
+        if init_weights is not None and not os.path.exists(os.path.join(step_dir, "backup")):
+            model.set_weights(init_weights)
+    start = time.time()
+    history = fit(model, data.train, step_cfg, step_dir, steps_per_epoch=data.steps_per_epoch,
+                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose, teacher=teacher)
+    test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
+    if run.worker.is_chief:
+        plots.plot_training_history(history, run.search_path("plots", "final_training_step1.png"),
+                                    title=f"Two-step retraining of {encode(genotype)}: step 1 (real-valued weights)")
+        atomic_write_json(os.path.join(step_dir, "done.json"),
+                          {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": step_cfg.epochs,
+                           "seconds": round(time.time() - start, 1)})
+    run.barrier()
+    return weights
 
 
 def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_supernet: Optional[bool] = None,
-            callbacks: Sequence = ()):
+            callbacks: Sequence = (), baseline: Optional[str] = None):
+    """Train `genotype` (default: the search's winner; with `baseline`, that named baseline's genotype, e.g.
+    "mobinet") from scratch in ``searches/<name>/final/``, with the run's options, optimizer and loss
+    (distributional: against `load_teacher`); ``retrain.two_step`` first trains step 1 in ``final/step1/``."""
     from ..distribute import check_global_batch
+    from ..nn.specs import baseline_genotype
     from ..training import accuracy, fit
 
     run.begin_stage(run.cfg.retrain.seed)
     strategy, worker = run.strategy, run.worker
     cfg, data = run.cfg, run.data
     check_global_batch(cfg.data.batch_size, strategy)
-    genotype = run.space.validate(tuple(genotype)) if genotype is not None else searched_genotype(run)
     init = cfg.retrain.init_from_supernet if init_from_supernet is None else init_from_supernet
+    if baseline is not None:
+        if genotype is not None:
+            raise ValueError(f"retrain: give a genotype or a baseline, not both (received baseline {baseline!r})")
+        if init:
+            raise RunDirError(f"Baseline {baseline!r} is outside the supernet's search space: it trains from "
+                              f"scratch (init_from_supernet must be false)")
+        genotype = baseline_genotype(run.arch, baseline)
+    space = baseline_space(run, baseline)
+    lce = space.mode == "lce"
+    genotype = space.validate(tuple(genotype)) if genotype is not None else searched_genotype(run)
     out = run.search_path("final")
     marker = os.path.join(out, "genotype.json")
     if os.path.exists(marker):
-        previous = read_json(marker, "Retraining genotype").get("genotype")
-        if previous != encode(genotype):
+        previous = read_json(marker, "Retraining genotype")
+        if previous.get("genotype") != encode(genotype) or previous.get("baseline") != baseline:
             raise RunDirError(
-                f"{out} holds a retraining of genotype {previous}, not {encode(genotype)}; `--restart-from retrain` "
-                f"(or another --search name) retrains"
+                f"{out} holds a retraining of genotype {previous.get('genotype')} (baseline "
+                f"{previous.get('baseline')}), not {encode(genotype)} (baseline {baseline}); `--restart-from "
+                f"retrain` (or another --search name) retrains"
             )
     elif worker.is_chief:
-        atomic_write_json(marker, {"genotype": encode(genotype), "init_from_supernet": bool(init)})
-    with strategy.scope():
-        if init and not os.path.exists(os.path.join(out, "backup")):
-            from ..nn.supernet import extract_subnet
+        atomic_write_json(marker, {"genotype": encode(genotype), "init_from_supernet": bool(init),
+                                   "baseline": baseline})
+    teacher = None
+    if uses_teacher(cfg, "retrain"):
+        if cfg.teacher.source == "twin" and not run.done("teacher"):
+            train_teacher(run)
+            run.begin_stage(cfg.retrain.seed)
+            data = run.data
+        with strategy.scope():
+            teacher = load_teacher(run)
+    resuming = os.path.exists(os.path.join(out, "backup"))
+    init_weights = None
+    if init and not resuming:
+        from ..nn.supernet import extract_subnet
 
-            model = extract_subnet(load_supernet(run), genotype, space=run.space, sync_batchnorm=run.sync_batchnorm)
-        else:
-            model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm)
+        with strategy.scope():
+            extracted = extract_subnet(load_supernet(run), genotype, space=run.space,
+                                       sync_batchnorm=run.sync_batchnorm)
+        init_weights = extracted.get_weights()
+    step1 = None
+    if cfg.retrain.two_step:
+        step1 = _retrain_step1(run, genotype, out, lce=lce, init_weights=init_weights, teacher=teacher,
+                               callbacks=callbacks)
+    with strategy.scope():
+        model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm, lce_compatible=lce)
+        if step1 is not None and not resuming:
+            model.load_weights(step1)  # step 2 starts from step 1 (same layers; the kernels become binary)
+        elif init_weights is not None:
+            model.set_weights(init_weights)
     start = time.time()
     history = fit(model, data.train, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
-                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose)
+                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose, teacher=teacher)
     test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
     if worker.is_chief:
-        plots.plot_training_history(history, run.search_path("plots", "final_training.png"),
-                                    title=f"Retraining {encode(genotype)} from scratch")
+        title = f"Retraining {encode(genotype)} from scratch" + (" (step 2)" if step1 else "")
+        plots.plot_training_history(history, run.search_path("plots", "final_training.png"), title=title)
+        step1_done = read_json(os.path.join(out, "step1", "done.json"), "Step 1 result") if step1 else None
         atomic_write_json(os.path.join(out, "done.json"),
                           {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": cfg.retrain.epochs,
                            "seconds": round(time.time() - start, 1), "init_from_supernet": bool(init),
+                           "baseline": baseline, "loss": cfg.retrain.loss, "optimizer": cfg.retrain.optimizer,
+                           **_options(run), "two_step": bool(cfg.retrain.two_step), "step1": step1_done,
                            "replicas": strategy.num_replicas_in_sync, "workers": worker.count})
     run.barrier()
     return model, test_acc
+
+
+def final_baseline(run: Run) -> Optional[str]:
+    """The named baseline retrained in this search (None: a searched or given genotype)."""
+    path = run.search_path("final", "genotype.json")
+    return read_json(path, "Retraining genotype").get("baseline") if os.path.exists(path) else None
 
 
 def load_final(run: Run):
@@ -248,8 +421,9 @@ def load_final(run: Run):
         raise RunDirError(f"No retrained model for search {run.search!r} in {run.run_dir}; run "
                           f"`mobisearch train --run-dir {run.run_dir} --search {run.search}` first")
     done = read_json(run.search_path("final", "done.json"), "Retraining result")
-    genotype = run.space.validate(decode(done["genotype"]))
-    model = build_final(run, genotype)
+    space = baseline_space(run, done.get("baseline"))
+    genotype = space.validate(decode(done["genotype"]))
+    model = build_final(run, genotype, lce_compatible=space.mode == "lce")
     model.load_weights(run.search_path("final", "weights.h5"))
     return model, genotype
 
@@ -262,13 +436,18 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Opt
     from ..deploy.export import export_report, write_tflite
 
     cfg = run.cfg
+    allow = cfg.export.allow_float_fallback if allow_float_fallback is None else allow_float_fallback
+    baseline = final_baseline(run)
+    if baseline == "mobinet" and not allow:
+        raise RunDirError(f"Search {run.search!r} holds the MoBiNet-style baseline: LCE cannot lower its binary "
+                          f"depthwise convs (1 input channel per group) to LceBconv2d; export it with "
+                          f"--allow-float-fallback (export.allow_float_fallback=true), keeping them as float ops")
     model, genotype = load_final(run)
     images, labels = run.data.numpy_samples("test", n=cfg.export.verify_samples)
-    allow = cfg.export.allow_float_fallback if allow_float_fallback is None else allow_float_fallback
     report = export_report(model, target=cfg.export.target, allow_float_fallback=allow, images=images, labels=labels)
     path = output or run.search_path("model.tflite")
     write_tflite(report.flatbuffer, path)
-    out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), **report.to_json()}
+    out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline, **report.to_json()}
     atomic_write_json(run.search_path("export.json"), out)
     return out
 
