@@ -14,6 +14,11 @@ For every seed, with the package's own pipeline stages (`larq_mobisearch.pipelin
 4. time all retrained ``.tflite`` models together, round-robin, with LCE's interpreter on this host (1 thread,
    indirect BGEMM; `larq_mobisearch.deploy.latency.measure_latencies`).
 
+A fourth row is the MoBiNet-style baseline (``mobinet``): the same M1 with every binary 3x3 conv depthwise
+(groups = channels, the paper space; not scored by the supernet, which only holds the LCE space), retrained
+and exported the same way, except that its export keeps the depthwise binary convs as float ops (LCE cannot
+lower them: ``allow_float_fallback``), which its latency includes.
+
 The seed sets the data shuffling (``data.seed``), the supernet's and the retraining's initialization and
 order (``supernet.seed``, ``retrain.seed``) and the search (``search.seed``); the train/holdout/test split
 (``data.split_seed``) stays fixed so every seed is tested on the same images. Reported: mean +- sample std
@@ -51,15 +56,19 @@ import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is
 from larq_mobisearch.deploy import latency as L  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
-from larq_mobisearch.nn.space import decode  # noqa: E402
+from larq_mobisearch.nn.space import decode, encode  # noqa: E402
+from larq_mobisearch.nn.specs import baseline_genotype  # noqa: E402
 
 import common  # noqa: E402  (benchmarks/common.py)
 
-METHODS = ("uniform", "random", "evolution")
+METHODS = ("uniform", "random", "evolution", "mobinet")
+#: Rows that are named baselines (`pipeline.retrain(baseline=...)`), not winners of the supernet's search.
+BASELINE_METHODS = ("mobinet",)
 METHOD_LABELS = {
     "uniform": "uniform groups (best within budget)",
     "random": "random-group search",
     "evolution": "evolutionary search (ours)",
+    "mobinet": "MoBiNet-style (depthwise, float fallback)",
 }
 #: Retraining epochs: the digits preset retrains 40 epochs (~3.5-5 min per model on 2 cores), too slow for
 #: 9 retrainings; 15 epochs keeps the whole default ablation (3 seeds) within ~25 minutes on this machine.
@@ -147,6 +156,12 @@ def winners(result: dict) -> dict:
     }
 
 
+def with_baselines(chosen: dict, arch) -> dict:
+    """`chosen` plus the named baselines' genotypes (no supernet score: outside the searched space)."""
+    return {**chosen, **{b: {"genotype": encode(baseline_genotype(arch, b)), "supernet_fitness": None,
+                             "baseline": b} for b in BASELINE_METHODS}}
+
+
 def run_seed(args, seed: int, bar) -> dict:
     import tensorflow as tf
 
@@ -177,8 +192,8 @@ def run_seed(args, seed: int, bar) -> dict:
     bar.update(1)
     with open(search_run.search_path("search", "result.json")) as f:
         result = json.load(f)
-    chosen = winners(result)
     arch = search_run.arch
+    chosen = with_baselines(winners(result), arch)
     budget = (result.get("budgets") or {}).get("flops")
     out = {"seed": seed, "run_dir": str(base), "flops_budget": budget, "search_evaluations": result["evaluations"],
            "methods": {}}
@@ -197,18 +212,20 @@ def run_seed(args, seed: int, bar) -> dict:
             bar.update(args.retrain_epochs + 1)
             continue
         run = P.Run.open(str(base / method), cfg, verbose=0)
+        baseline = info.get("baseline")
         if not run.done("retrain"):
             bar.set_description(f"seed {seed}: retrain {method}")
             t = time.time()
             tf.keras.utils.set_random_seed(cfg.retrain.seed)
-            P.retrain(run, genes, init_from_supernet=False, callbacks=[EpochBar(bar)])
+            P.retrain(run, None if baseline else genes, init_from_supernet=False, callbacks=[EpochBar(bar)],
+                      baseline=baseline)
             stage_seconds[f"retrain_{method}"] = round(time.time() - t, 1)
             tf.keras.backend.clear_session()
         else:
             bar.update(args.retrain_epochs)
         if not run.done("export"):
             bar.set_description(f"seed {seed}: export {method}")
-            P.export(run)
+            P.export(run, allow_float_fallback=True if baseline else None)
             tf.keras.backend.clear_session()
         bar.update(1)
         with open(run.search_path("final", "done.json")) as f:
@@ -261,8 +278,8 @@ def run_shared(args, bar) -> list:
     bar.update(1)
     with open(run.search_path("search", "result.json")) as f:
         result = json.load(f)
-    chosen = winners(result)
     arch = run.arch
+    chosen = with_baselines(winners(result), arch)
     per_seed = []
     for seed in args.seed_list:
         out = {"seed": seed, "run_dir": run.run_dir, "flops_budget": (result.get("budgets") or {}).get("flops"),
@@ -275,17 +292,19 @@ def run_shared(args, bar) -> list:
                 "retrain": run.cfg.retrain.model_copy(update={"epochs": args.retrain_epochs, "seed": seed}),
                 "data": run.cfg.data})
             r = P.Run.open(run.run_dir, cfg, verbose=0, search=f"t1-{method}-s{seed}")
+            baseline = info.get("baseline")
             if not r.done("retrain"):
                 bar.set_description(f"seed {seed}: retrain {method}")
                 t = time.time()
                 tf.keras.utils.set_random_seed(seed)
-                P.retrain(r, decode(genotype), init_from_supernet=False, callbacks=[EpochBar(bar)])
+                P.retrain(r, None if baseline else decode(genotype), init_from_supernet=False,
+                          callbacks=[EpochBar(bar)], baseline=baseline)
                 stage_seconds[f"retrain_{method}_s{seed}"] = round(time.time() - t, 1)
                 tf.keras.backend.clear_session()
             else:
                 bar.update(args.retrain_epochs)
             if not r.done("export"):
-                P.export(r)
+                P.export(r, allow_float_fallback=True if baseline else None)
                 tf.keras.backend.clear_session()
             bar.update(1)
             with open(r.search_path("final", "done.json")) as f:
@@ -321,7 +340,7 @@ def aggregate(per_seed: list) -> dict:
         entry = {"n": len(vals)}
         for key, get in (
             ("test_accuracy", lambda v: v["test_accuracy"]),
-            ("supernet_fitness", lambda v: v["supernet_fitness"]),
+            ("supernet_fitness", lambda v: v.get("supernet_fitness")),
             ("flops", lambda v: v["costs"]["flops"]),
             ("latency_ms", lambda v: v.get("latency_ms")),
         ):
@@ -421,26 +440,30 @@ def main(argv=None) -> int:
 
 def print_tables(per_seed, agg) -> None:
     print("\nPer seed (test top-1 of the retrained model; supernet = held-out top-1 on the supernet during search):")
-    print(f"  {'seed':<5} {'method':<37} {'genotype':<27} {'supernet':>8} {'test':>7} {'FLOPs':>9} {'latency':>9}")
+    print(f"  {'seed':<5} {'method':<42} {'genotype':<27} {'supernet':>8} {'test':>7} {'FLOPs':>9} {'latency':>9}")
     for s in per_seed:
         for method in METHODS:
             v = s["methods"][method]
-            print(f"  {s['seed']:<5} {METHOD_LABELS[method]:<37} {v['genotype']:<27} {v['supernet_fitness']:8.4f} "
+            fit = "-" if v.get("supernet_fitness") is None else f"{v['supernet_fitness']:.4f}"
+            print(f"  {s['seed']:<5} {METHOD_LABELS[method]:<42} {v['genotype']:<27} {fit:>8} "
                   f"{v['test_accuracy']:7.4f} {v['costs']['flops']:9.4g} {v['latency_ms']:7.3f}ms"
                   + (f"  (= {v['same_as']})" if v.get("same_as") else ""))
     budget = per_seed[0].get("flops_budget")
     n = len(per_seed)
     print(f"\nTable 1 on this data (mean ± std over {n} seeds; FLOPs budget {budget:.4g}; host latency, x86 LCE, "
           "1 thread):")
-    print(f"  {'method':<37} {'test top-1 (%)':>16} {'FLOPs':>22} {'latency (ms)':>16} {'supernet top-1 (%)':>19}")
+    print(f"  {'method':<42} {'test top-1 (%)':>16} {'FLOPs':>22} {'latency (ms)':>16} {'supernet top-1 (%)':>19}")
     for method in METHODS:
         a = agg.get(method)
         if not a:
             continue
-        acc, fl, lat, fit = a["test_accuracy"], a["flops"], a["latency_ms"], a["supernet_fitness"]
-        print(f"  {METHOD_LABELS[method]:<37} {acc['mean'] * 100:8.2f} ± {acc['std'] * 100:5.2f} "
-              f"{fl['mean']:12.4g} ± {fl['std']:8.3g} {lat['mean']:8.3f} ± {lat['std']:5.3f} "
-              f"{fit['mean'] * 100:10.2f} ± {fit['std'] * 100:5.2f}")
+        acc, fl, lat, fit = a["test_accuracy"], a["flops"], a["latency_ms"], a.get("supernet_fitness")
+        fit_text = f"{fit['mean'] * 100:10.2f} ± {fit['std'] * 100:5.2f}" if fit else f"{'-':>18}"
+        print(f"  {METHOD_LABELS[method]:<42} {acc['mean'] * 100:8.2f} ± {acc['std'] * 100:5.2f} "
+              f"{fl['mean']:12.4g} ± {fl['std']:8.3g} {lat['mean']:8.3f} ± {lat['std']:5.3f} {fit_text}")
+    if "mobinet" in agg:
+        print("  (MoBiNet-style: every binary 3x3 conv depthwise; LCE cannot lower those, so its .tflite keeps them "
+              "as float ops: exported with allow_float_fallback)")
 
 
 if __name__ == "__main__":

@@ -299,13 +299,14 @@ def test_make_benchmarks_md_writes_file_and_pngs(tmp_path):
     peers_json.write_text(json.dumps(_synthetic_peers()))
     abl_json.write_text(json.dumps(_synthetic_ablation()))
     out = tmp_path / "BENCHMARKS.md"
-    assert md.main(["--peers", str(peers_json), "--ablation", str(abl_json), "--out", str(out)]) == 0
+    assert md.main(["--peers", str(peers_json), "--ablation", str(abl_json), "--methods", str(tmp_path / "none3.json"),
+                    "--out", str(out)]) == 0
     for png in ("peers_latency.png", "ablation_accuracy_latency.png"):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
         assert f"]({png})" in out.read_text()
     assert md.main(["--peers", str(tmp_path / "none.json"), "--ablation", str(tmp_path / "none2.json"),
-                    "--out", str(tmp_path / "x.md")]) == 2
+                    "--methods", str(tmp_path / "none3.json"), "--out", str(tmp_path / "x.md")]) == 2
 
 
 # ----------------------------------------------------------------------------------------------------------
