@@ -1,0 +1,124 @@
+"""The related methods in the pipeline (issue 15): the teacher stage and two-step retraining stored and resumed
+in the run directory, distillation and Bop in supernet training, the MoBiNet-style baseline's retraining,
+export (float fallback only when asked) and its row in the run report. Real training, tiny sizes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import larq_mobisearch  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from larq_mobisearch import pipeline as P
+from larq_mobisearch.config import load_config
+from larq_mobisearch.pipeline.rundir import RunDirError
+
+pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")
+
+TINY = ["data.image_size=16", "retrain.epochs=1", "teacher.epochs=1", "supernet.epochs=1",
+        "export.verify_samples=16", "model.activation=rsign", "model.nonlinearity=rprelu"]
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("methods") / "run")
+    cfg = load_config(preset="digits", overrides=TINY + [
+        "retrain.loss=distributional", "retrain.two_step=true", "retrain.step1_epochs=1", "retrain.optimizer=bop"])
+    run = P.Run.open(run_dir, cfg, verbose=0)
+    assert P.needs_teacher_stage(run)
+    model, acc = P.retrain(run, run.space.uniform(1))
+    return run, model, acc
+
+
+def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
+    run, model, acc = two_step_run
+    assert run.done("teacher") and run.done("retrain")
+    for name in ("backup", "history.csv", "weights.h5", "model.keras", "done.json"):
+        assert os.path.exists(run.path("teacher", name)), name
+    for name in ("backup", "history.csv", "weights.h5", "done.json"):
+        assert os.path.exists(run.search_path("final", "step1", name)), name
+    done = _read(run.search_path("final", "done.json"))
+    assert done["two_step"] and done["loss"] == "distributional" and done["optimizer"] == "bop"
+    assert done["step1"]["epochs"] == 1 and 0 <= done["step1"]["test_accuracy"] <= 1
+    assert done["activation"] == "rsign" and done["nonlinearity"] == "rprelu"
+    teacher = _read(run.path("teacher", "done.json"))
+    assert teacher["model"] == "float_twin_m1" and 0 <= teacher["test_accuracy"] <= 1
+    # the final model is the binary step 2 with the run's options, loadable as the export stage loads it
+    loaded, genotype = P.load_final(run)
+    x = run.data.numpy_samples("test", n=8)[0]
+    np.testing.assert_array_equal(loaded(x, training=False).numpy(), model(x, training=False).numpy())
+    assert any(l.name == "block1_conv3x3_rsign" for l in loaded.layers)
+
+
+def test_each_step_resumes_and_finished_steps_are_skipped(two_step_run):
+    run, _, _ = two_step_run
+    keep = [run.path("teacher", "done.json"), run.search_path("final", "step1", "weights.h5")]
+    stamps = [os.stat(p).st_mtime_ns for p in keep]
+    os.remove(run.search_path("final", "done.json"))  # as if step 2 had been killed after its last backup
+    P.retrain(run, run.space.uniform(1))
+    assert [os.stat(p).st_mtime_ns for p in keep] == stamps  # teacher and step 1 were not trained again
+    assert run.done("retrain")
+    with open(run.search_path("final", "step1", "history.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 2  # header + the one epoch of step 1
+
+
+def test_teacher_settings_are_stage_scoped_and_shareable_by_path(two_step_run, tmp_path):
+    run, _, _ = two_step_run
+    changed = run.cfg.model_copy(update={"teacher": run.cfg.teacher.model_copy(update={"epochs": 2})})
+    with pytest.raises(RunDirError, match=r"(?s)teacher stage of the run .*teacher\.epochs: 1 in the run directory, 2 now"):
+        P.Run.open(run.run_dir, changed, verbose=0)
+    # another run distills from this run's teacher by path
+    other_cfg = load_config(preset="digits", overrides=TINY + [
+        "retrain.loss=distributional", "teacher.source=path", f"teacher.path={run.path('teacher', 'model.keras')}"])
+    other = P.Run.open(str(tmp_path / "other"), other_cfg, verbose=0)
+    assert not P.needs_teacher_stage(other)
+    a, b = P.load_teacher(run), P.load_teacher(other)
+    x = run.data.numpy_samples("test", n=4)[0]
+    np.testing.assert_allclose(a(x, training=False).numpy(), b(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
+    # --restart-from teacher deletes the teacher (and what was trained after it)
+    restarted = P.Run.open(run.run_dir, changed, verbose=0, restart_from="teacher", echo=lambda m: None)
+    assert not os.path.exists(restarted.path("teacher")) and not restarted.done("retrain")
+
+
+def test_supernet_with_distillation_and_bop(tmp_path):
+    cfg = load_config(preset="digits", overrides=TINY + [
+        "supernet.loss=distributional", "supernet.optimizer=bop", "teacher.source=twin"])
+    run = P.Run.open(str(tmp_path / "run"), cfg, verbose=0, search=None)
+    P.train_supernet(run)  # trains the teacher first
+    assert run.done("teacher") and run.done("supernet")
+    done = _read(run.path("supernet", "done.json"))
+    assert done["loss"] == "distributional" and done["optimizer"] == "bop" and done["activation"] == "rsign"
+    supernet = P.load_supernet(run)  # rebuilt with the run's options, weights by name
+    assert any(l.name == "block1_rprelu" for l in supernet.layers)
+
+
+def test_mobinet_baseline_retrains_exports_with_fallback_and_is_reported(tmp_path):
+    cfg = load_config(preset="digits", overrides=TINY)
+    run = P.Run.open(str(tmp_path / "run"), cfg, verbose=0, search="mobinet")
+    model, _ = P.retrain(run, baseline="mobinet")
+    assert P.final_baseline(run) == "mobinet"
+    for i in range(1, 14):  # every 3x3 conv depthwise
+        conv = model.get_layer(f"block{i}_conv3x3")
+        assert conv.groups == conv.input_shape[-1] > 1
+    with pytest.raises(RunDirError, match="allow-float-fallback"):
+        P.export(run)
+    out = P.export(run, allow_float_fallback=True)
+    assert out["baseline"] == "mobinet" and len(out["float_fallback_layers"]) == 13
+    assert out["num_lce_bconv"] == 8 and out["verify"]["num_mismatched_clear"] == 0
+    report = P.write_search_report(run)
+    assert report["baseline"] == "mobinet" and "float-fallback" in report["baseline_note"]
+    P.write_run_report(run)
+    run_report = _read(run.path("report.json"))
+    (row,) = run_report["baselines"]
+    assert row["baseline"] == "mobinet" and row["searches"] == ["mobinet"] and row["flops"] > 0
+    assert row["test_accuracy"] == pytest.approx(_read(run.search_path("final", "done.json"))["test_accuracy"])
+    with open(run.path("report.md")) as f:
+        text = f.read()
+    assert "mobinet (baseline mobinet)" in text and "--allow-float-fallback" in text
+    with pytest.raises(RunDirError, match="outside the supernet's search space"):
+        P.retrain(P.Run.open(run.run_dir, None, verbose=0, search="m2"), baseline="mobinet", init_from_supernet=True)
