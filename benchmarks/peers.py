@@ -8,7 +8,7 @@ At 224x224 and 1000 classes, on this host, in ONE process:
    There is no ImageNet here, so the search cannot score accuracy at 224: the searched row is **the fastest
    genotype of the LCE search space under the budget** -- the package's evolutionary search
    (`larq_mobisearch.search.evolutionary_search`, the paper's population 50 / 20 iterations) with fitness =
-   minus the latency predicted by a host latency table (`larq_mobisearch.deploy.latency.measure_host_table`, 1 thread)
+   minus the latency predicted by a host latency table (`larq_mobisearch.deploy.host_table.measure_host_table`, 1 thread)
    under the FLOPs constraint. A latency-aware feasibility result, not an accuracy claim. The exact optimum of
    the same table (Pareto dynamic programming) is printed next to it as a check of the search.
 2. **Peers**: larq-zoo `QuickNetSmall`, `QuickNet`, `BiRealNet` built with ``weights=None`` (latency does not
@@ -18,7 +18,7 @@ At 224x224 and 1000 classes, on this host, in ONE process:
    plain ``tf.lite.TFLiteConverter`` (static batch 1) and run in TensorFlow's own ``tf.lite.Interpreter``
    (XNNPACK delegate), plus the same flatbuffer in LCE's interpreter.
 
-All flatbuffers are timed together, round-robin (`larq_mobisearch.deploy.latency.measure_latencies`), once with 1
+All flatbuffers are timed together, round-robin (`larq_mobisearch.deploy.timing.measure_latencies`), once with 1
 thread and once with 2. Columns: FLOPs = BOPs/64 + float FLOPs (our counter `count_costs` for our models,
 Larq's `ModelProfile` MAC count for the others -- the two agree on our models), BOPs, `.tflite` bytes, mean
 latency (p10-p90) and the latency ratio to Bi-RealNet at the same thread count.
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.config import IMAGENET_FLOPS_BUDGETS, PAPER_FLOPS_BUDGETS, SearchConfig  # noqa: E402
 from larq_mobisearch.search.costs import FlopsCostModel, count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402

@@ -196,7 +196,8 @@ class Run:
     def latency_model(self):
         if not self.cfg.search.latency_table:
             return None
-        from .deploy.latency import LatencyCostModel, load_latency_table
+        from .deploy.latency_table import load_latency_table
+        from .search.costs import LatencyCostModel
 
         table = load_latency_table(self.cfg.search.latency_table)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)
@@ -420,7 +421,7 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Opt
 
 def parameter_memory(model) -> Dict[str, int]:
     """Bytes of trainable parameters: 1 bit per binary-conv weight, 32 bits per real-valued one."""
-    from .deploy.export import binary_convs
+    from .deploy.lowering import binary_convs
 
     binary_names = {c.name for c in binary_convs(model)}
     binary = real = 0

@@ -21,7 +21,7 @@ sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 import make_benchmarks_md as md  # noqa: E402
 
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
 from larq_mobisearch.nn.specs import architecture  # noqa: E402

@@ -142,7 +142,8 @@ def test_flops_command_reproduces_table1():
 
 
 def test_latency_table_command_feeds_a_latency_cost_model(finished_run, tmp_path):
-    from larq_mobisearch.deploy.latency import LatencyCostModel, load_latency_table
+    from larq_mobisearch.deploy.latency_table import load_latency_table
+    from larq_mobisearch.search.costs import LatencyCostModel
     from larq_mobisearch.pipeline import Run, searched_genotype
 
     run_dir, _ = finished_run

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_mobisearch.deploy import export as ex
+from larq_mobisearch import deploy as ex
 from larq_mobisearch.nn.batchnorm import recalibrate_batchnorm
 from larq_mobisearch.nn.layers import BinaryGroupConv2D
 from larq_mobisearch.nn.models import build_model, build_network, fixed_conv_factory
@@ -214,7 +214,7 @@ def test_write_tflite_is_atomic(grouped, tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ex.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         ex.write_tflite(flatbuffer[:8] + b"\0" * 16, path)
     monkeypatch.undo()
