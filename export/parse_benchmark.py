@@ -8,9 +8,11 @@
         --device rpi4 --out rpi4_m3_224.json
 """
 
+import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("MOBISEARCH_CLI", "1")  # the CLI's quiet start-up (before TensorFlow loads)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from larq_mobisearch.cli import main  # noqa: E402  (imports TensorFlow via larq_mobisearch)

@@ -56,6 +56,9 @@ def _skip_autograph_for_keras2() -> None:
         ag_config.CONVERSION_RULES = extra + tuple(ag_config.CONVERSION_RULES)
 
 
+from ._startup import quiet_cli_startup  # noqa: E402  (pure Python: before TensorFlow loads)
+
+quiet_cli_startup()  # the `mobisearch` CLI only: TensorFlow's C++ start-up lines off unless -v
 _select_legacy_keras()
 _skip_autograph_for_keras2()
 

@@ -64,9 +64,19 @@ def _open_run(run_dir, preset, config_path, overrides, quiet, *, create: bool):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose):
-    """Find, train and ship binary MobileNets (Phan et al., CVPR 2020) with Larq and LCE."""
+    """Find, train and ship binary MobileNets (Phan et al., CVPR 2020) with Larq and LCE.
+
+    Quiet by default: TensorFlow's C++ start-up lines, its Python and absl warnings and the LCE converter's
+    output are shown with -v (converter output, info) or -vv (debug, all of TensorFlow's logging). Errors are
+    always shown.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # TensorFlow's Python-side loggers (its own and absl's, used by tf-keras for "WARNING:absl:..." lines);
+    # the C++ side was set before TensorFlow loaded (larq_mobisearch._startup).
+    noisy = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(noisy)
 
 
 @main.command()
@@ -145,21 +155,34 @@ def train(run_dir, preset, config_path, overrides, quiet, genotype, init_from_su
 @_config_options
 @click.option("--allow-float-fallback", is_flag=True, default=None,
               help="Export even if some binary conv cannot be lowered to LceBconv2d (it stays float).")
+@click.option("--allow-mismatch", is_flag=True, default=None,
+              help="Write the .tflite even if it disagrees with Keras beyond export.max_abs_diff on samples "
+                   "without near ties (export.json marks it).")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Where to write the .tflite.")
 @_friendly_errors
-def export(run_dir, preset, config_path, overrides, quiet, allow_float_fallback, output):
-    """Stage 4: convert the retrained model with LCE, verify it against Keras, write the .tflite."""
+def export(run_dir, preset, config_path, overrides, quiet, allow_float_fallback, allow_mismatch, output):
+    """Stage 4: convert the retrained model with LCE, verify it against Keras, write the .tflite.
+
+    Refused (nothing written but export_refused.json) when a verification sample that is not a near tie
+    differs from Keras by more than export.max_abs_diff x logit scale, or top-1 agreement on those samples
+    is below 100%, unless --allow-mismatch.
+    """
     from .pipeline import export as run_export
     from .pipeline import write_report
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False)
-    out = run_export(r, allow_float_fallback=allow_float_fallback, output=output)
+    out = run_export(r, allow_float_fallback=allow_float_fallback, allow_mismatch=allow_mismatch, output=output)
     if r.done("search"):
         write_report(r)
-    v = out.get("verify") or {}
+    v = out.get("verification") or {}
+    status = ("not verified" if not v.get("verified") else "verified" if v.get("passed")
+              else "MISMATCH (written with --allow-mismatch)")
+    figures = ""
+    if v.get("verified"):
+        figures = (f": max |logit diff| {v['max_abs_diff_clear']:.3g} on {v['clear_samples']} samples without near "
+                   f"ties (tolerance {v['tolerance']:.3g}), top-1 agreement {100 * v['top1_agreement_clear']:.1f}%")
     click.echo(f"tflite {out['tflite']} ({out['tflite_bytes']:,} bytes); LceBconv2d {out['num_lce_bconv']}/"
-               f"{out['num_binary_convs']}; max |logit diff| {v.get('max_abs_diff')}; "
-               f"tflite top-1 {v.get('tflite_accuracy')}")
+               f"{out['num_binary_convs']}; {status}{figures}")
 
 
 @main.command("latency-table")

@@ -101,6 +101,9 @@ class ExportConfig:
     target: str = "arm"  # arm | xcore (LCE converter targets)
     allow_float_fallback: bool = False
     verify_samples: int = 256
+    max_abs_diff: float = 1e-4  # numerics gate: max |logit diff| on non-near-tie samples, x logit scale
+    allow_mismatch: bool = False  # write model.tflite even if the numerics gate fails (export.json marks it)
+    fuse_pointwise: bool = True  # export M3's pointwise pairs as one binary conv each (same logits)
 
 
 @dataclass
@@ -593,6 +596,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     _check(s.max_tries >= 1, "search.max_tries", s.max_tries, "an integer >= 1")
     _check(0 <= s.seed <= _MAX_SEED, "search.seed", s.seed, f"an integer in [0, {_MAX_SEED}]")
     _check(cfg.export.verify_samples >= 0, "export.verify_samples", cfg.export.verify_samples, "an integer >= 0")
+    _check(0 < cfg.export.max_abs_diff < 1, "export.max_abs_diff", cfg.export.max_abs_diff, "in (0, 1)")
     d = cfg.distribute
     _check(1 <= d.cpu_devices <= 64, "distribute.cpu_devices", d.cpu_devices, "an integer in [1, 64]")
     _check(d.devices is None or d.strategy == "mirrored", "distribute.devices", d.devices,

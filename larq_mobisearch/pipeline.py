@@ -400,18 +400,45 @@ def load_final(run: Run):
 # Stage 4: export
 
 
-def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Optional[str] = None) -> Dict[str, Any]:
+def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_mismatch: Optional[bool] = None,
+           output: Optional[str] = None) -> Dict[str, Any]:
+    """Stage 4: convert the retrained model with LCE (M3 pointwise pairs fused), verify it against Keras, and
+    write ``model.tflite`` and ``export.json`` -- or refuse.
+
+    The numerics gate (`deploy.verify.check_numerics`, tolerance ``export.max_abs_diff`` x logit scale) must
+    pass on the verification samples that are not near ties; otherwise nothing is written but
+    ``export_refused.json`` (the figures) and `NumericsError` is raised, unless `allow_mismatch` (default
+    ``export.allow_mismatch``): then the file is written and ``export.json`` says ``allowed_mismatch``.
+    """
     from .deploy.export import export_report, write_tflite
+    from .deploy.verify import NumericsError, check_numerics
 
     cfg = run.cfg
     model, genotype = load_final(run)
     images, labels = run.data.numpy_samples("test", n=cfg.export.verify_samples)
     allow = cfg.export.allow_float_fallback if allow_float_fallback is None else allow_float_fallback
-    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow, images=images, labels=labels)
+    allow_mismatch = cfg.export.allow_mismatch if allow_mismatch is None else allow_mismatch
+    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow,
+                           fuse_pointwise=cfg.export.fuse_pointwise, images=images if len(images) else None,
+                           labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff)
     path = output or run.path("model.tflite")
-    write_tflite(report.flatbuffer, path)
     out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), **report.to_json()}
+    if report.verify is not None:
+        try:
+            check_numerics(report.verify, cfg.export.max_abs_diff, what=f"export of {model.name!r}")
+        except NumericsError as exc:
+            if not allow_mismatch:
+                refused = run.path("export_refused.json")
+                atomic_write_json(refused, {**out, "tflite": None, "refused": str(exc)})
+                raise NumericsError(f"{exc}\nThe figures are in {refused}; nothing else was written.",
+                                    exc.failures) from None
+            log.warning("export.allow_mismatch: writing %s although %s", path, "; ".join(exc.failures))
+            report.allowed_mismatch = True
+            out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), **report.to_json()}
+    write_tflite(report.flatbuffer, path)
     atomic_write_json(run.path("export.json"), out)
+    if os.path.exists(run.path("export_refused.json")):
+        os.remove(run.path("export_refused.json"))
     return out
 
 
@@ -452,6 +479,7 @@ def write_report(run: Run) -> Dict[str, Any]:
         "test_accuracy": final["test_accuracy"],
         "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
         "max_abs_logit_diff": (exported.get("verify") or {}).get("max_abs_diff"),
+        "export_verification": exported.get("verification"),
         "costs": costs.as_dict(),
         "flops_budget": search_result.get("budgets", {}).get("flops"),
         "parameter_memory": parameter_memory(model),

@@ -342,3 +342,33 @@ def test_peers_without_larq_zoo_names_the_install_command(monkeypatch):
         peers.import_zoo()
     assert "pip install --no-deps -r benchmarks/requirements-peers.txt" in str(exc.value)
     assert (BENCH / "requirements-peers.txt").read_text().count("==") == 3
+
+
+def test_markdown_profiles_qns_column_and_measured_section():
+    peers = _synthetic_peers()
+    for r in peers["rows"]:
+        r["ratio_to_quicknetsmall"] = {"1": r["latency"]["1"]["mean_ms"] / 11.5, "2": None}
+        r["paired_to_quicknetsmall"] = {"1": {"median": 1.25}, "2": None}
+    op = lambda i, name, ms, shape: {"index": i, "name": name, "ms": ms, "output_shape": shape,  # noqa: E731
+                                     "single_op_ms": ms + 0.01, "overhead_ms": 0.01, "output_name": ""}
+    peers["profiles"] = {
+        "M3 uniform 4": {"runs": 10, "network_ms": 15.0, "sum_ops_ms": 17.0, "load_average": [[1, 1, 1], [1, 1, 1]],
+                         "by_type": {"LceBconv2d": {"count": 26, "ms": 14.0, "share": 14 / 17},
+                                     "ADD": {"count": 26, "ms": 3.0, "share": 3 / 17}},
+                         "by_stage": {"112x112": {"ms": 5.0, "count": 6}, "7x7": {"ms": 1.0, "count": 4}},
+                         "top": [op(3, "LceBconv2d", 2.05, [1, 56, 56, 128])]},
+        "QuickNetSmall": {"runs": 10, "network_ms": 11.0, "sum_ops_ms": 12.0, "load_average": None,
+                          "by_type": {"LceBconv2d": {"count": 16, "ms": 11.0, "share": 11 / 12},
+                                      "MAX_POOL_2D": {"count": 3, "ms": 1.0, "share": 1 / 12}},
+                          "by_stage": {"56x56": {"ms": 4.0, "count": 9}}, "top": []},
+    }
+    measured = {"note": "Figures from docstrings.", "items": [{"what": "conversion", "figure": "5x", "source": "x"}]}
+    text = md.build_markdown(peers, None, measured=measured)
+    assert "vs QuickNetSmall 1 thr: mean ratio / paired |" in text and "| 1.39x / 1.25x |" in text  # 16.0 / 11.5
+    assert "### Per-op time breakdown (1 thread)" in text
+    assert "| LceBconv2d | 14.00 (26, 82%) | 11.00 (16, 92%) |" in text
+    assert "| ADD | 3.00 (26, 18%) | - |" in text and "| MAX_POOL_2D | - | 1.00 (3, 8%) |" in text
+    assert "| **sum of ops** / network | **17.00** / 15.00 | **12.00** / 11.00 |" in text
+    assert text.index("| 112x112 |") < text.index("| 56x56 |") < text.index("| 7x7 |")
+    assert "Slowest ops of M3 uniform 4: LceBconv2d 56x56x128 2.05 ms." in text
+    assert "## Measured" in text and "| conversion | 5x | x |" in text

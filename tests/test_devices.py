@@ -442,3 +442,36 @@ def test_android_build_configure_dry_run(tmp_path):
     configure = [c for c in commands(proc.stdout) if c[-1] == "./configure.py"]
     assert configure and configure[0][:2] == ["env", "LCE_SET_ANDROID_WORKSPACE=1"]
     assert "ANDROID_NDK_HOME=/sdk/ndk/25.2.9519653" in configure[0]
+
+
+def _profile_of(specs, arch_ms=0.01):
+    """A synthetic parsed profile with one node per exported conv (+ LceQuantize before each binary one)."""
+    ops, i = [], 0
+    for spec in specs:
+        if spec.binary:
+            ops.append(D.OpRow("LceQuantize", 0.001, 0.001, 0, 0, 0, 1, f"[{spec.name}/approx_sign/Sign]:{i}"))
+            i += 1
+        kind = "LceBconv2d" if spec.binary else "CONV_2D"
+        ops.append(D.OpRow(kind, arch_ms * (1 + i), arch_ms, 0, 0, 0, 1, f"[x{i}]:{i}"))
+        i += 1
+    out = D.BenchmarkOutput(params={"Num threads": "1", "Use indirect BGEMM": "1"}, inference_avg_us=5000.0)
+    out.profile = D.ProfileSection(run_order=ops)
+    return out
+
+
+def test_order_mapping_accepts_fused_m3_pointwise_pairs():
+    fused = D.exported_convs(ARCH)
+    unfused = D.exported_convs(ARCH, fuse_pointwise=False)
+    assert len(unfused) == len(ARCH.convs) == 40 and len(fused) == 27  # stem + 13 x (3x3 + one fused 1x1)
+    assert [s.name for s in fused[1:4]] == ["block1_conv3x3", "block1_pw", "block2_conv3x3"]
+    assert fused[2].out_channels == ARCH.blocks[0].out_channels and fused[2].in_channels == ARCH.blocks[0].in_channels
+    for specs in (fused, unfused):
+        times, how = D.layer_times(_profile_of(specs), ARCH, mapping="order")
+        assert how == "order" and set(times) == {s.name for s in ARCH.gene_layers}
+        # each 3x3 layer gets its LceBconv2d and the LceQuantize before it, nothing of the pointwise convs
+        by_name = {r.name: r for r in _profile_of(specs).ops}
+        for s in ARCH.gene_layers:
+            k = [r for r in _profile_of(specs).ops if r.name.startswith(f"[{s.name}/")][0].node_index
+            assert times[s.name] == pytest.approx(0.001 + by_name[f"[x{k + 1}]:{k + 1}"].avg_ms)
+    with pytest.raises(D.BenchmarkOutputError, match=r"found 20 conv nodes .* has 40 \(as built\) or 27 \(pointwise pairs fused\)"):
+        D.layer_times(_profile_of(fused[:20]), ARCH, mapping="order")

@@ -4,8 +4,9 @@ Modules (one concept each):
 
 - `flatbuffer`: the one TFLite flatbuffer reader/writer (ops, tensors, options, conv signatures, census);
 - `converter`: LCE conversion of a Keras model; `lowering`: which binary convs become ``LceBconv2d``;
-- `export`: `export_tflite`, `export_report`; `verify`: LCE interpreter vs Keras, near ties;
-- `timing`: round-robin interpreter timing;
+- `fuse`: export-time fusion of M3's pointwise pairs; `export`: `export_tflite`, `export_report`;
+- `verify`: LCE interpreter vs Keras, near ties, the numerics gate;
+- `timing`: round-robin interpreter timing; `profile`: per-op host time breakdown;
 - `latency_table`: table keys, `LatencyTable`, load/save; `schema`: the JSON file schemas (pydantic);
 - `host_table`: host tables; `benchmark_output`: ``lce_benchmark_model`` output parser;
   `device_table`: device tables; `calibration`: calibration models and manifests.
@@ -25,13 +26,16 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "flatbuffer": ("TFLiteModel", "Op", "Tensor", "ConvSignature", "LCE_BCONV", "check_flatbuffer",
                    "read_flatbuffer", "read_model", "op_census", "node_outputs", "conv_signature",
                    "conv_signatures"),
-    "converter": ("convert", "inference_function"),
-    "lowering": ("ExportError", "BinaryConv", "binary_convs", "lowering_problems", "unlowered_layers",
-                 "bconv_layer_names"),
+    "converter": ("convert", "convert_with_output", "inference_function", "native_stderr_captured"),
+    "lowering": ("ExportError", "ConvLayer", "binary_convs", "float_convs", "lowering_problems",
+                 "unlowered_layers"),
+    "fuse": ("fuse_pointwise_pairs", "fusable_pairs", "PointwisePair"),
+    "profile": ("op_profile", "OpProfile", "OpTime", "single_op_model", "empty_twin"),
     "export": ("export_tflite", "export_report", "ExportReport", "write_tflite", "float_model",
                "float_tflite_size"),
     "verify": ("verify_tflite", "VerifyReport", "sign_margins", "lce_interpreter", "run_tflite",
-               "DEFAULT_TIE_MARGIN"),
+               "DEFAULT_TIE_MARGIN", "DEFAULT_MAX_ABS_DIFF", "NumericsError", "check_numerics",
+               "numerics_failures", "logit_tolerance"),
     "timing": ("LatencyStats", "measure_latency", "measure_latencies", "make_interpreter", "DEFAULT_STATISTIC",
                "DEFAULT_RUNS", "DEFAULT_WARMUP"),
     "latency_table": ("LatencyTable", "LatencyTableError", "layer_key", "key_id", "describe_key", "table_keys",
@@ -41,9 +45,9 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "host_table": ("build_latency_table", "measure_host_table", "HostMeasurement", "FlatbufferCache",
                    "build_layer_model", "build_genotype_model", "measure_genotype"),
     "benchmark_output": ("parse_benchmark_output", "BenchmarkOutput", "BenchmarkOutputError", "RunStats",
-                         "OpRow", "TypeRow"),
+                         "OpRow", "TypeRow", "ProfileSection"),
     "device_table": ("latency_table_from_benchmark_outputs", "latency_table_from_benchmark_output",
-                     "layer_times", "layer_of_names", "tflite_node_outputs"),
+                     "layer_times", "layer_of_names", "tflite_node_outputs", "exported_convs"),
     "calibration": ("calibration_genotypes", "export_calibration_models", "load_manifest",
                     "table_from_manifest"),
     "schema": ("TableFile", "Manifest", "MANIFEST_VERSION", "describe_validation_error"),

@@ -9,8 +9,9 @@ Each profiled node is attributed to a searchable layer of the architecture, by o
   ``L`` or ``L_bn``. If the converted ``.tflite`` is given, names are read from it by node index (exact even
   if the profile truncates names).
 - ``order`` (fallback): conv nodes (``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``LceBconv2d``) in run order are
-  matched one-to-one with the architecture's convolutions (stem, then each block's convs), and each
-  ``LceQuantize`` goes to the next ``LceBconv2d``.
+  matched one-to-one with the architecture's convolutions as exported (stem, then each block's convs; an
+  M3 pointwise pair is one conv when fused, `exported_convs`), and each ``LceQuantize`` goes to the next
+  ``LceBconv2d``.
 
 A searchable layer's latency is the per-run time of its nodes (avg ms x times called per run). The table
 entry for its configuration (at the genotype's group count) is the mean over the layers and runs that have
@@ -24,13 +25,14 @@ device; the test fixtures under ``tests/data`` are format samples with made-up n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..choices import MAPPINGS, check_choice
-from ..nn.specs import Architecture
+from ..nn.specs import Architecture, ConvSpec
 from .benchmark_output import BenchmarkOutput, BenchmarkOutputError, parse_benchmark_output
 from .latency_table import DEVICE_PREFIX, LatencyTable, architecture_info, key_id, layer_key
 
@@ -89,15 +91,31 @@ def _attribute_by_names(ops, arch, node_outputs=None) -> Dict[int, Optional[str]
     return out
 
 
+def exported_convs(arch: Architecture, fuse_pointwise: bool = True) -> Tuple[ConvSpec, ...]:
+    """The convolutions of `arch` as exported, in network order: with ``fuse_pointwise``, each M3 pair
+    ``blockN_pw_a`` / ``blockN_pw_b`` is one binary 1x1 conv ``blockN_pw`` (Cin -> Cout), as `fuse` exports it."""
+    out: List[ConvSpec] = []
+    for spec in arch.convs:
+        if fuse_pointwise and spec.name.endswith("_pw_b") and out and out[-1].name == spec.name[:-1] + "a":
+            a = out.pop()
+            out.append(dataclasses.replace(a, name=a.name[:-2], out_channels=a.out_channels + spec.out_channels))
+        else:
+            out.append(spec)
+    return tuple(out)
+
+
 def _attribute_by_order(ops, arch) -> Dict[int, Optional[str]]:
     convs = [i for i, r in enumerate(ops) if r.node_type in CONV_OPS]
-    if len(convs) != len(arch.convs):
+    layouts = {len(c): c for c in (exported_convs(arch, fuse_pointwise=False), exported_convs(arch))}
+    if len(convs) not in layouts:
         raise BenchmarkOutputError(
             f"Order mapping needs one conv node per convolution of {arch.module.upper()}: found {len(convs)} "
-            f"conv nodes ({', '.join(CONV_OPS)}), the architecture has {len(arch.convs)}"
+            f"conv nodes ({', '.join(CONV_OPS)}), the architecture has "
+            + " or ".join(f"{n} ({'pointwise pairs fused' if n < len(arch.convs) else 'as built'})"
+                          for n in sorted(layouts, reverse=True))
         )
     out: Dict[int, Optional[str]] = {i: None for i in range(len(ops))}
-    for i, spec in zip(convs, arch.convs):
+    for i, spec in zip(convs, layouts[len(convs)]):
         want = "LceBconv2d" if spec.binary else ("CONV_2D", "DEPTHWISE_CONV_2D")
         if ops[i].node_type not in (want if isinstance(want, tuple) else (want,)):
             raise BenchmarkOutputError(

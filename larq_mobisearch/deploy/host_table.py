@@ -78,14 +78,17 @@ def build_layer_model(key: Mapping[str, Any]):
     return tf.keras.Model(inputs, y, name="latency_probe")
 
 
-def build_genotype_model(arch: Architecture, genotype: Sequence[int]):
-    """The full fixed network of `arch` with `genotype` (LCE-incompatible groups allowed for paper mode)."""
+def build_genotype_model(arch: Architecture, genotype: Sequence[int], *, fuse_pointwise: bool = True):
+    """The full fixed network of `arch` with `genotype` (LCE-incompatible groups allowed for paper mode), as
+    it is exported: M3's pointwise pairs fused into one binary conv each unless ``fuse_pointwise=False``."""
     from ..nn.models import build_network, fixed_conv_factory
+    from .fuse import fuse_pointwise_pairs
 
     genes = arch.expand_groups(tuple(genotype))
     lce_ok = all(g in a for g, a in zip(genes, default_allowed(arch)))
     genes = arch.check_groups(genes, lce_compatible=lce_ok)
-    return build_network(arch, fixed_conv_factory(genes, lce_ok), name=f"binary_mobilenet_{arch.module}")
+    model = build_network(arch, fixed_conv_factory(genes, lce_ok), name=f"binary_mobilenet_{arch.module}")
+    return fuse_pointwise_pairs(model) if fuse_pointwise else model
 
 
 def _source_fingerprint() -> str:
@@ -93,7 +96,7 @@ def _source_fingerprint() -> str:
     h = hashlib.sha1()
     here = Path(__file__).resolve().parents[1] / "nn"  # the code that builds the models
     for path in [here / n for n in ("layers.py", "models.py", "quantizers.py", "specs.py")] + [
-        Path(__file__).resolve().parent / "converter.py"
+        Path(__file__).resolve().parent / n for n in ("converter.py", "fuse.py")
     ]:
         with contextlib.suppress(OSError):
             h.update(path.read_bytes())
@@ -145,9 +148,13 @@ class FlatbufferCache:
         what = {"layer": {f: key[f] for f in KEY_FIELDS if f != "threads"}}
         return self.get(what, lambda: build_layer_model(key))
 
-    def network(self, arch: Architecture, genotype: Sequence[int]) -> bytes:
+    def network(self, arch: Architecture, genotype: Sequence[int], *, fuse_pointwise: bool = True) -> bytes:
+        """The converted network (M3's pointwise pairs fused, as exported, unless ``fuse_pointwise=False``)."""
         genes = [int(g) for g in arch.expand_groups(tuple(genotype))]
         what = {"network": architecture_info(arch), "genotype": genes}
+        if not fuse_pointwise:
+            what["unfused"] = True
+            return self.get(what, lambda: build_genotype_model(arch, genes, fuse_pointwise=False))
         return self.get(what, lambda: build_genotype_model(arch, genes))
 
 

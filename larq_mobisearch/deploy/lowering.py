@@ -1,24 +1,34 @@
-"""Which binary convolutions of a Keras model LCE lowers to ``LceBconv2d``, and whether a flatbuffer shows it.
+"""Which convolutions of a Keras model LCE lowers, and whether a converted flatbuffer shows it.
 
-LCE lowers an ungrouped binary conv always, a grouped one only when its input channels per group are a
-multiple of 32; otherwise the converter prints an error on stderr and silently keeps slow float ops
-(``LceQuantize`` + ``LceDequantize`` + ``PADV2`` + ``CONV_2D``). `binary_convs` lists a model's binary convs
-with the reason each will not lower (before converting); `unlowered_layers` checks a converted flatbuffer.
+LCE lowers an ungrouped binary conv to ``LceBconv2d`` always, a grouped one only when its input channels per
+group are a multiple of 32; otherwise the converter prints an error on stderr and silently keeps slow float
+ops (``LceQuantize`` + ``LceDequantize`` + ``PADV2`` + ``CONV_2D``).
+
+- `binary_convs(model)` / `float_convs(model)`: the model's convolutions with their `ConvSignature` (kernel,
+  stride, input channels per group, output channels, groups) and, for binary ones, the reason each will not
+  lower (checked before converting).
+- `unlowered_layers(model, flatbuffer)`: compares the **multiset** of binary-conv signatures of the model with
+  that of the flatbuffer's ``LceBconv2d`` ops (and float convs with ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` ops).
+  No tensor names are involved, so long model names, fused ops or the converter's naming cannot break it; a
+  binary conv missing from the ``LceBconv2d`` side is named with the reason, and when several layers share
+  its signature all candidates are named.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from ..nn.specs import LCE_CHANNELS_PER_GROUP
-from .flatbuffer import LCE_BCONV, op_census, read_model
+from .flatbuffer import ConvSignature, TFLiteModel, conv_signatures, read_model
 
 #: Names of larq quantizer *functions* (not objects) that binarize to {-1, +1}.
 _SIGN_FUNCTIONS = ("ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign")
+
 
 class ExportError(ValueError):
     """A model cannot be exported as asked (e.g. a binary conv that LCE would keep as float ops).
@@ -37,10 +47,10 @@ class ExportError(ValueError):
 
 
 @dataclass(frozen=True)
-class BinaryConv:
-    """One binary convolution of a Keras model.
+class ConvLayer:
+    """One convolution of a Keras model.
 
-    `problem` is None if LCE is expected to lower it to `LceBconv2d`, else the reason it will not.
+    `problem` (binary convs) is None if LCE is expected to lower it to `LceBconv2d`, else the reason it will not.
     """
 
     name: str
@@ -49,10 +59,21 @@ class BinaryConv:
     filters: Optional[int]
     groups: int
     problem: Optional[str] = None
+    kernel: Optional[Tuple[int, int]] = None
+    stride: Optional[Tuple[int, int]] = None
+    binary: bool = True
 
     @property
     def lowerable(self) -> bool:
         return self.problem is None
+
+    @property
+    def signature(self) -> Optional[ConvSignature]:
+        """The layer's `ConvSignature` (None if its shape is unknown, e.g. an unbuilt layer)."""
+        if None in (self.in_channels, self.filters, self.kernel, self.stride) or not self.groups:
+            return None
+        return ConvSignature(tuple(self.kernel), tuple(self.stride), self.in_channels // self.groups,
+                             int(self.filters), int(self.groups))
 
 
 def iter_layers(model: tf.keras.layers.Layer):
@@ -89,7 +110,14 @@ def _grouped_problem(in_channels: int, groups: int) -> Optional[str]:
     )
 
 
-def binary_convs(model: tf.keras.Model) -> List[BinaryConv]:
+def _pair(value) -> Optional[Tuple[int, int]]:
+    if value is None:
+        return None
+    value = tuple(int(v) for v in np.atleast_1d(np.asarray(value)))
+    return value if len(value) == 2 else (value[0], value[0])
+
+
+def binary_convs(model: tf.keras.Model) -> List[ConvLayer]:
     """Every binary convolution of `model` and whether LCE will lower it.
 
     Binary convs are larq `QuantConv2D` layers (`BinaryGroupConv2D` included) whose input and kernel
@@ -120,7 +148,39 @@ def binary_convs(model: tf.keras.Model) -> List[BinaryConv]:
         declared = declared() if callable(declared) else declared
         if declared:
             problem = str(declared)
-        found.append(BinaryConv(layer.name, type(layer).__name__, in_channels, filters, groups, problem))
+        found.append(ConvLayer(layer.name, type(layer).__name__, in_channels, filters, groups, problem,
+                               _pair(getattr(layer, "kernel_size", None)), _pair(getattr(layer, "strides", None))))
+    return found
+
+
+def float_convs(model: tf.keras.Model) -> List[ConvLayer]:
+    """Every real-valued ``Conv2D`` (grouped included; larq quantized convs that are not binary on both sides)
+    and ``DepthwiseConv2D`` of `model`: they must appear as ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` ops.
+
+    Transposed, separable and weight-sharing (supernet) convs are not listed.
+    """
+    binary = {c.name for c in binary_convs(model)}
+    found = []
+    for layer in iter_layers(model):
+        if layer.name in binary or is_masked_binary_layer(layer) or callable(getattr(layer, "masked_kernel", None)):
+            continue
+        if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
+            kernel = getattr(layer, "depthwise_kernel", None)
+            if kernel is None:
+                continue
+            cin, mult = int(kernel.shape[-2]), int(kernel.shape[-1])
+            conv = ConvLayer(layer.name, type(layer).__name__, cin, cin * mult, cin, None,
+                             _pair(layer.kernel_size), _pair(layer.strides), binary=False)
+        elif isinstance(layer, tf.keras.layers.Conv2D) and not isinstance(layer, tf.keras.layers.Conv2DTranspose):
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None:
+                continue
+            groups = int(getattr(layer, "groups", 1) or 1)
+            conv = ConvLayer(layer.name, type(layer).__name__, int(kernel.shape[-2]) * groups, int(layer.filters),
+                             groups, None, _pair(layer.kernel_size), _pair(layer.strides), binary=False)
+        else:
+            continue
+        found.append(conv)
     return found
 
 
@@ -130,54 +190,25 @@ def lowering_problems(model: tf.keras.Model) -> Dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Flatbuffer parsing.
-
-def _scopes(tensor_name: str) -> List[str]:
-    """Name scopes of a TFLite tensor name: ``a/b/Op;c/d/Op2`` (fused ops) -> [a, b, c, d].
-
-    The last segment of each part is an op name (and may be cut at 50 characters), so it is left out.
-    """
-    return [seg for part in tensor_name.split(";") for seg in part.split("/")[:-1]]
+# The flatbuffer check: multisets of conv signatures
 
 
-def bconv_layer_names(flatbuffer: bytes, layer_names: Iterable[str]) -> Optional[List[str]]:
-    """Keras layer of each `LceBconv2d` op (in op order), from tensor names; None if some op cannot be
-    attributed to exactly one of `layer_names` (e.g. a long model name pushed the layer scope past the
-    50-character cut).
-
-    The `LceQuantize` output feeding an `LceBconv2d` is named ``[<model>/]<layer>/approx_sign.../Sign``
-    (`export_tflite`'s default method leaves out the model scope).
-    """
-    names = set(layer_names)
-    owners = []
-    for op in read_model(flatbuffer).all_ops():
-        if op.name != LCE_BCONV:
-            continue
-        owner = None
-        for tensors in ([t.name for t in op.inputs[:1] if t is not None], list(op.output_names)):  # the LceQuantize output first, then the fused output
-            hits = {seg for tensor in tensors for seg in _scopes(tensor) if seg in names}
-            if len(hits) == 1:
-                owner = hits.pop()
-                break
-        if owner is None:
-            return None
-        owners.append(owner)
-    if len(set(owners)) != len(owners):
-        return None
-    return owners
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Export.
-
-
-def problem_message(model_name: str, problems: Dict[str, str], total: int, *, hint: bool = True) -> str:
-    lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
-    message = (
-        f"Model {model_name!r}: {len(problems)} of {total} binary convolutions would not become LceBconv2d "
-        f"(LCE keeps them as slow float ops):\n{lines}"
-    )
-    if hint:
+def problem_message(model_name: str, problems: Dict[str, str], convs: Sequence[ConvLayer], *,
+                    hint: bool = True) -> str:
+    """The `ExportError` message: which binary convs do not lower and why, then any other mismatch."""
+    binary = {c.name for c in convs}
+    lowering = {k: v for k, v in problems.items() if k in binary}
+    other = {k: v for k, v in problems.items() if k not in binary}
+    parts = []
+    if lowering:
+        lines = "\n".join(f"  {name}: {why}" for name, why in lowering.items())
+        parts.append(f"{len(lowering)} of {len(convs)} binary convolutions would not become LceBconv2d "
+                     f"(LCE keeps them as slow float ops):\n{lines}")
+    if other:
+        lines = "\n".join(f"  {name}: {why}" for name, why in other.items())
+        parts.append(f"the flatbuffer's convolutions do not match the model's:\n{lines}")
+    message = f"Model {model_name!r}: " + "\n".join(parts)
+    if hint and lowering:
         message += (
             f"\nUse group counts leaving a multiple of {LCE_CHANNELS_PER_GROUP} input channels per group "
             f"(lce_compatible=True, SearchSpace mode 'lce'), or pass allow_float_fallback=True to export anyway."
@@ -185,36 +216,74 @@ def problem_message(model_name: str, problems: Dict[str, str], total: int, *, hi
     return message
 
 
-def unlowered_layers(
-    model: tf.keras.Model, flatbuffer: bytes, *, convs: Optional[Sequence[BinaryConv]] = None
-) -> Dict[str, str]:
-    """Binary convs of `model` that did not become `LceBconv2d` in `flatbuffer` (layer name -> reason).
+def _missing(expected: Sequence[ConvLayer], found: Counter) -> List[Tuple[ConvSignature, int, List[ConvLayer]]]:
+    """(signature, how many are missing, the layers with that signature) for each signature short in `found`."""
+    want = Counter(c.signature for c in expected)
+    out = []
+    for sig, n in want.items():
+        short = n - found.get(sig, 0)
+        if short > 0:
+            out.append((sig, short, [c for c in expected if c.signature == sig]))
+    return out
 
-    Ops are mapped back to layers by tensor name (`bconv_layer_names`); when that is not possible, the
-    `LceBconv2d` count is compared with the binary convs and the predicted problems are reported, plus an
-    ``"<unattributed>"`` entry if the count shows more failures than predicted. `convs` defaults to
-    `binary_convs(model)`.
+
+def _blame(short: int, layers: Sequence[ConvLayer], reason) -> Dict[str, str]:
+    """Layer name -> reason; when only some of several layers sharing a signature failed, all are candidates."""
+    if short >= len(layers):
+        return {c.name: reason(c) for c in layers}
+    names = ", ".join(c.name for c in layers)
+    return {c.name: f"{reason(c)} [{short} of the {len(layers)} layers with this signature ({names}) did not; "
+                    "the flatbuffer cannot tell which]" for c in layers}
+
+
+def unlowered_layers(
+    model: tf.keras.Model,
+    flatbuffer,
+    *,
+    convs: Optional[Sequence[ConvLayer]] = None,
+    converter_errors: Sequence[str] = (),
+) -> Dict[str, str]:
+    """Convolutions of `model` that did not become the expected ops in `flatbuffer` (layer name -> reason).
+
+    Binary convs must each match one ``LceBconv2d`` op with the same `ConvSignature` (multisets compared);
+    float convs one ``CONV_2D`` / ``DEPTHWISE_CONV_2D``, where float ops left by binary convs that did not lower
+    are accounted for. ``LceBconv2d`` or float conv ops that match no layer of the model are reported under
+    ``"<flatbuffer>"``.
+
+    # Arguments
+        model: the Keras model the flatbuffer was converted from.
+        flatbuffer: bytes, a path, or a parsed `TFLiteModel`.
+        convs: the binary convs (default `binary_convs(model)`).
+        converter_errors: error lines the converter printed, quoted in the reason of layers no rule predicted.
     """
     convs = list(binary_convs(model) if convs is None else convs)
-    census = op_census(flatbuffer)
-    lowered = census.get(LCE_BCONV, 0)
-    names = [c.name for c in convs]
-    owners = bconv_layer_names(flatbuffer, names)
-    if owners is not None:
-        missing = {}
-        for c in convs:
-            if c.name not in owners:
-                missing[c.name] = c.problem or (
-                    "LCE kept float ops (no rule predicted this; see the converter's error output on stderr)"
-                )
-        return missing
-    predicted = {c.name: c.problem for c in convs if c.problem}
-    if lowered + len(predicted) < len(convs):
-        predicted["<unattributed>"] = (
-            f"the flatbuffer has {lowered} LceBconv2d ops for {len(convs)} binary convs "
-            f"({len(predicted)} predicted not to lower); LCE kept others as float ops"
-        )
-    elif lowered >= len(convs):
-        return {}
-    return predicted
+    floats = float_convs(model)
+    ops = conv_signatures(read_model(flatbuffer) if not isinstance(flatbuffer, TFLiteModel) else flatbuffer)
+    lowered = Counter(sig for _, sig in ops["binary"])
+    said = "; the converter said: " + " | ".join(converter_errors[:3]) if converter_errors else ""
 
+    def reason(c: ConvLayer) -> str:
+        if c.problem:
+            return c.problem
+        if c.signature is None:
+            return "its shape is unknown (layer not built), so no LceBconv2d op can be matched to it"
+        return f"no LceBconv2d op with its signature ({c.signature.describe()}): LCE kept float ops{said}"
+
+    missing: Dict[str, str] = {}
+    fell_back: List[ConvLayer] = []
+    for sig, short, layers in _missing(convs, lowered):
+        missing.update(_blame(short, layers, reason))
+        fell_back += layers[:short]
+    extra_binary = lowered - Counter(c.signature for c in convs)
+    floats_found = Counter(sig for _, sig in ops["float"])
+    expected_floats = list(floats) + fell_back
+    for sig, short, layers in _missing(floats, floats_found - Counter(c.signature for c in fell_back)):
+        missing.update(_blame(short, layers, lambda c: (
+            f"float conv ({c.signature.describe() if c.signature else 'shape unknown'}) has no CONV_2D / "
+            "DEPTHWISE_CONV_2D op with its signature in the flatbuffer")))
+    extra_float = floats_found - Counter(c.signature for c in expected_floats)
+    extra = [f"LceBconv2d {sig.describe()}" for sig in extra_binary.elements()]
+    extra += [f"float conv {sig.describe()}" for sig in extra_float.elements()]
+    if extra:
+        missing["<flatbuffer>"] = "conv ops matching no conv layer of the model: " + "; ".join(extra)
+    return missing

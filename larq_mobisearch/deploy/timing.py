@@ -124,8 +124,9 @@ def random_input(shape: Sequence[int], dtype, rng: np.random.Generator) -> np.nd
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
-def _lce_call(flatbuffer: Flatbuffer, num_threads: int, use_indirect_bgemm: bool, rng):
-    """(interpreter, predict, inputs): the wrapper's predict on one batch (sets inputs, invokes, copies out)."""
+def lce_call(flatbuffer: Flatbuffer, num_threads: int, use_indirect_bgemm: bool, rng):
+    """(interpreter, predict, inputs) for LCE's interpreter: ``predict(inputs)`` is the wrapper's predict on one
+    batch of random inputs (sets the inputs, invokes, copies the outputs out)."""
     interp = make_interpreter(flatbuffer, num_threads=num_threads, use_indirect_bgemm=use_indirect_bgemm)
     inputs = [random_input(s, t, rng) for s, t in zip(interp.input_shapes, interp.input_types)]
     return interp, interp.interpreter.predict, inputs
@@ -193,7 +194,7 @@ def measure_latencies(
         if runtimes.get(name, "lce") == "tflite":
             calls[name] = _tflite_call(flatbuffers[name], num_threads, rng)
         else:
-            calls[name] = _lce_call(flatbuffers[name], num_threads, use_indirect_bgemm, rng)
+            calls[name] = lce_call(flatbuffers[name], num_threads, use_indirect_bgemm, rng)
     for name in names:
         _, predict, inputs = calls[name]
         for _ in range(int(warmup)):

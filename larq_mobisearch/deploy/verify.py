@@ -5,21 +5,37 @@ agreement, accuracies, and *near ties*: binary networks have genuine ties, a sig
 (~1e-6) of 0 can flip between LCE and Keras and change the logits by O(1), so samples where some binary-conv
 input lies within `tie_margin` of 0 (`sign_margins`) are counted separately; a mismatch on any other sample
 is an export bug.
+
+`check_numerics(report, max_abs_diff)` is the gate `mobisearch export` applies: it fails when a sample that is
+not a near tie differs by more than ``max_abs_diff x logit scale`` (the *logit scale* is
+``max(1, max |Keras logit| over the verified samples)``, so the tolerance is relative to the model's logits
+and never below ``max_abs_diff`` in absolute terms), or when top-1 agreement on those samples is below 100%.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from .converter import quiet_native_stderr
 from .flatbuffer import check_flatbuffer
 from .lowering import binary_convs
 
 DEFAULT_TIE_MARGIN = 1e-5
+#: Default numerics tolerance of `check_numerics`, relative to the logit scale (`export.max_abs_diff`).
+DEFAULT_MAX_ABS_DIFF = 1e-4
+
+
+class NumericsError(ValueError):
+    """The exported flatbuffer's outputs disagree with Keras on samples that are not near ties."""
+
+    def __init__(self, message: str, failures: Sequence[str]):
+        super().__init__(message)
+        self.failures = list(failures)
 
 
 def sign_margins(model: tf.keras.Model, images, *, batch_size: int = 64) -> Optional[np.ndarray]:
@@ -70,9 +86,65 @@ class VerifyReport:
     keras_seconds: float = 0.0
     tflite_seconds: float = 0.0
     num_threads: int = 1
+    #: max(1, max |Keras logit| over the samples): the scale numerics tolerances are relative to.
+    logit_scale: float = 1.0
+    #: Samples that are not near ties (all samples when the margins could not be computed).
+    num_clear: Optional[int] = None
+    #: Top-1 agreement and the worst sample's max |logit difference| over those samples.
+    top1_agreement_clear: Optional[float] = None
+    #: Samples tested for near ties (False: margins could not be computed, every sample counts as clear).
+    margins_known: bool = True
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def logit_tolerance(report: VerifyReport, max_abs_diff: float = DEFAULT_MAX_ABS_DIFF) -> float:
+    """The absolute tolerance on |logit difference|: ``max_abs_diff x report.logit_scale``."""
+    return float(max_abs_diff) * float(report.logit_scale)
+
+
+def numerics_failures(report: VerifyReport, max_abs_diff: float = DEFAULT_MAX_ABS_DIFF) -> List[str]:
+    """Why `report` fails the numerics gate (see the module docstring); [] if it passes."""
+    if report.num_samples == 0:
+        return []
+    tol = logit_tolerance(report, max_abs_diff)
+    clear = report.num_clear if report.num_clear is not None else report.num_samples
+    what = "samples that are not near ties" if report.margins_known else "samples (near ties unknown)"
+    if clear == 0:
+        return [f"all {report.num_samples} samples are near ties (a binary-conv input within "
+                f"{report.tie_margin:g} of 0): nothing to verify on; verify on more samples"]
+    failures = []
+    worst = report.max_abs_diff_clear if report.max_abs_diff_clear is not None else report.max_abs_diff
+    if worst > tol:
+        failures.append(
+            f"max |logit difference| {worst:.3g} on {what} exceeds the tolerance {tol:.3g} "
+            f"(= {max_abs_diff:g} x logit scale {report.logit_scale:.3g}; {report.num_mismatched_clear} of "
+            f"{clear} such samples differ by more than 1e-3)")
+    agreement = report.top1_agreement_clear if report.top1_agreement_clear is not None else report.top1_agreement
+    if agreement < 1.0:
+        failures.append(f"top-1 agreement on {what} is {100 * agreement:.2f}% ({clear} samples), not 100%")
+    return failures
+
+
+def check_numerics(report: VerifyReport, max_abs_diff: float = DEFAULT_MAX_ABS_DIFF, *, what: str = "export") -> None:
+    """Raise `NumericsError` (with the numbers) if `report` fails the numerics gate.
+
+    # Arguments
+        report: from `verify_tflite`.
+        max_abs_diff: tolerance relative to the logit scale (`logit_tolerance`).
+        what: what is refused, for the message.
+    """
+    failures = numerics_failures(report, max_abs_diff)
+    if failures:
+        raise NumericsError(
+            f"Refusing the {what}: LCE's interpreter disagrees with Keras on {report.num_samples} verification "
+            f"samples ({report.num_near_tie if report.num_near_tie is not None else 'unknown'} near ties excluded):\n"
+            + "\n".join(f"  {f}" for f in failures)
+            + "\nIf this is expected (e.g. a deliberately approximate model), pass --allow-mismatch "
+              "(export.allow_mismatch=true) to write the file anyway; the report marks it.",
+            failures,
+        )
 
 
 def _to_numpy(images, labels):
@@ -189,9 +261,9 @@ def verify_tflite(
     images = images.astype(np.float32, copy=False)
 
     start = time.perf_counter()
-    keras_out = np.concatenate(
-        [np.asarray(model(images[i : i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
-    )
+    with quiet_native_stderr("TensorFlow (Keras reference; XLA compiles grouped convs)"):
+        keras_out = np.concatenate([np.asarray(model(images[i : i + batch_size], training=False))
+                                    for i in range(0, len(images), batch_size)])
     keras_seconds = time.perf_counter() - start
     start = time.perf_counter()
     tfl_out = run_tflite(interpreter, images)
@@ -212,12 +284,19 @@ def verify_tflite(
         num_threads=int(num_threads),
         tie_margin=float(tie_margin),
     )
-    margins = sign_margins(model, images, batch_size=batch_size)
+    report.logit_scale = float(max(1.0, np.abs(keras_out).max()))
+    with quiet_native_stderr("TensorFlow (sign margins)"):
+        margins = sign_margins(model, images, batch_size=batch_size)
     if margins is not None:
         clear = margins >= tie_margin
         report.num_near_tie = int(np.sum(~clear))
-        report.max_abs_diff_clear = float(diff[clear].max()) if clear.any() else None
-        report.num_mismatched_clear = int(np.sum(diff[clear].max(-1) > 1e-3)) if clear.any() else 0
+    else:  # cannot tell near ties apart: every sample must match
+        clear = np.ones(len(images), bool)
+        report.margins_known = False
+    report.num_clear = int(clear.sum())
+    report.max_abs_diff_clear = float(diff[clear].max()) if clear.any() else None
+    report.num_mismatched_clear = int(np.sum(diff[clear].max(-1) > 1e-3)) if clear.any() else 0
+    report.top1_agreement_clear = float(np.mean(tfl_top[clear] == keras_top[clear])) if clear.any() else None
     if labels is not None:
         report.tflite_accuracy = float(np.mean(tfl_top == labels))
         report.keras_accuracy = float(np.mean(keras_top == labels))
