@@ -51,14 +51,21 @@ def _num(x: Optional[float], digits: int = 2) -> str:
 
 def _load_lines(peers: Dict[str, Any]) -> List[str]:
     timings = peers.get("timings") or {}
-    loads = [f"{t} thread{'s' if str(t) != '1' else ''}: {v['load_average']}" for t, v in timings.items()
-             if v.get("load_average")]
+    loads, loaded = [], False
+    for t, v in timings.items():
+        if not v.get("load_average"):
+            continue
+        before = v.get("load_average_before")
+        loads.append(f"{t} thread{'s' if str(t) != '1' else ''}: "
+                     + (f"{before} before, " if before else "") + f"{v['load_average']} after")
+        loaded = loaded or max([v["load_average"][0]] + ([before[0]] if before else [])) > int(t) + 0.5
     if not loads:
         return []
-    return [f"- Load average (1, 5, 15 min) at the end of each timing loop: {'; '.join(loads)} (the machine has "
-            f"{peers['machine'].get('cpu_count')} logical CPUs; the timing process itself accounts for up to 1 per "
-            "interpreter thread, more means other processes shared the CPUs, which the round-robin loop and the "
-            "paired ratios are meant to absorb)."]
+    verdict = ("**the machine was loaded** (more runnable processes than this benchmark's interpreter threads: other "
+               "jobs shared the CPUs)" if loaded else "the machine was otherwise idle")
+    return [f"- Load average (1, 5, 15 min) around each timing loop: {'; '.join(loads)}. The machine has "
+            f"{peers['machine'].get('cpu_count')} logical CPUs; {verdict}. The round-robin loop and the paired "
+            "ratios are meant to absorb the drift this causes; absolute milliseconds are less reliable than ratios."]
 
 
 def _cache_note(peers: Dict[str, Any]) -> str:
@@ -286,6 +293,14 @@ def profiles_markdown(peers: Dict[str, Any]) -> List[str]:
             v = profiles[k].get("by_stage", {}).get(st)
             cells.append("-" if v is None else f"{v['ms']:.2f} ({v['count']})")
         out.append(f"| {st} | " + " | ".join(cells) + " |")
+    early = []
+    for k in labels:
+        stages = profiles[k].get("by_stage", {})
+        high = sum(v["ms"] for st, v in stages.items() if "x" in st and int(st.split("x")[0]) >= 55)
+        total = sum(v["ms"] for v in stages.values()) or 1.0
+        early.append(f"{k} {high:.2f} ms ({100 * high / total:.0f}%)")
+    out += ["", "Op time at 56x56 resolution or more (the first MobileNet blocks; larq-zoo models reach it through "
+            "float stems): " + "; ".join(early) + "."]
     for k in labels:
         top = profiles[k].get("top") or []
         if top:

@@ -468,7 +468,7 @@ def verdicts(rows, threads, times=None):
     """
     by = {r["label"]: r for r in rows}
     m3 = next((r for r in rows if r.get("module") == "m3" and r["what"] == SEARCHED_WHAT), None)
-    out = {"lines": [], "goal": {}, "moonshot": {}, "targets": {}}
+    out = {"lines": [], "goal": {}, "moonshot": {}, "targets": {}, "fusion": {}}
     if m3 is None:
         out["lines"].append("Verdict: no searched M3 row (run without --no-search, with m3 in --modules).")
         return out
@@ -498,6 +498,14 @@ def verdicts(rows, threads, times=None):
             )
         # issue 16's targets, on the paired median (fused and unfused searched M3, same rounds)
         per_round = (times or {}).get(t) or (times or {}).get(int(t)) or {}
+        unfused = m3["label"] + UNFUSED
+        if m3["label"] in per_round and unfused in per_round:
+            paired = common.paired_ratio(per_round[m3["label"]], per_round[unfused])
+            out["fusion"][t] = paired
+            out["lines"].append(
+                f"Fusion ({t} thread{'s' if t != '1' else ''}): searched M3 with its pointwise pairs fused / unfused, "
+                f"paired median {paired['median']:.3f}x (p10 {paired['p10']:.3f}, p90 {paired['p90']:.3f}), fused "
+                f"faster in {100 * paired['share_faster']:.0f}% of {paired['rounds']} rounds")
         for label in (m3["label"], m3["label"] + UNFUSED):
             for peer, target in TARGETS.items():
                 if label not in per_round or peer not in per_round:

@@ -214,6 +214,24 @@ def test_peers_verdicts():
     assert peers.verdicts(rows[1:], [1])["goal"] == {}
 
 
+def test_peers_targets_and_fusion_lines():
+    peers = _load("peers")
+    searched = _peer_row("M3 searched <= 0.50e8", "ours", 14.0, module="m3", what=peers.SEARCHED_WHAT, genotype="1-2")
+    unfused = _peer_row(searched["label"] + peers.UNFUSED, "ours", 14.5, module="m3",
+                        what=peers.SEARCHED_WHAT + "; pointwise pairs not fused", genotype="1-2")
+    rows = [searched, unfused, _peer_row("QuickNetSmall", "larq-zoo", 11.5), _peer_row("Bi-RealNet", "larq-zoo", 19.5)]
+    times = {"1": {searched["label"]: [14, 14, 14], unfused["label"]: [14.5, 14.4, 14.0],
+                   "QuickNetSmall": [11.5, 11.5, 11.0], "Bi-RealNet": [20, 19, 19]}}
+    v = peers.verdicts(rows, [1], times)
+    assert v["fusion"]["1"]["median"] == pytest.approx(14 / 14.4)
+    t = v["targets"]["1"][searched["label"]]
+    assert t["Bi-RealNet"]["met"] is False and t["Bi-RealNet"]["paired_median"] == pytest.approx(14 / 19)
+    assert v["targets"]["1"][unfused["label"]]["Bi-RealNet"]["paired_median"] == pytest.approx(14.0 / 19)  # ratios 0.725, 0.758, 0.737
+    assert t["QuickNetSmall"]["met"] is False and t["QuickNetSmall"]["paired_median"] == pytest.approx(14 / 11.5)
+    assert any(line.startswith("Fusion (1 thread)") for line in v["lines"])
+    assert sum(line.startswith("Target (1 thread)") for line in v["lines"]) == 4
+
+
 def test_paired_ratio():
     p = common.paired_ratio([10, 20, 30, 40, 50], [20, 20, 20, 20, 20])
     assert p["median"] == pytest.approx(1.5) and p["rounds"] == 5

@@ -1,9 +1,10 @@
 """Export to LCE flatbuffers: real TensorFlow, Larq and Larq Compute Engine conversions (no mocks).
 
-Conversions are slow, so the file runs four: one grouped M1 (module fixture, shared by the census /
-verification / report tests), its float reference for the size ratio, and a tiny model with a
-non-lowerable binary conv (default method and LCE's `convert_keras_model`). Refusals happen before
-conversion and cost nothing.
+One grouped M1 (module fixture, shared by the census / verification / report tests), its float reference for
+the size ratio, a tiny model with a non-lowerable binary conv (default method and LCE's `convert_keras_model`),
+one model per module with a 16-channels-per-group conv (converted with the float fallback, to check that the
+flatbuffer check finds it by signature alone), and tiny models for the shared-signature case. Refusals happen
+before conversion and cost nothing; the numerics gate and the M3 fusion are checked without converting.
 """
 
 import collections
