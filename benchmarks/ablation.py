@@ -12,7 +12,7 @@ For every seed, with the package's own pipeline stages (`larq_mobisearch.pipelin
    supernet score), the random search's best, the evolutionary search's best -- with the same settings
    (`pipeline.retrain`), export each through LCE (`pipeline.export`, verified against Keras);
 4. time all retrained ``.tflite`` models together, round-robin, with LCE's interpreter on this host (1 thread,
-   indirect BGEMM; `larq_mobisearch.deploy.latency.measure_latencies`).
+   indirect BGEMM; `larq_mobisearch.deploy.timing.measure_latencies`).
 
 The seed sets the data shuffling (``data.seed``), the supernet's and the retraining's initialization and
 order (``supernet.seed``, ``retrain.seed``) and the search (``search.seed``); the train/holdout/test split
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 from larq_mobisearch.nn.space import decode  # noqa: E402

@@ -1,6 +1,7 @@
 """Write BENCHMARKS.md and its PNG plots from the JSON results of `peers.py` and `ablation.py`.
 
-Every number in BENCHMARKS.md comes from those JSON files (written by the scripts that measured them, with the
+Every number in BENCHMARKS.md comes from those JSON files (and ``measured.json``, figures quoted by the code's
+documentation with their source) (written by the scripts that measured them, with the
 command line and the machine); nothing is typed in. Plots go next to the JSON files:
 
 - ``peers_latency.png``: mean latency (p10-p90 bars) of every model, 1 and 2 threads, and FLOPs vs latency;
@@ -50,14 +51,21 @@ def _num(x: Optional[float], digits: int = 2) -> str:
 
 def _load_lines(peers: Dict[str, Any]) -> List[str]:
     timings = peers.get("timings") or {}
-    loads = [f"{t} thread{'s' if str(t) != '1' else ''}: {v['load_average']}" for t, v in timings.items()
-             if v.get("load_average")]
+    loads, loaded = [], False
+    for t, v in timings.items():
+        if not v.get("load_average"):
+            continue
+        before = v.get("load_average_before")
+        loads.append(f"{t} thread{'s' if str(t) != '1' else ''}: "
+                     + (f"{before} before, " if before else "") + f"{v['load_average']} after")
+        loaded = loaded or max([v["load_average"][0]] + ([before[0]] if before else [])) > int(t) + 0.5
     if not loads:
         return []
-    return [f"- Load average (1, 5, 15 min) at the end of each timing loop: {'; '.join(loads)} (the machine has "
-            f"{peers['machine'].get('cpu_count')} logical CPUs; the timing process itself accounts for up to 1 per "
-            "interpreter thread, more means other processes shared the CPUs, which the round-robin loop and the "
-            "paired ratios are meant to absorb)."]
+    verdict = ("**the machine was loaded** (more runnable processes than this benchmark's interpreter threads: other "
+               "jobs shared the CPUs)" if loaded else "the machine was otherwise idle")
+    return [f"- Load average (1, 5, 15 min) around each timing loop: {'; '.join(loads)}. The machine has "
+            f"{peers['machine'].get('cpu_count')} logical CPUs; {verdict}. The round-robin loop and the paired "
+            "ratios are meant to absorb the drift this causes; absolute milliseconds are less reliable than ratios."]
 
 
 def _cache_note(peers: Dict[str, Any]) -> str:
@@ -189,11 +197,15 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
         "(`tests/test_benchmarks.py`).",
         "",
     ]
+    has_qns = any(r.get("paired_to_quicknetsmall") for r in peers["rows"])
     head = "| model | FLOPs | BOPs | `.tflite` | LceBconv2d ops |"
     sep = "|---|---:|---:|---:|---:|"
     for t in threads:
         head += f" latency {t} thr, ms: mean (p10-p90) | vs Bi-RealNet {t} thr: mean ratio / paired |"
         sep += "---:|---:|"
+        if has_qns:
+            head += f" vs QuickNetSmall {t} thr: mean ratio / paired |"
+            sep += "---:|"
     out += [head, sep]
     for r in peers["rows"]:
         c = r["costs"]
@@ -206,9 +218,14 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
             ratio_txt = "-" if ratio is None else f"{ratio:.2f}x"
             paired_txt = "-" if paired is None else f"{paired['median']:.2f}x"
             line += f" {st['mean_ms']:.2f} ({st['p10_ms']:.2f}-{st['p90_ms']:.2f}) | {ratio_txt} / {paired_txt} |"
+            if has_qns:
+                q_ratio = (r.get("ratio_to_quicknetsmall") or {}).get(t)
+                q_paired = (r.get("paired_to_quicknetsmall") or {}).get(t)
+                line += (f" {'-' if q_ratio is None else f'{q_ratio:.2f}x'} / "
+                         f"{'-' if q_paired is None else format(q_paired['median'], '.2f') + 'x'} |")
         out.append(line)
     out += ["", "Mean ratio: ratio of the mean latencies. Paired: median over the timing rounds of the ratio to "
-            "Bi-RealNet's time in the same round, which cancels most of the host's speed drift.", ""]
+            "the peer's time in the same round, which cancels most of the host's speed drift.", ""]
     ours = [r for r in peers["rows"] if r["family"] == "ours"]
     if ours:
         out += ["Genotypes of our rows (group count of the 3x3 conv of blocks 1-13; M2 then the five float 1x1 convs):", ""]
@@ -231,9 +248,76 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
                 "separate round-robin loop from the table above). The non-searchable part is the table's "
                 "`fixed_ms`: stem, pointwise convs, classifier and per-call costs, which no group count changes.", ""]
     if peers.get("verdict_lines"):
-        out += ["Goal and moonshot (as measured in this run):", ""] + [f"- {x}" for x in peers["verdict_lines"]] + [""]
+        out += ["Goal, moonshot and targets (as measured in this run):", ""] + [f"- {x}" for x in peers["verdict_lines"]] + [""]
     if plot:
         out += [f"![peers latency]({plot})", ""]
+    out += profiles_markdown(peers)
+    return out
+
+
+def profiles_markdown(peers: Dict[str, Any]) -> List[str]:
+    """Per-op time breakdown tables (`peers.json` "profiles")."""
+    profiles = peers.get("profiles") or {}
+    if not profiles:
+        return []
+    labels = list(profiles)
+    first = profiles[labels[0]]
+    out = ["### Per-op time breakdown (1 thread)", "",
+           f"- Command: `{peers['command']}` (same run as the table above); {first['runs']} rounds per model. "
+           "LCE's Python interpreter has no op profiler, so every op is cut out of the flatbuffer into a single-op "
+           "model and timed against an empty twin with the same inputs and outputs (the call overhead), back to "
+           "back, round-robin over all ops (`larq_mobisearch.deploy.profile.op_profile`): op time = median of "
+           "the per-round differences. The sum of the op times exceeds the network's own time (ops run alone "
+           "see colder caches); use the shares.",
+           "- Load average (1, 5, 15 min) before and after each profile: "
+           + "; ".join(f"{k}: {v.get('load_average')}" for k, v in profiles.items()) + ".", ""]
+    types = sorted({t for p in profiles.values() for t in p["by_type"]},
+                   key=lambda t: -max(p["by_type"].get(t, {}).get("ms", 0) for p in profiles.values()))
+    out += ["| op | " + " | ".join(f"{k}: ms (count, share)" for k in labels) + " |",
+            "|---|" + "---:|" * len(labels)]
+    for t in types:
+        cells = []
+        for k in labels:
+            v = profiles[k]["by_type"].get(t)
+            cells.append("-" if v is None else f"{v['ms']:.2f} ({v['count']}, {100 * v['share']:.0f}%)")
+        out.append(f"| {t} | " + " | ".join(cells) + " |")
+    out.append("| **sum of ops** / network | " + " | ".join(
+        f"**{profiles[k]['sum_ops_ms']:.2f}** / {profiles[k]['network_ms']:.2f}" for k in labels) + " |")
+    out += ["", "By output resolution (where in the network the time goes; all ops of that stage):", ""]
+    stages = sorted({s for p in profiles.values() for s in p.get("by_stage", {})},
+                    key=lambda s: -int(s.split("x")[0]) if "x" in s else 1)
+    out += ["| stage | " + " | ".join(f"{k}: ms (ops)" for k in labels) + " |", "|---|" + "---:|" * len(labels)]
+    for st in stages:
+        cells = []
+        for k in labels:
+            v = profiles[k].get("by_stage", {}).get(st)
+            cells.append("-" if v is None else f"{v['ms']:.2f} ({v['count']})")
+        out.append(f"| {st} | " + " | ".join(cells) + " |")
+    early = []
+    for k in labels:
+        stages = profiles[k].get("by_stage", {})
+        high = sum(v["ms"] for st, v in stages.items() if "x" in st and int(st.split("x")[0]) >= 55)
+        total = sum(v["ms"] for v in stages.values()) or 1.0
+        early.append(f"{k} {high:.2f} ms ({100 * high / total:.0f}%)")
+    out += ["", "Op time at 56x56 resolution or more (the first MobileNet blocks; larq-zoo models reach it through "
+            "float stems): " + "; ".join(early) + "."]
+    for k in labels:
+        top = profiles[k].get("top") or []
+        if top:
+            out += ["", f"Slowest ops of {k}: " + "; ".join(
+                f"{o['name']} {'x'.join(map(str, o['output_shape'][1:]))} {o['ms']:.2f} ms" for o in top[:8]) + "."]
+    out.append("")
+    return out
+
+
+def measured_markdown(measured: Optional[Dict[str, Any]]) -> List[str]:
+    """The "Measured" section: figures that explain design choices, with where they come from."""
+    if not measured:
+        return []
+    out = ["## Measured", "", measured.get("note", ""), "", "| what | figure | source |", "|---|---|---|"]
+    for item in measured.get("items", []):
+        out.append(f"| {item['what']} | {item['figure']} | {item['source']} |")
+    out.append("")
     return out
 
 
@@ -289,7 +373,8 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -
 
 
 def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str, Any]],
-                   peers_plot: Optional[str] = None, ablation_plot: Optional[str] = None) -> str:
+                   peers_plot: Optional[str] = None, ablation_plot: Optional[str] = None,
+                   measured: Optional[Dict[str, Any]] = None) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -314,6 +399,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     ]
     lines += peers_markdown(peers, peers_plot)
     lines += ablation_markdown(ablation, ablation_plot)
+    lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -321,6 +407,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peers", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
     p.add_argument("--ablation", default=str(ROOT / "benchmarks" / "results" / "ablation.json"))
+    p.add_argument("--measured", default=str(ROOT / "benchmarks" / "results" / "measured.json"))
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--plots-dir", default=None, help="default: the directory of --peers")
     args = p.parse_args(argv)
@@ -339,7 +426,7 @@ def main(argv=None) -> int:
         ablation_plot = os.path.relpath(path, out_dir)
     from larq_mobisearch.fileio import atomic_write_text
 
-    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot))
+    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, _read(args.measured)))
     print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot) if x))
     return 0
 

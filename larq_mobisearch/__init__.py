@@ -11,10 +11,11 @@ Stages, one sub-package each: `nn` (what a binary MobileNet is), `search` (what 
 
 import importlib
 
-from . import _compat, _keras
+from . import _compat, _keras, _startup
 
 __version__ = "0.1.0"
 
+_startup.quiet_cli_startup()  # the `mobisearch` CLI only: TensorFlow's C++ start-up lines off unless -v
 _keras.select_legacy_keras()
 _compat.install(__name__)
 

@@ -162,6 +162,10 @@ class ExportConfig(Section):
     target: Choice(C.EXPORT_TARGETS) = "arm"
     allow_float_fallback: bool = False
     verify_samples: Annotated[Int, Field(ge=0)] = 256
+    #: numerics gate: max |logit diff| on samples without near ties, times the logit scale max(1, max |logit|)
+    max_abs_diff: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
+    allow_mismatch: bool = False  # write model.tflite even if the numerics gate fails (export.json marks it)
+    fuse_pointwise: bool = True  # export M3's pointwise pairs as one binary conv each (same logits)
 
 
 class DistributeConfig(Section):

@@ -162,7 +162,8 @@ class Run:
             "supernet": [self.path("supernet"), self.path("searches")],
             "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
             "retrain": [self.search_path("final")],
-            "export": [self.search_path(p) for p in ("model.tflite", "export.json", "report.md", "report.json")],
+            "export": [self.search_path(p) for p in ("model.tflite", "export.json", "export_refused.json", "report.md",
+                                                     "report.json")],
         } if self.search is not None else {"supernet": [self.path("supernet"), self.path("searches")]}
         for s in [s for s in STAGES[STAGES.index(stage):] if s in paths]:
             for p in paths[s]:
@@ -289,7 +290,8 @@ class Run:
     def latency_model(self):
         if not self.cfg.search.latency_table:
             return None
-        from ..deploy.latency import LatencyCostModel, load_latency_table
+        from ..deploy.latency_table import load_latency_table
+        from ..search.costs import LatencyCostModel
 
         table = load_latency_table(self.cfg.search.latency_table)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)

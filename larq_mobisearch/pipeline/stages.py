@@ -15,6 +15,7 @@ stage. Export is the chief's.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -25,6 +26,8 @@ from ..nn.space import Genotype, decode, encode
 from ..search.state import STATE_FILENAME
 from .rundir import Run, RunDirError, read_json
 from .files import sha256_file
+
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 1: supernet
@@ -258,18 +261,43 @@ def load_final(run: Run):
 # Stage 4: export
 
 
-def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Optional[str] = None) -> Dict[str, Any]:
+def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_mismatch: Optional[bool] = None,
+           output: Optional[str] = None) -> Dict[str, Any]:
+    """Stage 4: convert the retrained model with LCE (M3 pointwise pairs fused), verify it against Keras, and
+    write ``model.tflite`` and ``export.json`` -- or refuse.
+
+    The numerics gate (`deploy.verify.check_numerics`, tolerance ``export.max_abs_diff`` x logit scale) must
+    pass on the verification samples that are not near ties; otherwise nothing is written but
+    ``export_refused.json`` (the figures) and `NumericsError` is raised, unless `allow_mismatch` (default
+    ``export.allow_mismatch``): then the file is written and ``export.json`` says ``allowed_mismatch``.
+    """
     from ..deploy.export import export_report, write_tflite
+    from ..deploy.verify import NumericsError, check_numerics
 
     cfg = run.cfg
     model, genotype = load_final(run)
     images, labels = run.data.numpy_samples("test", n=cfg.export.verify_samples)
     allow = cfg.export.allow_float_fallback if allow_float_fallback is None else allow_float_fallback
-    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow, images=images, labels=labels)
+    allow_mismatch = cfg.export.allow_mismatch if allow_mismatch is None else allow_mismatch
+    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow,
+                           fuse_pointwise=cfg.export.fuse_pointwise, images=images if len(images) else None,
+                           labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff)
     path = output or run.search_path("model.tflite")
-    write_tflite(report.flatbuffer, path)
+    refused = run.search_path("export_refused.json")
     out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), **report.to_json()}
+    if report.verify is not None:
+        try:
+            check_numerics(report.verify, cfg.export.max_abs_diff, what=f"export of {model.name!r}")
+        except NumericsError as exc:
+            if not allow_mismatch:
+                atomic_write_json(refused, {**out, "tflite": None, "refused": str(exc)})
+                raise NumericsError(f"{exc}\nThe figures are in {refused}; nothing else was written.",
+                                    exc.failures) from None
+            log.warning("export.allow_mismatch: writing %s although %s", path, "; ".join(exc.failures))
+            report.allowed_mismatch = True
+            out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), **report.to_json()}
+    write_tflite(report.flatbuffer, path)
     atomic_write_json(run.search_path("export.json"), out)
+    if os.path.exists(refused):
+        os.remove(refused)
     return out
-
-
