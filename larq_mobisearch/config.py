@@ -35,18 +35,18 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # "digits" | TFDS name ("cifar10", "imagenette", "imagenet2012", ...) | "folder"
-    data_dir: Optional[str] = None  # TFDS data_dir, or the image folder for name="folder"
+    name: str = "digits"  # digits | fashion_mnist | mnist | idx | folder | TFDS name (cifar10, imagenet2012, ...)
+    data_dir: Optional[str] = None  # TFDS data_dir, IDX directory (fashion_mnist default: Debian's), image folder
     image_size: int = 32
     batch_size: int = 64
     holdout_fraction: float = 0.15  # carved out of the training split, used only by the search
     seed: int = 0  # shuffling and augmentation
     # --- added for data.py ---
-    test_fraction: float = 0.2  # digits / folder only (TFDS datasets have their own test/validation split)
-    split_seed: int = 0  # fixes the digits / folder train/holdout/test split independently of `seed`
+    test_fraction: float = 0.2  # digits / folder only (IDX and TFDS datasets have their own test split)
+    split_seed: int = 0  # fixes the digits / IDX / folder splits independently of `seed`
     augment: bool = True  # training augmentation (shifts for digits; crop + flip for natural images)
     cache: str = "auto"  # auto | memory | none  ("auto": cache in memory when the split is small)
-    shuffle_buffer: int = 10000  # shuffle buffer of the training pipeline (digits/small sets: whole split)
+    shuffle_buffer: int = 10000  # shuffle window of streamed TFDS training splits (others: full permutation)
 
 
 @dataclass
