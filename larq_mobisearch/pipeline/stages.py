@@ -78,7 +78,7 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
     sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
                              budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
-    history = fit(supernet, data.train, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
+    history = fit(supernet, data.train_from, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
                   callbacks=[sampler, *callbacks], verbose=run.verbose)
     if run.worker.is_chief:
         plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
@@ -232,7 +232,7 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
         else:
             model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm)
     start = time.time()
-    history = fit(model, data.train, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
+    history = fit(model, data.train_from, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
                   validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose)
     test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
     if worker.is_chief:
