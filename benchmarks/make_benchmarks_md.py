@@ -23,10 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (benchmarks/common.py; pure Python)
+import fashion_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
 ABLATION_CMD = ".venv/bin/python benchmarks/ablation.py --json benchmarks/results/ablation.json"
+ABLATION_FASHION_CMD = (".venv/bin/python benchmarks/ablation.py --preset fashion --shared-supernet runs/benchmarks/fashion "
+                        "--seeds 0,1 --retrain-epochs 8 --json benchmarks/results/ablation_fashion.json")
 MD_CMD = ".venv/bin/python benchmarks/make_benchmarks_md.py"
 INSTALL_CMD = ".venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt"
 METHOD_LABELS = {
@@ -79,29 +82,11 @@ def _cache_note(peers: Dict[str, Any]) -> str:
     return " (" + "; ".join(parts) + ")"
 
 
-def _minutes(seconds: Optional[float]) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f} min"
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Plots
 
 
-def _figure(width: float, height: float, ncols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    return fig, axes
-
-
-def _save(fig, path: str) -> str:
-    from larq_mobisearch.fileio import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"), suffix=".png")
-    return path
+_figure, _save, _minutes = common.figure, common.save_png, common.minutes
 
 
 def plot_peers(peers: Dict[str, Any], path: str) -> str:
@@ -321,10 +306,12 @@ def measured_markdown(measured: Optional[Dict[str, Any]]) -> List[str]:
     return out
 
 
-def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
-    out = ["## Ablation: the paper's Table 1 on real data", ""]
+def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *,
+                      title: str = "## Ablation: the paper's Table 1 on real data",
+                      command: str = ABLATION_CMD) -> List[str]:
+    out = [title, ""]
     if ablation is None:
-        return out + [f"Not run yet: `{ABLATION_CMD}`.", ""]
+        return out + [f"Not run yet: `{command}`.", ""]
     s = ablation["settings"]
     per_seed = ablation["per_seed"]
     budget = per_seed[0].get("flops_budget") if per_seed else None
@@ -335,13 +322,21 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -
         f"split seed {s.get('split_seed')}); module {s['module'].upper()} at width {s['width_multiplier']:g}, "
         f"`{s['space']}` search space; FLOPs budget {budget:.4g} ({s['flops_budget_fraction']} x the uniform "
         f"groups=1 model).",
-        f"- Per seed ({', '.join(map(str, s['seeds']))}; the seed sets data order, initializations and the search): "
-        f"supernet {s['supernet_epochs']} epochs; evolutionary search (population {s['search_population']}, "
-        f"{s['search_iterations']} generations), random-group search with as many evaluations, uniform groups "
-        "1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet; then each winner retrained "
-        f"from scratch for {s['retrain_epochs']} epochs and tested on the whole test split. Latency: the "
-        f"exported `.tflite` of every retrained model, timed together round-robin ({s['latency_runs']} rounds, "
-        "LCE interpreter, 1 thread, mean).",
+        (f"- Per seed ({', '.join(map(str, s['seeds']))}; the seed sets data order, initializations and the "
+         f"search): supernet {s['supernet_epochs']} epochs; evolutionary search (population "
+         f"{s['search_population']}, {s['search_iterations']} generations), random-group search with as many "
+         "evaluations, uniform groups 1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet; "
+         f"then each winner retrained from scratch for {s['retrain_epochs']} epochs and tested on the whole "
+         "test split." if not s.get("shared_supernet") else
+         f"- One supernet ({s['supernet_epochs']} epochs) and one search on it: evolutionary search (population "
+         f"{s['search_population']}, {s['search_iterations']} generations, {per_seed[0].get('search_evaluations')} "
+         f"evaluations), random-group search with {per_seed[0].get('random_evaluations')} evaluations, uniform "
+         "groups 1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet (held-out top-1 after "
+         f"BatchNorm recalibration); then each of the three winners retrained from scratch for "
+         f"{s['retrain_epochs']} epochs once per seed ({', '.join(map(str, s['seeds']))}: the seed sets the "
+         "initialization and the data order) and tested on the official test split.")
+        + f" Latency: the exported `.tflite` of every retrained model, timed together round-robin "
+        f"({s['latency_runs']} rounds, LCE interpreter, 1 thread, mean).",
         "",
         f"Mean ± sample std over {len(per_seed)} seeds:",
         "",
@@ -374,7 +369,8 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -
 
 def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str, Any]],
                    peers_plot: Optional[str] = None, ablation_plot: Optional[str] = None,
-                   measured: Optional[Dict[str, Any]] = None) -> str:
+                   measured: Optional[Dict[str, Any]] = None, fashion: Optional[Dict[str, Any]] = None) -> str:
+    fashion = fashion or {}
     lines = [
         "# Benchmarks",
         "",
@@ -393,12 +389,20 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         INSTALL_CMD + "   # larq-zoo for the peers (its pins conflict, so no deps)",
         PEERS_CMD,
         ABLATION_CMD,
+        fashion_md.EFFICIENCY_CMD,
+        ABLATION_FASHION_CMD,
+        fashion_md.RANKING_CMD,
         MD_CMD,
         "```",
         "",
     ]
+    lines += ablation_markdown(fashion.get("ablation"), fashion.get("ablation_plot"),
+                               title="## Table 1 on Fashion-MNIST: uniform vs random vs evolutionary groups",
+                               command=ABLATION_FASHION_CMD)
+    lines += fashion_md.efficiency_markdown(fashion.get("efficiency"), fashion.get("efficiency_plot"))
+    lines += fashion_md.ranking_markdown(fashion.get("ranking"), fashion.get("ranking_plots") or [])
     lines += peers_markdown(peers, peers_plot)
-    lines += ablation_markdown(ablation, ablation_plot)
+    lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -424,9 +428,27 @@ def main(argv=None) -> int:
     if ablation is not None:
         path = plot_ablation(ablation, str(plots_dir / "ablation_accuracy_latency.png"))
         ablation_plot = os.path.relpath(path, out_dir)
+    results = Path(args.peers).parent
+    rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
+    fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
+                               (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"))}
+    if fashion["ablation"] is not None:
+        fashion["ablation_plot"] = rel(plot_ablation(fashion["ablation"],
+                                                     str(plots_dir / "ablation_fashion_accuracy_latency.png")))
+    if fashion["efficiency"] is not None:
+        fashion["efficiency_plot"] = rel(fashion_md.plot_efficiency(fashion["efficiency"],
+                                                                    str(plots_dir / "efficiency.png")))
+    if fashion["ranking"] is not None:
+        fashion["ranking_plots"] = [
+            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_recalibrated",
+                                        str(plots_dir / "ranking_recalibrated.png"), "BN recalibrated")),
+            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_no_recalibration",
+                                        str(plots_dir / "ranking_no_recalibration.png"), "no BN recalibration")),
+        ]
     from larq_mobisearch.fileio import atomic_write_text
 
-    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, _read(args.measured)))
+    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, _read(args.measured),
+                                               fashion))
     print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot) if x))
     return 0
 

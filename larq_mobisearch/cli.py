@@ -301,17 +301,17 @@ def flops(module, groups, input_size, channels, num_classes, width_multiplier, s
 def _arch_options(fn, *, module_required: bool = True, module_default: str = None):
     fn = click.option("--width-multiplier", default=1.0, show_default=True, type=float)(fn)
     fn = click.option("--num-classes", default=1000, show_default=True, type=int)(fn)
-    fn = click.option("--input-size", default=224, show_default=True, type=int,
-                      help="Input height = width (3 channels).")(fn)
+    fn = click.option("--channels", default=3, show_default=True, type=int, help="Input channels.")(fn)
+    fn = click.option("--input-size", default=224, show_default=True, type=int, help="Input height = width.")(fn)
     fn = click.option("--module", type=click.Choice(list(MODULES), case_sensitive=False), default=module_default,
                       required=module_required and module_default is None, show_default=module_default is not None)(fn)
     return fn
 
 
-def _architecture(module, input_size, num_classes, width_multiplier):
+def _architecture(module, input_size, channels, num_classes, width_multiplier):
     from .nn.specs import architecture
 
-    return architecture(module, (input_size, input_size, 3), num_classes, width_multiplier)
+    return architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
 
 
 @main.group()
@@ -332,13 +332,13 @@ def latency():
               help="Directory for converted models (a rebuild converts nothing twice).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def latency_build(module, input_size, num_classes, width_multiplier, threads, warmup, runs, statistic, mode,
+def latency_build(module, input_size, channels, num_classes, width_multiplier, threads, warmup, runs, statistic, mode,
                   cache_dir, out):
     """Measure a host latency table (LCE interpreter, every layer configuration timed round-robin)."""
     from .deploy.host_table import build_latency_table
     from .nn.space import SearchSpace
 
-    arch = _architecture(module, input_size, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
     kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
     table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
                                 out_path=out, cache_dir=cache_dir, **kwargs)
@@ -366,12 +366,12 @@ def latency_show(table):
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.argument("genotypes", nargs=-1, required=True)
 @_friendly_errors
-def latency_predict(module, input_size, num_classes, width_multiplier, table, genotypes):
+def latency_predict(module, input_size, channels, num_classes, width_multiplier, table, genotypes):
     """Predicted latency of GENOTYPES (1-2-4-... or one number g: uniform groups, clamped per layer)."""
     from .nn.space import SearchSpace, decode
     from .search.costs import LatencyCostModel
 
-    arch = _architecture(module, input_size, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
     model = LatencyCostModel(table, arch)
     space = SearchSpace(arch, "lce")
     for text in genotypes:
@@ -436,7 +436,7 @@ def device_parse(outputs, as_json, top):
               help="How profiled nodes are attributed to layers.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def device_table(device_name, manifest, outputs, runs, module, input_size, num_classes, width_multiplier, threads,
+def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier, threads,
                  mapping, out):
     """Build a device latency table from captured lce_benchmark_model outputs."""
     from pathlib import Path
@@ -456,7 +456,7 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, num_c
     else:
         if not runs or not module:
             raise click.UsageError("table needs --manifest, or --module and at least one --run OUTPUT.txt=GENOTYPE")
-        arch = _architecture(module, input_size, num_classes, width_multiplier)
+        arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
         parsed_runs = []
         for item in runs:
             path, _, geno = item.rpartition("=")
@@ -477,12 +477,12 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, num_c
               help="Search space whose group counts the models cover.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_friendly_errors
-def device_export_models(module, input_size, num_classes, width_multiplier, mode, out):
+def device_export_models(module, input_size, channels, num_classes, width_multiplier, mode, out):
     """Convert the calibration models (uniform genotypes covering the space) and write manifest.json."""
     from .deploy.calibration import export_calibration_models
     from .nn.space import SearchSpace
 
-    arch = _architecture(module, input_size, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
     path = export_calibration_models(arch, out, allowed=SearchSpace(arch, mode).candidates)
     click.echo(f"Wrote {path}")
 
