@@ -44,8 +44,8 @@ def skip_autograph_for_keras2() -> None:
     """Treat tf-keras and larq like TensorFlow's own Keras: not source-converted by AutoGraph.
 
     TensorFlow's AutoGraph skips modules named ``keras`` but not ``tf_keras`` (the Keras 2 package), so
-    tracing a Keras 2 train step re-converts every Keras layer's ``__call__``: measured here, the first
-    step of a 13-block model took 57-153 s, of which ~95% was AutoGraph conversion. Keras 2 shipped inside
+    tracing a Keras 2 train step re-converts every Keras layer's ``__call__``, which made the first step of
+    a 13-block model many times slower (BENCHMARKS.md, "Measured"). Keras 2 shipped inside
     TensorFlow was never converted, so this restores the intended behaviour.
     """
     select_legacy_keras()
