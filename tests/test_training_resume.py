@@ -87,3 +87,45 @@ def test_killed_and_resumed_training_equals_uninterrupted(data, tmp_path):
     # test would see if fit did not position the stream).
     restarted = _killed_then_resumed(data, tmp_path / "restarted", data.train)
     assert max(float(np.abs(a - b).max()) for a, b in zip(full, restarted)) > 1e-3
+
+
+# The pipeline's own stages (issue 17): supernet training (a random genotype per step, drawn from the optimizer
+# step) and retraining, each killed after epoch k and resumed, end with an uninterrupted run's weights.
+
+STAGE_SETTINGS = ["data.image_size=16", "model.width_multiplier=0.25", "supernet.epochs=3", "retrain.epochs=3",
+                  "data.augment=true"]
+
+
+def _stage_weights(tmp_path, name, stage, kill_after=None):
+    import h5py
+
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.config import load_config
+
+    run = P.Run.open(str(tmp_path / name), load_config(overrides=STAGE_SETTINGS), verbose=0)
+    callbacks = [KillAfter(kill_after)] if kill_after is not None else []
+    for attempt in range(2):
+        try:
+            if stage == "supernet":
+                P.train_supernet(run, callbacks=callbacks if attempt == 0 else [])
+            else:
+                P.retrain(run, run.space.uniform(2), callbacks=callbacks if attempt == 0 else [])
+            break
+        except Killed:
+            assert kill_after is not None and attempt == 0
+    path = run.path("supernet", "weights.h5") if stage == "supernet" else run.search_path("final", "weights.h5")
+    history = read_history(os.path.join(os.path.dirname(path), "history.csv"))
+    weights = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda k, v: weights.__setitem__(k, v[()]) if hasattr(v, "shape") else None)
+    return weights, history
+
+
+@pytest.mark.parametrize("stage", ["supernet", "retrain"])
+def test_pipeline_stage_killed_and_resumed_equals_uninterrupted(tmp_path, stage):
+    straight, h1 = _stage_weights(tmp_path, "straight", stage)
+    resumed, h2 = _stage_weights(tmp_path, "resumed", stage, kill_after=KILL_AFTER)
+    assert len(h2["loss"]) == EPOCHS and sorted(straight) == sorted(resumed) and straight
+    for key in straight:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    assert h1["loss"] == h2["loss"]
