@@ -12,7 +12,7 @@ For every seed, with the package's own pipeline stages (`larq_mobisearch.pipelin
    supernet score), the random search's best, the evolutionary search's best -- with the same settings
    (`pipeline.retrain`), export each through LCE (`pipeline.export`, verified against Keras);
 4. time all retrained ``.tflite`` models together, round-robin, with LCE's interpreter on this host (1 thread,
-   indirect BGEMM; `larq_mobisearch.deploy.latency.measure_latencies`).
+   indirect BGEMM; `larq_mobisearch.deploy.timing.measure_latencies`).
 
 A fourth row is the MoBiNet-style baseline (``mobinet``): the same M1 with every binary 3x3 conv depthwise
 (groups = channels, the paper space; not scored by the supernet, which only holds the LCE space), retrained
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 from larq_mobisearch.nn.space import decode, encode  # noqa: E402

@@ -262,3 +262,30 @@ def supernet_evaluator(run, cache_name: str = "fitness_cache.json"):
     context = {"supernet": sha256_file(run.path("supernet", "weights.h5"), 16), "data": cfg.data.model_dump(),
                "recalibration_batches": cfg.search.recalibration_batches}
     return CachedEvaluator(local, run.path("benchmarks", cache_name), context), local
+
+
+# --------------------------------------------------------------------------------------------------------
+# Plots and text shared by the markdown generators
+
+
+def figure(width: float, height: float, ncols: int = 1):
+    """A matplotlib figure with `ncols` axes side by side (Agg canvas: no pyplot state, works headless)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def save_png(fig, path: str) -> str:
+    """Write `fig` to `path` atomically."""
+    from larq_mobisearch.fileio import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"), suffix=".png")
+    return path
+
+
+def minutes(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"

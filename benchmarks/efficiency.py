@@ -125,7 +125,7 @@ def main(argv=None) -> int:
 
 
 def _machine():
-    from larq_mobisearch.deploy import latency as L
+    from larq_mobisearch import deploy as L
 
     return {**L.machine_info(1), "load_average_end": common.load_average()}
 

@@ -5,7 +5,7 @@ For each module asked for, on this host with Larq Compute Engine's interpreter (
 1. converts every distinct searchable-layer configuration (the host latency table's entries), the two
    reference networks that calibrate ``fixed_ms``, the uniform-group networks (1, 2, 4, ... clamped per
    layer) and N random genotypes of the LCE search space (converted models are cached on disk);
-2. times all of them together, round-robin (`larq_mobisearch.deploy.latency.measure_latencies`), so that the
+2. times all of them together, round-robin (`larq_mobisearch.deploy.timing.measure_latencies`), so that the
    predictions and the end-to-end measurements they are checked against see the same host conditions;
 3. prints measured vs predicted latency (table = fixed_ms + per-layer entries) with the mean absolute
    percentage error (target <= 10%), and the measured latency of the uniform-group models vs the random
@@ -36,7 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
+from larq_mobisearch.choices import STATISTICS  # noqa: E402
+from larq_mobisearch.deploy.timing import DEFAULT_STATISTIC  # noqa: E402
+from larq_mobisearch.fileio import atomic_write_text  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
 from larq_mobisearch.nn.specs import architecture  # noqa: E402
@@ -60,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=None,
                    help="round-robin rounds: timed runs of every model (default 100; 40 at >= 160 px)")
     p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--statistic", default=L.DEFAULT_STATISTIC, choices=L.STATISTICS)
+    p.add_argument("--statistic", default=DEFAULT_STATISTIC, choices=STATISTICS)
     p.add_argument("--mode", default="lce", choices=["lce", "paper"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="small run: 32x32 inputs, 10 classes")
@@ -175,7 +178,7 @@ def run_module(module: str, args, rng: random.Random) -> dict:
           f"{all_m:.2f}% over all {len(rows)} models (max {all_max:.2f}%)  [target <= 10%]")
     print(f"  rank agreement (Spearman) predicted vs measured: {spearman(rows):.3f}")
     others = []
-    for stat in (x for x in L.STATISTICS if x != args.statistic):
+    for stat in (x for x in STATISTICS if x != args.statistic):
         def entry(spec, g, stat=stat):
             return stat_of(table.entries[L.key_id(L.layer_key(spec, g, args.threads))]["stats"], stat)
 
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
     results = [run_module(m.strip().lower(), args, rng) for m in args.module.split(",") if m.strip()]
     print(f"Total time: {time.time() - t0:.0f} s")
     if args.json:
-        L.atomic_write_text(args.json, json.dumps({"machine": L.machine_info(args.threads), "results": results},
+        atomic_write_text(args.json, json.dumps({"machine": L.machine_info(args.threads), "results": results},
                                                   indent=1) + "\n")
     return 0
 

@@ -1,13 +1,14 @@
-"""Write BENCHMARKS.md and its PNG plots from the JSON results of `peers.py`, `ablation.py` and `methods.py`.
+"""Write BENCHMARKS.md and its PNG plots from the JSON results of `peers.py` and `ablation.py`.
 
-Every number in BENCHMARKS.md comes from those JSON files (written by the scripts that measured them, with the
+Every number in BENCHMARKS.md comes from those JSON files (and ``measured.json``, figures quoted by the code's
+documentation with their source) (written by the scripts that measured them, with the
 command line and the machine); nothing is typed in. Plots go next to the JSON files:
 
 - ``peers_latency.png``: mean latency (p10-p90 bars) of every model, 1 and 2 threads, and FLOPs vs latency;
 - ``ablation_accuracy_latency.png``: test top-1 vs host latency, every seed and the mean +- std per method;
-- ``methods_accuracy_latency.png``: the same for the related methods (RSign, RPReLU, distillation, Bop, MoBiNet).
+- ``methods_accuracy_latency.png``: the same for the related methods of ``methods.py`` (`methods_md.py`).
 
-    python benchmarks/make_benchmarks_md.py        # reads benchmarks/results/{peers,ablation,methods}.json
+    python benchmarks/make_benchmarks_md.py        # reads benchmarks/results/{peers,ablation}.json
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (benchmarks/common.py; pure Python)
+import fashion_md  # noqa: E402
+import methods_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
 ABLATION_CMD = ".venv/bin/python benchmarks/ablation.py --json benchmarks/results/ablation.json"
+ABLATION_FASHION_CMD = (".venv/bin/python benchmarks/ablation.py --preset fashion --shared-supernet runs/benchmarks/fashion "
+                        "--seeds 0,1 --retrain-epochs 8 --json benchmarks/results/ablation_fashion.json")
 MD_CMD = ".venv/bin/python benchmarks/make_benchmarks_md.py"
-METHODS_CMD = ".venv/bin/python benchmarks/methods.py --preset fashion --json benchmarks/results/methods.json"
 INSTALL_CMD = ".venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt"
 METHOD_LABELS = {
     "uniform": "uniform groups (best within budget)",
@@ -52,14 +56,21 @@ def _num(x: Optional[float], digits: int = 2) -> str:
 
 def _load_lines(peers: Dict[str, Any]) -> List[str]:
     timings = peers.get("timings") or {}
-    loads = [f"{t} thread{'s' if str(t) != '1' else ''}: {v['load_average']}" for t, v in timings.items()
-             if v.get("load_average")]
+    loads, loaded = [], False
+    for t, v in timings.items():
+        if not v.get("load_average"):
+            continue
+        before = v.get("load_average_before")
+        loads.append(f"{t} thread{'s' if str(t) != '1' else ''}: "
+                     + (f"{before} before, " if before else "") + f"{v['load_average']} after")
+        loaded = loaded or max([v["load_average"][0]] + ([before[0]] if before else [])) > int(t) + 0.5
     if not loads:
         return []
-    return [f"- Load average (1, 5, 15 min) at the end of each timing loop: {'; '.join(loads)} (the machine has "
-            f"{peers['machine'].get('cpu_count')} logical CPUs; the timing process itself accounts for up to 1 per "
-            "interpreter thread, more means other processes shared the CPUs, which the round-robin loop and the "
-            "paired ratios are meant to absorb)."]
+    verdict = ("**the machine was loaded** (more runnable processes than this benchmark's interpreter threads: other "
+               "jobs shared the CPUs)" if loaded else "the machine was otherwise idle")
+    return [f"- Load average (1, 5, 15 min) around each timing loop: {'; '.join(loads)}. The machine has "
+            f"{peers['machine'].get('cpu_count')} logical CPUs; {verdict}. The round-robin loop and the paired "
+            "ratios are meant to absorb the drift this causes; absolute milliseconds are less reliable than ratios."]
 
 
 def _cache_note(peers: Dict[str, Any]) -> str:
@@ -73,29 +84,11 @@ def _cache_note(peers: Dict[str, Any]) -> str:
     return " (" + "; ".join(parts) + ")"
 
 
-def _minutes(seconds: Optional[float]) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f} min"
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Plots
 
 
-def _figure(width: float, height: float, ncols: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    return fig, axes
-
-
-def _save(fig, path: str) -> str:
-    from larq_mobisearch.fileio import atomic_write
-
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", bbox_inches="tight"), suffix=".png")
-    return path
+_figure, _save, _minutes = common.figure, common.save_png, common.minutes
 
 
 def plot_peers(peers: Dict[str, Any], path: str) -> str:
@@ -191,11 +184,15 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
         "(`tests/test_benchmarks.py`).",
         "",
     ]
+    has_qns = any(r.get("paired_to_quicknetsmall") for r in peers["rows"])
     head = "| model | FLOPs | BOPs | `.tflite` | LceBconv2d ops |"
     sep = "|---|---:|---:|---:|---:|"
     for t in threads:
         head += f" latency {t} thr, ms: mean (p10-p90) | vs Bi-RealNet {t} thr: mean ratio / paired |"
         sep += "---:|---:|"
+        if has_qns:
+            head += f" vs QuickNetSmall {t} thr: mean ratio / paired |"
+            sep += "---:|"
     out += [head, sep]
     for r in peers["rows"]:
         c = r["costs"]
@@ -208,9 +205,14 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
             ratio_txt = "-" if ratio is None else f"{ratio:.2f}x"
             paired_txt = "-" if paired is None else f"{paired['median']:.2f}x"
             line += f" {st['mean_ms']:.2f} ({st['p10_ms']:.2f}-{st['p90_ms']:.2f}) | {ratio_txt} / {paired_txt} |"
+            if has_qns:
+                q_ratio = (r.get("ratio_to_quicknetsmall") or {}).get(t)
+                q_paired = (r.get("paired_to_quicknetsmall") or {}).get(t)
+                line += (f" {'-' if q_ratio is None else f'{q_ratio:.2f}x'} / "
+                         f"{'-' if q_paired is None else format(q_paired['median'], '.2f') + 'x'} |")
         out.append(line)
     out += ["", "Mean ratio: ratio of the mean latencies. Paired: median over the timing rounds of the ratio to "
-            "Bi-RealNet's time in the same round, which cancels most of the host's speed drift.", ""]
+            "the peer's time in the same round, which cancels most of the host's speed drift.", ""]
     ours = [r for r in peers["rows"] if r["family"] == "ours"]
     if ours:
         out += ["Genotypes of our rows (group count of the 3x3 conv of blocks 1-13; M2 then the five float 1x1 convs):", ""]
@@ -233,16 +235,85 @@ def peers_markdown(peers: Optional[Dict[str, Any]], plot: Optional[str]) -> List
                 "separate round-robin loop from the table above). The non-searchable part is the table's "
                 "`fixed_ms`: stem, pointwise convs, classifier and per-call costs, which no group count changes.", ""]
     if peers.get("verdict_lines"):
-        out += ["Goal and moonshot (as measured in this run):", ""] + [f"- {x}" for x in peers["verdict_lines"]] + [""]
+        out += ["Goal, moonshot and targets (as measured in this run):", ""] + [f"- {x}" for x in peers["verdict_lines"]] + [""]
     if plot:
         out += [f"![peers latency]({plot})", ""]
+    out += profiles_markdown(peers)
     return out
 
 
-def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
-    out = ["## Ablation: the paper's Table 1 on real data", ""]
+def profiles_markdown(peers: Dict[str, Any]) -> List[str]:
+    """Per-op time breakdown tables (`peers.json` "profiles")."""
+    profiles = peers.get("profiles") or {}
+    if not profiles:
+        return []
+    labels = list(profiles)
+    first = profiles[labels[0]]
+    out = ["### Per-op time breakdown (1 thread)", "",
+           f"- Command: `{peers['command']}` (same run as the table above); {first['runs']} rounds per model. "
+           "LCE's Python interpreter has no op profiler, so every op is cut out of the flatbuffer into a single-op "
+           "model and timed against an empty twin with the same inputs and outputs (the call overhead), back to "
+           "back, round-robin over all ops (`larq_mobisearch.deploy.profile.op_profile`): op time = median of "
+           "the per-round differences. The sum of the op times exceeds the network's own time (ops run alone "
+           "see colder caches); use the shares.",
+           "- Load average (1, 5, 15 min) before and after each profile: "
+           + "; ".join(f"{k}: {v.get('load_average')}" for k, v in profiles.items()) + ".", ""]
+    types = sorted({t for p in profiles.values() for t in p["by_type"]},
+                   key=lambda t: -max(p["by_type"].get(t, {}).get("ms", 0) for p in profiles.values()))
+    out += ["| op | " + " | ".join(f"{k}: ms (count, share)" for k in labels) + " |",
+            "|---|" + "---:|" * len(labels)]
+    for t in types:
+        cells = []
+        for k in labels:
+            v = profiles[k]["by_type"].get(t)
+            cells.append("-" if v is None else f"{v['ms']:.2f} ({v['count']}, {100 * v['share']:.0f}%)")
+        out.append(f"| {t} | " + " | ".join(cells) + " |")
+    out.append("| **sum of ops** / network | " + " | ".join(
+        f"**{profiles[k]['sum_ops_ms']:.2f}** / {profiles[k]['network_ms']:.2f}" for k in labels) + " |")
+    out += ["", "By output resolution (where in the network the time goes; all ops of that stage):", ""]
+    stages = sorted({s for p in profiles.values() for s in p.get("by_stage", {})},
+                    key=lambda s: -int(s.split("x")[0]) if "x" in s else 1)
+    out += ["| stage | " + " | ".join(f"{k}: ms (ops)" for k in labels) + " |", "|---|" + "---:|" * len(labels)]
+    for st in stages:
+        cells = []
+        for k in labels:
+            v = profiles[k].get("by_stage", {}).get(st)
+            cells.append("-" if v is None else f"{v['ms']:.2f} ({v['count']})")
+        out.append(f"| {st} | " + " | ".join(cells) + " |")
+    early = []
+    for k in labels:
+        stages = profiles[k].get("by_stage", {})
+        high = sum(v["ms"] for st, v in stages.items() if "x" in st and int(st.split("x")[0]) >= 55)
+        total = sum(v["ms"] for v in stages.values()) or 1.0
+        early.append(f"{k} {high:.2f} ms ({100 * high / total:.0f}%)")
+    out += ["", "Op time at 56x56 resolution or more (the first MobileNet blocks; larq-zoo models reach it through "
+            "float stems): " + "; ".join(early) + "."]
+    for k in labels:
+        top = profiles[k].get("top") or []
+        if top:
+            out += ["", f"Slowest ops of {k}: " + "; ".join(
+                f"{o['name']} {'x'.join(map(str, o['output_shape'][1:]))} {o['ms']:.2f} ms" for o in top[:8]) + "."]
+    out.append("")
+    return out
+
+
+def measured_markdown(measured: Optional[Dict[str, Any]]) -> List[str]:
+    """The "Measured" section: figures that explain design choices, with where they come from."""
+    if not measured:
+        return []
+    out = ["## Measured", "", measured.get("note", ""), "", "| what | figure | source |", "|---|---|---|"]
+    for item in measured.get("items", []):
+        out.append(f"| {item['what']} | {item['figure']} | {item['source']} |")
+    out.append("")
+    return out
+
+
+def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *,
+                      title: str = "## Ablation: the paper's Table 1 on real data",
+                      command: str = ABLATION_CMD) -> List[str]:
+    out = [title, ""]
     if ablation is None:
-        return out + [f"Not run yet: `{ABLATION_CMD}`.", ""]
+        return out + [f"Not run yet: `{command}`.", ""]
     s = ablation["settings"]
     per_seed = ablation["per_seed"]
     budget = per_seed[0].get("flops_budget") if per_seed else None
@@ -253,13 +324,21 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -
         f"split seed {s.get('split_seed')}); module {s['module'].upper()} at width {s['width_multiplier']:g}, "
         f"`{s['space']}` search space; FLOPs budget {budget:.4g} ({s['flops_budget_fraction']} x the uniform "
         f"groups=1 model).",
-        f"- Per seed ({', '.join(map(str, s['seeds']))}; the seed sets data order, initializations and the search): "
-        f"supernet {s['supernet_epochs']} epochs; evolutionary search (population {s['search_population']}, "
-        f"{s['search_iterations']} generations), random-group search with as many evaluations, uniform groups "
-        "1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet; then each winner retrained "
-        f"from scratch for {s['retrain_epochs']} epochs and tested on the whole test split. Latency: the "
-        f"exported `.tflite` of every retrained model, timed together round-robin ({s['latency_runs']} rounds, "
-        "LCE interpreter, 1 thread, mean).",
+        (f"- Per seed ({', '.join(map(str, s['seeds']))}; the seed sets data order, initializations and the "
+         f"search): supernet {s['supernet_epochs']} epochs; evolutionary search (population "
+         f"{s['search_population']}, {s['search_iterations']} generations), random-group search with as many "
+         "evaluations, uniform groups 1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet; "
+         f"then each winner retrained from scratch for {s['retrain_epochs']} epochs and tested on the whole "
+         "test split." if not s.get("shared_supernet") else
+         f"- One supernet ({s['supernet_epochs']} epochs) and one search on it: evolutionary search (population "
+         f"{s['search_population']}, {s['search_iterations']} generations, {per_seed[0].get('search_evaluations')} "
+         f"evaluations), random-group search with {per_seed[0].get('random_evaluations')} evaluations, uniform "
+         "groups 1/2/4/8/16/32 (clamped) within the budget -- all scored on the supernet (held-out top-1 after "
+         f"BatchNorm recalibration); then each of the three winners retrained from scratch for "
+         f"{s['retrain_epochs']} epochs once per seed ({', '.join(map(str, s['seeds']))}: the seed sets the "
+         "initialization and the data order) and tested on the official test split.")
+        + f" Latency: the exported `.tflite` of every retrained model, timed together round-robin "
+        f"({s['latency_runs']} rounds, LCE interpreter, 1 thread, mean).",
         "",
         f"Mean ± sample std over {len(per_seed)} seeds:",
         "",
@@ -290,95 +369,10 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str]) -
     return out
 
 
-def ablation_baselines_markdown(ablation: Optional[Dict[str, Any]]) -> List[str]:
-    """The ablation's named-baseline rows (MoBiNet-style), when its JSON has them."""
-    if not ablation or "mobinet" not in (ablation.get("aggregate") or {}):
-        return []
-    a = ablation["aggregate"]["mobinet"]
-    acc, fl, lat = a["test_accuracy"], a["flops"], a["latency_ms"]
-    return ["MoBiNet-style baseline in the same runs (every binary 3x3 conv depthwise, retrained from scratch with "
-            "the same settings, not scored by the supernet; LCE cannot lower depthwise binary convs, so its "
-            "`.tflite` keeps them as float ops, exported with `--allow-float-fallback`):", "",
-            "| method | test top-1 (%) | FLOPs | latency (ms) |", "|---|---:|---:|---:|",
-            f"| MoBiNet-style (depthwise) | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {fl['mean']:.4g} | "
-            f"{lat['mean']:.3f} ± {lat['std']:.3f} |", ""]
-
-
-def plot_methods(methods: Dict[str, Any], path: str) -> str:
-    fig, (ax,) = _figure(7.5, 4.8)
-    for i, e in enumerate(methods["methods"]):
-        color = f"C{i}"
-        xs = [r["latency_ms"] for r in e["per_seed"]]
-        ys = [100 * r["test_accuracy"] for r in e["per_seed"]]
-        ax.scatter(xs, ys, color=color, alpha=0.35, s=18)
-        if e.get("test_accuracy") and e.get("latency_ms"):
-            ax.errorbar([e["latency_ms"]["mean"]], [100 * e["test_accuracy"]["mean"]],
-                        xerr=[e["latency_ms"]["std"]], yerr=[100 * e["test_accuracy"]["std"]], fmt="o", color=color,
-                        capsize=3, ms=7, label=e["label"])
-    s = methods["settings"]
-    ax.set_xlabel("host latency, LCE interpreter, 1 thread (median, ms)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"Related methods on {s['dataset']} ({s['module'].upper()} width {s['width_multiplier']:g}, "
-                 f"{len(s['seeds'])} seeds; dots: single seeds)", fontsize=9)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
-
-
-def methods_markdown(methods: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
-    """The related-methods section (benchmarks/methods.py): one row per method, every number from the JSON."""
-    out = ["## Related methods: RSign, RPReLU, distributional loss, two-step, Bop, MoBiNet", ""]
-    if methods is None:
-        return out + [f"Not run yet: `{METHODS_CMD}`.", ""]
-    s = methods["settings"]
-    teacher = methods.get("teacher")
-    genotype = s.get("genotype") or f"uniform groups={s.get('groups')}"
-    out += [
-        f"- Command: `{methods['command']}`; wall time {_minutes(methods.get('seconds'))}.",
-        *_machine_lines(methods["machine"]),
-        f"- Data: `{s['dataset']}` at {s['image_size']}px (preset `{s['preset']}`), test top-1 of the retrained Keras "
-        f"model on the whole test split; module {s['module'].upper()} at width {s['width_multiplier']:g}; genotype "
-        f"{genotype} for every row but MoBiNet; {s['retrain_epochs']} retraining epochs per row (two-step: "
-        f"{'each step all of them' if s.get('two_step_full') else 'the same total, split in half'}); seeds "
-        f"{', '.join(map(str, s['seeds']))} (data order and initialization).",
-        "- Teacher of the distillation rows: the float twin (groups 1, ReLU in place of the sign), "
-        + (f"{teacher['epochs']} epochs, test top-1 {100 * teacher['test_accuracy']:.2f}%." if teacher else "not run."),
-        f"- Latency: every exported `.tflite` timed together round-robin ({s['latency_runs']} rounds, LCE "
-        "interpreter, 1 thread, median); 'vs baseline' is the median of the per-round ratios to the baseline of "
-        "the same seed. FLOPs count conv and dense MACs only (BOPs/64 + float FLOPs): the element-wise float ops "
-        "these methods add are in the last column (LCE op census difference to the baseline).",
-        "",
-        f"Mean ± sample std over {len(s['seeds'])} seeds:",
-        "",
-        "| method | epochs | test top-1 (%) | FLOPs | latency (ms) | vs baseline | float ops added |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for e in methods["methods"]:
-        acc, lat = e["test_accuracy"], e["latency_ms"]
-        ratio = e.get("latency_ratio_to_baseline")
-        added = ", ".join(f"{k} {v:+d}" for k, v in (e.get("ops_added") or {}).items()) or "-"
-        out.append(f"| {e['label']} | {e['epochs']} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | "
-                   f"{e['costs']['flops']:.4g} | {lat['mean']:.3f} ± {lat['std']:.3f} | "
-                   f"{'-' if ratio is None else f'{ratio:.3f}x'} | {added} |")
-    if any(e.get("baseline") == "mobinet" for e in methods["methods"]):
-        out += ["", "MoBiNet-style: LCE cannot lower depthwise binary convs (1 input channel per group); its "
-                "`.tflite` keeps them as float ops (`--allow-float-fallback`), which its latency includes."]
-    out += ["", "Per seed:", "", "| method | seed | genotype | test top-1 (%) | latency (ms) | vs baseline |",
-            "|---|---:|---|---:|---:|---:|"]
-    for e in methods["methods"]:
-        for r in e["per_seed"]:
-            ratio = (r.get("paired_to_baseline") or {}).get("median")
-            out.append(f"| {e['label']} | {r['seed']} | `{r['genotype']}` | {100 * r['test_accuracy']:.2f} | "
-                       f"{r['latency_ms']:.3f} | {'-' if ratio is None else f'{ratio:.3f}x'} |")
-    out.append("")
-    if plot:
-        out += [f"![related methods: accuracy vs latency]({plot})", ""]
-    return out
-
-
 def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str, Any]],
                    peers_plot: Optional[str] = None, ablation_plot: Optional[str] = None,
-                   methods: Optional[Dict[str, Any]] = None, methods_plot: Optional[str] = None) -> str:
+                   measured: Optional[Dict[str, Any]] = None, fashion: Optional[Dict[str, Any]] = None) -> str:
+    fashion = fashion or {}
     lines = [
         "# Benchmarks",
         "",
@@ -397,15 +391,25 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         INSTALL_CMD + "   # larq-zoo for the peers (its pins conflict, so no deps)",
         PEERS_CMD,
         ABLATION_CMD,
-        METHODS_CMD,
+        fashion_md.EFFICIENCY_CMD,
+        ABLATION_FASHION_CMD,
+        fashion_md.RANKING_CMD,
+        methods_md.METHODS_CMD,
         MD_CMD,
         "```",
         "",
     ]
+    lines += ablation_markdown(fashion.get("ablation"), fashion.get("ablation_plot"),
+                               title="## Table 1 on Fashion-MNIST: uniform vs random vs evolutionary groups",
+                               command=ABLATION_FASHION_CMD)
+    lines += methods_md.ablation_baselines_markdown(fashion.get("ablation"))
+    lines += fashion_md.efficiency_markdown(fashion.get("efficiency"), fashion.get("efficiency_plot"))
+    lines += fashion_md.ranking_markdown(fashion.get("ranking"), fashion.get("ranking_plots") or [])
     lines += peers_markdown(peers, peers_plot)
-    lines += ablation_markdown(ablation, ablation_plot)
-    lines += ablation_baselines_markdown(ablation)
-    lines += methods_markdown(methods, methods_plot)
+    lines += methods_md.methods_markdown(fashion.get("methods"), fashion.get("methods_plot"))
+    lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
+    lines += methods_md.ablation_baselines_markdown(ablation)
+    lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -413,14 +417,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peers", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
     p.add_argument("--ablation", default=str(ROOT / "benchmarks" / "results" / "ablation.json"))
-    p.add_argument("--methods", default=str(ROOT / "benchmarks" / "results" / "methods.json"))
+    p.add_argument("--measured", default=str(ROOT / "benchmarks" / "results" / "measured.json"))
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--plots-dir", default=None, help="default: the directory of --peers")
     args = p.parse_args(argv)
-    peers, ablation, methods = _read(args.peers), _read(args.ablation), _read(args.methods)
-    if peers is None and ablation is None and methods is None:
-        print(f"No results at {args.peers}, {args.ablation} or {args.methods}: run {PEERS_CMD}, {ABLATION_CMD} and "
-              f"{METHODS_CMD} first")
+    peers, ablation = _read(args.peers), _read(args.ablation)
+    if peers is None and ablation is None:
+        print(f"No results at {args.peers} or {args.ablation}: run {PEERS_CMD} and {ABLATION_CMD} first")
         return 2
     plots_dir = Path(args.plots_dir or Path(args.peers).parent)
     out_dir = Path(args.out).resolve().parent
@@ -431,14 +434,32 @@ def main(argv=None) -> int:
     if ablation is not None:
         path = plot_ablation(ablation, str(plots_dir / "ablation_accuracy_latency.png"))
         ablation_plot = os.path.relpath(path, out_dir)
-    methods_plot = None
-    if methods is not None:
-        path = plot_methods(methods, str(plots_dir / "methods_accuracy_latency.png"))
-        methods_plot = os.path.relpath(path, out_dir)
+    results = Path(args.peers).parent
+    rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
+    fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
+                               (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
+                                ("methods", "methods"))}
+    if fashion["methods"] is not None:
+        fashion["methods_plot"] = rel(methods_md.plot_methods(fashion["methods"],
+                                                              str(plots_dir / "methods_accuracy_latency.png")))
+    if fashion["ablation"] is not None:
+        fashion["ablation_plot"] = rel(plot_ablation(fashion["ablation"],
+                                                     str(plots_dir / "ablation_fashion_accuracy_latency.png")))
+    if fashion["efficiency"] is not None:
+        fashion["efficiency_plot"] = rel(fashion_md.plot_efficiency(fashion["efficiency"],
+                                                                    str(plots_dir / "efficiency.png")))
+    if fashion["ranking"] is not None:
+        fashion["ranking_plots"] = [
+            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_recalibrated",
+                                        str(plots_dir / "ranking_recalibrated.png"), "BN recalibrated")),
+            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_no_recalibration",
+                                        str(plots_dir / "ranking_no_recalibration.png"), "no BN recalibration")),
+        ]
     from larq_mobisearch.fileio import atomic_write_text
 
-    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, methods, methods_plot))
-    print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot, methods_plot) if x))
+    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, _read(args.measured),
+                                               fashion))
+    print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot) if x))
     return 0
 
 

@@ -16,7 +16,7 @@ split (Fashion-MNIST: the official 10,000 test images):
 - ``mobinet``: the MoBiNet-style baseline (every binary 3x3 conv depthwise; the paper space), ApproxSign and
   Adam; LCE cannot lower its depthwise binary convs, so its export keeps them as float ops.
 
-Then every exported ``.tflite`` is timed together, round-robin (`larq_mobisearch.deploy.latency.
+Then every exported ``.tflite`` is timed together, round-robin (`larq_mobisearch.deploy.
 measure_latencies`, LCE interpreter, 1 thread), so the latency cost of the float ops each method adds (the
 SUB before each `LceQuantize` of RSign; SUB, PRELU, ADD of each RPReLU) is measured under the same
 conditions; each row's op census is compared with the baseline's. FLOPs (BOPs/64 + float FLOPs) count conv
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 from larq_mobisearch.nn.space import decode, encode  # noqa: E402
 from larq_mobisearch.nn.specs import baseline_genotype  # noqa: E402
@@ -146,7 +146,7 @@ def ensure_teacher(args, bar) -> dict:
         bar.update(cfg.teacher.epochs)
     with open(run.path("teacher", "done.json")) as f:
         done = json.load(f)
-    return {**done, "path": os.path.abspath(run.path("teacher", "model.keras")), "run_dir": run.run_dir}
+    return {**done, "path": os.path.abspath(run.path("teacher", "model.h5")), "run_dir": run.run_dir}
 
 
 def run_one(args, key: str, seed: int, teacher_path: str, bar) -> dict:

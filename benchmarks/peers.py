@@ -8,7 +8,7 @@ At 224x224 and 1000 classes, on this host, in ONE process:
    There is no ImageNet here, so the search cannot score accuracy at 224: the searched row is **the fastest
    genotype of the LCE search space under the budget** -- the package's evolutionary search
    (`larq_mobisearch.search.evolutionary_search`, the paper's population 50 / 20 iterations) with fitness =
-   minus the latency predicted by a host latency table (`larq_mobisearch.deploy.latency.measure_host_table`, 1 thread)
+   minus the latency predicted by a host latency table (`larq_mobisearch.deploy.host_table.measure_host_table`, 1 thread)
    under the FLOPs constraint. A latency-aware feasibility result, not an accuracy claim. The exact optimum of
    the same table (Pareto dynamic programming) is printed next to it as a check of the search.
 2. **Peers**: larq-zoo `QuickNetSmall`, `QuickNet`, `BiRealNet` built with ``weights=None`` (latency does not
@@ -18,10 +18,20 @@ At 224x224 and 1000 classes, on this host, in ONE process:
    plain ``tf.lite.TFLiteConverter`` (static batch 1) and run in TensorFlow's own ``tf.lite.Interpreter``
    (XNNPACK delegate), plus the same flatbuffer in LCE's interpreter.
 
-All flatbuffers are timed together, round-robin (`larq_mobisearch.deploy.latency.measure_latencies`), once with 1
-thread and once with 2. Columns: FLOPs = BOPs/64 + float FLOPs (our counter `count_costs` for our models,
-Larq's `ModelProfile` MAC count for the others -- the two agree on our models), BOPs, `.tflite` bytes, mean
-latency (p10-p90) and the latency ratio to Bi-RealNet at the same thread count.
+Our models are exported as `export_tflite` exports them: M3's pointwise pairs fused into one binary conv each
+(`larq_mobisearch.deploy.fuse`, 26 instead of 39 `LceBconv2d`); the searched M3 is also timed unfused, as a row
+of its own, so the fusion's effect is measured in the same loop.
+
+All flatbuffers are timed together, round-robin (`larq_mobisearch.deploy.timing.measure_latencies`), once per
+thread count. Columns: FLOPs = BOPs/64 + float FLOPs (our counter `count_costs` for our models, Larq's
+`ModelProfile` MAC count for the others -- the two agree on our models), BOPs, `.tflite` bytes, mean latency
+(p10-p90) and the latency ratios to Bi-RealNet and to QuickNetSmall at the same thread count: of the means,
+and paired (median over rounds of the ratio within a round, which cancels the host's drift). The load average
+is recorded before and after each timing loop.
+
+With ``--profile`` (default) the searched M3 (fused and unfused), QuickNetSmall and Bi-RealNet also get a per-op
+time breakdown at 1 thread (`larq_mobisearch.deploy.profile.op_profile`: each op cut out as a single-op model
+and timed against an empty twin, round-robin).
 
 Host numbers are x86 runs of LCE's portable kernels, not its ARM kernels: compare ratios, do not read them as
 phone latencies.
@@ -49,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.config import IMAGENET_FLOPS_BUDGETS, PAPER_FLOPS_BUDGETS, SearchConfig  # noqa: E402
 from larq_mobisearch.search.costs import FlopsCostModel, count_costs  # noqa: E402
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
@@ -60,6 +70,10 @@ import common  # noqa: E402  (benchmarks/common.py)
 
 INSTALL_HINT = ".venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt"
 BASELINE = "Bi-RealNet"
+QNS = "QuickNetSmall"
+#: Issue 16's targets for the searched M3, paired median per-round ratio at 1 thread.
+TARGETS = {BASELINE: 0.70, QNS: 1.2}
+UNFUSED = " (unfused)"
 PEERS = (  # (label, larq_zoo attribute path)
     ("QuickNetSmall", "sota.QuickNetSmall"),
     ("QuickNet", "sota.QuickNet"),
@@ -88,6 +102,9 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default="runs/benchmarks/peers",
                    help="cache: converted models (flatbuffers/) and latency tables (tables/)")
     p.add_argument("--json", default=None, help="also write all results to this JSON file")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the per-op breakdown of the searched M3 and the larq-zoo peers")
+    p.add_argument("--profile-runs", type=int, default=None, help="round-robin rounds of the per-op profile (default 10)")
     args = p.parse_args(argv)
     if args.quick:
         args.input_size = args.input_size or 64
@@ -101,6 +118,7 @@ def parse_args(argv=None):
     args.runs = args.runs or (8 if args.quick else 60)
     args.table_runs = args.table_runs or (8 if args.quick else 40)
     args.warmup = 3 if args.warmup is None else args.warmup
+    args.profile_runs = args.profile_runs or (3 if args.quick else 10)
     args.module_list = [m.strip().lower() for m in args.modules.split(",") if m.strip()]
     args.uniform_list = [int(g) for g in args.uniform.split(",") if g.strip()]
     args.thread_list = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -127,10 +145,13 @@ def zoo_model(zoo, path: str, input_size: int, num_classes: int):
 
 
 def convert_binary(model) -> bytes:
-    """The package's export path: LCE conversion + the check that every binary conv became LceBconv2d."""
+    """The package's export path: LCE conversion + the check that every binary conv became LceBconv2d.
+
+    Fusion of M3's pointwise pairs is decided when the network is built (`FlatbufferCache.network`), so that
+    the unfused row stays unfused."""
     from larq_mobisearch.deploy.export import export_tflite
 
-    return export_tflite(model)
+    return export_tflite(model, fuse_pointwise=False)  # our networks come fused (or not) from the cache's builder
 
 
 def convert_float(model) -> bytes:
@@ -258,9 +279,14 @@ def main(argv=None) -> int:
                                 for k, v in s.items()}
             searches[module]["found_exact_optimum"] = same
             searches[module]["predictions"] = {label: lat_model.cost(genes) for label, genes, _ in uniform}
-            rows.append({"label": f"{module.upper()} searched <= {budget / 1e8:.2f}e8", "family": "ours",
-                         "module": module, "what": SEARCHED_WHAT, "genotype": encode(s["genotype"]), "arch": arch,
-                         "genes": tuple(s["genotype"]), "predicted_ms": s["predicted_ms"]})
+            label = f"{module.upper()} searched <= {budget / 1e8:.2f}e8"
+            rows.append({"label": label, "family": "ours", "module": module, "what": SEARCHED_WHAT,
+                         "genotype": encode(s["genotype"]), "arch": arch, "genes": tuple(s["genotype"]),
+                         "predicted_ms": s["predicted_ms"], "fused": True})
+            if module == "m3":  # the same network with the pointwise pairs exported as two convs + concat
+                rows.append({"label": label + UNFUSED, "family": "ours", "module": module,
+                             "what": SEARCHED_WHAT + "; pointwise pairs not fused", "genotype": encode(s["genotype"]),
+                             "arch": arch, "genes": tuple(s["genotype"]), "fused": False})
         print()
 
     print("Building and converting (cached under %s) ..." % (out_dir / "flatbuffers"))
@@ -281,7 +307,8 @@ def main(argv=None) -> int:
     for r in tqdm(rows, desc="models", unit="model", file=sys.stderr):
         if r["family"] == "ours":
             arch, genes = r.pop("arch"), r.pop("genes")
-            fb = binary_cache.network(arch, genes)  # shared with the latency table's reference networks
+            # fused as exported (shared with the latency table's reference networks), or not
+            fb = binary_cache.network(arch, genes, fuse_pointwise=r.get("fused", True))
             r["costs"] = count_costs(arch, genes).as_dict()
             r["cost_counter"] = "larq_mobisearch.search.costs.count_costs"
         elif r["family"] == "larq-zoo":
@@ -320,21 +347,27 @@ def main(argv=None) -> int:
     per_round = {}
     for threads in args.thread_list:
         print(f"Timing {len(fbs)} models round-robin, {threads} thread(s), {args.runs} rounds ...", flush=True)
+        load_before = common.load_average()
         t0 = time.time()
         times = {}
         stats = L.measure_latencies(fbs, num_threads=threads, warmup=args.warmup, runs=args.runs,
                                     runtimes=runtimes, progress=True, seed=args.seed, times_out=times)
-        timings[threads] = {"seconds": round(time.time() - t0, 1), "load_average": common.load_average()}
+        timings[threads] = {"seconds": round(time.time() - t0, 1), "load_average": common.load_average(),
+                            "load_average_before": load_before}
         per_round[str(threads)] = times
         for r in rows:
             t = str(threads)
             r.setdefault("latency", {})[t] = stats[r["label"]].as_dict()
-            r.setdefault("ratio_to_birealnet", {})[t] = None
-            r.setdefault("paired_to_birealnet", {})[t] = None
-            if BASELINE in times:
-                r["ratio_to_birealnet"][t] = stats[r["label"]].mean_ms / stats[BASELINE].mean_ms
-                r["paired_to_birealnet"][t] = common.paired_ratio(times[r["label"]], times[BASELINE])
+            for peer, key in ((BASELINE, "birealnet"), (QNS, "quicknetsmall")):
+                r.setdefault(f"ratio_to_{key}", {})[t] = None
+                r.setdefault(f"paired_to_{key}", {})[t] = None
+                if peer in times:
+                    r[f"ratio_to_{key}"][t] = stats[r["label"]].mean_ms / stats[peer].mean_ms
+                    r[f"paired_to_{key}"][t] = common.paired_ratio(times[r["label"]], times[peer])
 
+    profiles = {}
+    if args.profile:
+        profiles = profile_rows(rows, fbs, args)
     print_table(rows, args.thread_list)
     verdict = verdicts(rows, args.thread_list, per_round)
     for line in verdict["lines"]:
@@ -354,6 +387,7 @@ def main(argv=None) -> int:
                          "uniform": args.uniform_list, "modules": args.module_list},
             "rows": rows,
             "searches": searches,
+            "profiles": profiles,
             "timings": timings,
             "verdict": {k: v for k, v in verdict.items() if k != "lines"},
             "verdict_lines": verdict["lines"],
@@ -367,23 +401,58 @@ def main(argv=None) -> int:
     return 0
 
 
+def stage_of(op) -> str:
+    """Where an op sits in the network, by its output's spatial size (``112x112``; ``1x1`` for the head)."""
+    shape = op["output_shape"]
+    return f"{shape[1]}x{shape[2]}" if len(shape) == 4 else "head"
+
+
+def profile_rows(rows, fbs, args) -> dict:
+    """Per-op breakdown (1 thread) of the searched M3 (fused and unfused) and the larq-zoo peers."""
+    from larq_mobisearch.deploy.profile import op_profile
+
+    wanted = [r["label"] for r in rows if r.get("module") == "m3" and r["what"].startswith(SEARCHED_WHAT)]
+    wanted += [r["label"] for r in rows if r["label"] in (QNS, BASELINE)]
+    out = {}
+    for label in wanted:
+        print(f"Per-op profile of {label} ({args.profile_runs} rounds) ...", flush=True)
+        load_before = common.load_average()
+        p = op_profile(fbs[label], num_threads=1, runs=args.profile_runs, warmup=2, seed=args.seed).to_json()
+        by_stage = {}
+        for op in p["ops"]:
+            st = by_stage.setdefault(stage_of(op), {"ms": 0.0, "count": 0, "by_type": {}})
+            st["ms"] += op["ms"]
+            st["count"] += 1
+            st["by_type"][op["name"]] = st["by_type"].get(op["name"], 0.0) + op["ms"]
+        p["by_stage"] = by_stage
+        p["top"] = sorted(p["ops"], key=lambda o: -o["ms"])[:12]
+        p["load_average"] = [load_before, common.load_average()]
+        out[label] = p
+        print(f"  network {p['network_ms']:.2f} ms, sum of ops {p['sum_ops_ms']:.2f} ms: " + ", ".join(
+            f"{k} {v['ms']:.2f}" for k, v in p["by_type"].items()))
+    return out
+
+
 def print_table(rows, threads) -> None:
-    head = f"  {'model':<32} {'FLOPs':>9} {'BOPs':>9} {'.tflite':>10}"
+    head = f"  {'model':<42} {'FLOPs':>9} {'BOPs':>9} {'.tflite':>10} {'bconv':>5}"
     for t in threads:
-        head += f" {f'{t} thr mean (p10-p90) ms':>26} {'/BiReal':>7} {'paired':>6}"
+        head += f" {f'{t} thr mean (p10-p90) ms':>26} {'/BiReal':>7} {'paired':>6} {'/QNS pr':>7}"
     print("\nLatency on this host (x86, LCE interpreter unless noted; mean of round-robin rounds; /BiReal = mean "
           "ratio to Bi-RealNet; paired = median over rounds of the ratio to Bi-RealNet in the same round):")
     print(head)
     for r in rows:
         c = r["costs"]
-        line = f"  {r['label']:<32} {c['flops'] / 1e8:7.3f}e8 {c['bops'] / 1e9:7.3f}e9 {r['tflite_bytes'] / 1e6:8.2f}MB"
+        line = (f"  {r['label']:<42} {c['flops'] / 1e8:7.3f}e8 {c['bops'] / 1e9:7.3f}e9 "
+                f"{r['tflite_bytes'] / 1e6:8.2f}MB {r['lce_bconv2d_ops']:5d}")
         for t in map(str, threads):
             st = r["latency"][t]
             ratio = r["ratio_to_birealnet"][t]
             paired = r["paired_to_birealnet"][t]
+            qns = (r.get("paired_to_quicknetsmall") or {}).get(t)
             rtxt = f"{ratio:.2f}x" if ratio is not None else "-"
             ptxt = f"{paired['median']:.2f}x" if paired is not None else "-"
-            line += f" {st['mean_ms']:9.2f} ({st['p10_ms']:6.2f}-{st['p90_ms']:6.2f}) {rtxt:>7} {ptxt:>6}"
+            qtxt = f"{qns['median']:.2f}x" if qns is not None else "-"
+            line += f" {st['mean_ms']:9.2f} ({st['p10_ms']:6.2f}-{st['p90_ms']:6.2f}) {rtxt:>7} {ptxt:>6} {qtxt:>7}"
         print(line)
     for r in rows:
         if r["family"] == "ours":
@@ -399,7 +468,7 @@ def verdicts(rows, threads, times=None):
     """
     by = {r["label"]: r for r in rows}
     m3 = next((r for r in rows if r.get("module") == "m3" and r["what"] == SEARCHED_WHAT), None)
-    out = {"lines": [], "goal": {}, "moonshot": {}}
+    out = {"lines": [], "goal": {}, "moonshot": {}, "targets": {}, "fusion": {}}
     if m3 is None:
         out["lines"].append("Verdict: no searched M3 row (run without --no-search, with m3 in --modules).")
         return out
@@ -427,6 +496,28 @@ def verdicts(rows, threads, times=None):
                 f"({m3['costs']['flops'] / 1e8:.3f}e8 FLOPs) {rel} {peer}? {'MET' if met else 'NOT MET'}: "
                 f"{me:.2f} ms vs {other:.2f} ms ({me / other:.2f}x){extra}"
             )
+        # issue 16's targets, on the paired median (fused and unfused searched M3, same rounds)
+        per_round = (times or {}).get(t) or (times or {}).get(int(t)) or {}
+        unfused = m3["label"] + UNFUSED
+        if m3["label"] in per_round and unfused in per_round:
+            paired = common.paired_ratio(per_round[m3["label"]], per_round[unfused])
+            out["fusion"][t] = paired
+            out["lines"].append(
+                f"Fusion ({t} thread{'s' if t != '1' else ''}): searched M3 with its pointwise pairs fused / unfused, "
+                f"paired median {paired['median']:.3f}x (p10 {paired['p10']:.3f}, p90 {paired['p90']:.3f}), fused "
+                f"faster in {100 * paired['share_faster']:.0f}% of {paired['rounds']} rounds")
+        for label in (m3["label"], m3["label"] + UNFUSED):
+            for peer, target in TARGETS.items():
+                if label not in per_round or peer not in per_round:
+                    continue
+                paired = common.paired_ratio(per_round[label], per_round[peer])
+                met = paired["median"] <= target
+                out["targets"].setdefault(t, {}).setdefault(label, {})[peer] = {
+                    "target": target, "paired_median": paired["median"], "met": met, "paired": paired}
+                out["lines"].append(
+                    f"Target ({t} thread{'s' if t != '1' else ''}): {label} <= {target:.2f}x {peer} (paired median)? "
+                    f"{'MET' if met else 'NOT MET'}: {paired['median']:.3f}x (p10 {paired['p10']:.3f}, "
+                    f"p90 {paired['p90']:.3f}, {paired['rounds']} rounds)")
     return out
 
 

@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         print(f"  {label:<48} Kendall tau {c['kendall_tau']:+.3f} (p {c['kendall_p']:.3g})  "
               f"Spearman rho {c['spearman_rho']:+.3f} (p {c['spearman_p']:.3g})")
     if args.json:
-        from larq_mobisearch.deploy import latency as L
+        from larq_mobisearch import deploy as L
 
         atomic_write_json(args.json, {
             "benchmark": "ranking", "command": common.command_line(),

@@ -22,9 +22,12 @@ MOVED = {
     "supernet": "nn.supernet",
     "batchnorm": "nn.batchnorm",
     "costs": "search.costs",
-    "export": "deploy.export",
-    "latency": "deploy.latency",
-    "devices": "deploy.devices",
+    "export": "deploy",
+    # The former flat deploy modules (split into deploy/*): served by the package, which re-exports them all.
+    "latency": "deploy",
+    "devices": "deploy",
+    "deploy.latency": "deploy",
+    "deploy.devices": "deploy",
 }
 
 

@@ -23,6 +23,8 @@ BASELINES: Tuple[str, ...] = ("mobinet",)  #: named fixed-genotype baselines (Mo
 EXPORT_TARGETS: Tuple[str, ...] = ("arm", "xcore")  #: LCE converter targets
 EXPORT_METHODS: Tuple[str, ...] = ("signature", "keras")  #: how a Keras model reaches the LCE converter
 CACHE_MODES: Tuple[str, ...] = ("auto", "memory", "none")  #: tf.data caching of the data splits
+#: built-in data sources (`data.name`); any other name is read as a prepared TFDS dataset
+DATASETS: Tuple[str, ...] = ("digits", "fashion_mnist", "mnist", "idx", "folder")
 STRATEGIES: Tuple[str, ...] = ("default", "mirrored", "multi_worker", "tpu")  #: tf.distribute strategies
 COMMUNICATION: Tuple[str, ...] = ("auto", "ring", "nccl")  #: multi-worker all-reduce implementations
 STATISTICS: Tuple[str, ...] = ("median", "mean", "min", "p10")  #: summaries of repeated latency timings

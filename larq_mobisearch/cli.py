@@ -4,6 +4,8 @@
     mobisearch teacher|supernet|search|train|export --run-dir DIR
     mobisearch train --run-dir DIR --baseline mobinet   # the MoBiNet-style (depthwise) baseline
     mobisearch flops --module m3 --groups 4 [--input-size 224 --num-classes 1000] [--json]
+    mobisearch latency build|show|predict ...     # host latency tables
+    mobisearch device parse|table|export-models   # lce_benchmark_model outputs -> device latency tables
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import json
 import logging
 import os
 import sys
-
 from typing import Optional
 
 import click
 
-from .choices import BASELINES
+from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS
 
 DEFAULT_RUN_DIR = "runs/digits"
 
@@ -85,9 +86,19 @@ def _open_run(run_dir, preset, config_path, overrides, quiet, *, create: bool, s
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose):
-    """Find, train and ship binary MobileNets (Phan et al., CVPR 2020) with Larq and LCE."""
+    """Find, train and ship binary MobileNets (Phan et al., CVPR 2020) with Larq and LCE.
+
+    Quiet by default: TensorFlow's C++ start-up lines, its Python and absl warnings and the LCE converter's
+    output are shown with -v (converter output, info) or -vv (debug, all of TensorFlow's logging). Errors are
+    always shown.
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # TensorFlow's Python-side loggers (its own and absl's, used by tf-keras for "WARNING:absl:..." lines);
+    # the C++ side was set before TensorFlow loaded (larq_mobisearch._startup).
+    noisy = logging.ERROR if verbose == 0 else logging.WARNING if verbose == 1 else logging.DEBUG
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(noisy)
 
 
 def _baseline_option(fn, help_text: str):
@@ -225,22 +236,36 @@ def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_f
 @_search_options
 @click.option("--allow-float-fallback", is_flag=True, default=None,
               help="Export even if some binary conv cannot be lowered to LceBconv2d (it stays float).")
+@click.option("--allow-mismatch", is_flag=True, default=None,
+              help="Write the .tflite even if it disagrees with Keras beyond export.max_abs_diff on samples "
+                   "without near ties (export.json marks it).")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Where to write the .tflite.")
 @_friendly_errors
-def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, allow_float_fallback, output):
-    """Stage 4: convert the search's retrained model with LCE, verify it against Keras, write the .tflite."""
+def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, allow_float_fallback,
+           allow_mismatch, output):
+    """Stage 4: convert the search's retrained model with LCE, verify it against Keras, write the .tflite.
+
+    Refused (nothing written but export_refused.json) when a verification sample that is not a near tie
+    differs from Keras by more than export.max_abs_diff x logit scale, or top-1 agreement on those samples
+    is below 100%, unless --allow-mismatch.
+    """
     from .pipeline import export as run_export
     from .pipeline import write_report
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False, search=search_name,
                   restart_from=restart_from)
-    out = run_export(r, allow_float_fallback=allow_float_fallback, output=output)
+    out = run_export(r, allow_float_fallback=allow_float_fallback, allow_mismatch=allow_mismatch, output=output)
     if r.done("search") or out.get("baseline"):
         write_report(r)
-    v = out.get("verify") or {}
+    v = out.get("verification") or {}
+    status = ("not verified" if not v.get("verified") else "verified" if v.get("passed")
+              else "MISMATCH (written with --allow-mismatch)")
+    figures = ""
+    if v.get("verified"):
+        figures = (f": max |logit diff| {v['max_abs_diff_clear']:.3g} on {v['clear_samples']} samples without near "
+                   f"ties (tolerance {v['tolerance']:.3g}), top-1 agreement {100 * v['top1_agreement_clear']:.1f}%")
     click.echo(f"tflite {out['tflite']} ({out['tflite_bytes']:,} bytes); LceBconv2d {out['num_lce_bconv']}/"
-               f"{out['num_binary_convs']}; max |logit diff| {v.get('max_abs_diff')}; "
-               f"tflite top-1 {v.get('tflite_accuracy')}")
+               f"{out['num_binary_convs']}; {status}{figures}")
 
 
 @main.command()
@@ -269,7 +294,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     Use it with `mobisearch search --latency-table FILE --latency-budget-ms X`. Host x86 timings rank
     genotypes; for a device, build the table from `lce_benchmark_model` output (see export/README.md).
     """
-    from .deploy.latency import build_latency_table
+    from .deploy.host_table import build_latency_table
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=None)
     kwargs = {"runs": runs} if runs else {}
@@ -306,6 +331,199 @@ def flops(module, groups, input_size, channels, num_classes, width_multiplier, s
         click.echo(f"BOPs         {costs.bops:,}")
         click.echo(f"float FLOPs  {costs.float_flops:,}")
         click.echo(f"FLOPs        {costs.flops:,.0f}  ({costs.flops / 1e8:.4f}e8)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Latency tables and device benchmarks (no run directory)
+
+
+def _arch_options(fn, *, module_required: bool = True, module_default: str = None):
+    fn = click.option("--width-multiplier", default=1.0, show_default=True, type=float)(fn)
+    fn = click.option("--num-classes", default=1000, show_default=True, type=int)(fn)
+    fn = click.option("--channels", default=3, show_default=True, type=int, help="Input channels.")(fn)
+    fn = click.option("--input-size", default=224, show_default=True, type=int, help="Input height = width.")(fn)
+    fn = click.option("--module", type=click.Choice(list(MODULES), case_sensitive=False), default=module_default,
+                      required=module_required and module_default is None, show_default=module_default is not None)(fn)
+    return fn
+
+
+def _architecture(module, input_size, channels, num_classes, width_multiplier):
+    from .nn.specs import architecture
+
+    return architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
+
+
+@main.group()
+def latency():
+    """Host latency lookup tables: build one, show it, predict genotypes from it."""
+
+
+@latency.command("build")
+@functools.partial(_arch_options, module_default="m3")
+@click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads (part of every key).")
+@click.option("--warmup", default=None, type=int, help="Untimed runs of every model first (default: the library's).")
+@click.option("--runs", default=None, type=int, help="Round-robin timing rounds (default: the library's).")
+@click.option("--statistic", type=click.Choice(list(STATISTICS)), default="mean", show_default=True,
+              help="Summary of the timings stored per entry.")
+@click.option("--mode", type=click.Choice(list(SPACE_MODES)), default="lce", show_default=True,
+              help="Search space whose group counts the table covers.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Directory for converted models (a rebuild converts nothing twice).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
+@_friendly_errors
+def latency_build(module, input_size, channels, num_classes, width_multiplier, threads, warmup, runs, statistic, mode,
+                  cache_dir, out):
+    """Measure a host latency table (LCE interpreter, every layer configuration timed round-robin)."""
+    from .deploy.host_table import build_latency_table
+    from .nn.space import SearchSpace
+
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
+    table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
+                                out_path=out, cache_dir=cache_dir, **kwargs)
+    click.echo(f"Wrote {out}: {len(table.entries)} entries, fixed_ms={table.fixed_ms:.3f}")
+
+
+@latency.command("show")
+@click.argument("table", type=click.Path(dir_okay=False))
+@_friendly_errors
+def latency_show(table):
+    """Validate a latency table and print its entries."""
+    from .deploy.latency_table import describe_architecture, describe_key, load_latency_table
+
+    t = load_latency_table(table)
+    click.echo(f"source: {t.source}; architecture: {describe_architecture(t.architecture)}; threads: {t.threads}")
+    click.echo(f"machine: {t.machine.get('cpu')} ({t.machine.get('platform')}); LCE {t.machine.get('lce_version')}")
+    click.echo(f"fixed_ms: {t.fixed_ms:.4f}")
+    for e in sorted(t.entries.values(),
+                    key=lambda e: (-e["key"]["in_size"][0], e["key"]["in_channels"], e["key"]["groups"])):
+        click.echo(f"  {e['ms']:10.4f} ms  {describe_key(e['key'])}")
+
+
+@latency.command("predict")
+@functools.partial(_arch_options, module_default="m3")
+@click.argument("table", type=click.Path(dir_okay=False))
+@click.argument("genotypes", nargs=-1, required=True)
+@_friendly_errors
+def latency_predict(module, input_size, channels, num_classes, width_multiplier, table, genotypes):
+    """Predicted latency of GENOTYPES (1-2-4-... or one number g: uniform groups, clamped per layer)."""
+    from .nn.space import SearchSpace, decode
+    from .search.costs import LatencyCostModel
+
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    model = LatencyCostModel(table, arch)
+    space = SearchSpace(arch, "lce")
+    for text in genotypes:
+        g = space.uniform(int(text)) if text.isdigit() else arch.expand_groups(decode(text))
+        click.echo(f"{'-'.join(map(str, g))}: {model.cost(g):.3f} ms")
+
+
+@main.group()
+def device():
+    """Device latency: lce_benchmark_model outputs -> latency tables (see export/README.md)."""
+
+
+def _echo_parsed(out, top: int) -> None:
+    click.echo(f"graph: {out.graph}  threads: {out.num_threads}  indirect BGEMM: {out.use_indirect_bgemm}")
+    if out.inference_avg_us is not None:
+        click.echo(f"inference avg: {out.inference_avg_us / 1e3:.3f} ms  (init {out.init_us} us, first "
+                   f"{out.first_inference_us} us, warm-up avg {out.warmup_avg_us} us)")
+    if out.regular is not None:
+        r = out.regular
+        click.echo(f"regular runs: count={r.count} min={r.min} max={r.max} avg={r.avg} std={r.std} (us)")
+    if out.profile is not None:
+        click.echo(f"profiled nodes: {len(out.ops)}")
+        for r in out.profile.by_type:
+            click.echo(f"  {r.node_type:<24} x{r.count:<4} {r.avg_ms:9.3f} ms  {r.avg_percent:6.2f}%")
+        for r in sorted(out.ops, key=lambda r: -r.ms_per_run)[:top]:
+            click.echo(f"  {r.ms_per_run:9.3f} ms  {r.node_type:<14} {r.name}")
+    for e in out.errors:
+        click.echo(f"error in output: {e}")
+
+
+@device.command("parse")
+@click.argument("outputs", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print each summary as JSON.")
+@click.option("--top", default=10, show_default=True, type=int, help="Slowest nodes to list.")
+@_friendly_errors
+def device_parse(outputs, as_json, top):
+    """Parse lce_benchmark_model output files and print a summary of each."""
+    from pathlib import Path
+
+    from .deploy.benchmark_output import parse_benchmark_output
+
+    for path in outputs:
+        out = parse_benchmark_output(Path(path).read_text(encoding="utf-8", errors="replace"))
+        if as_json:
+            click.echo(json.dumps({"file": path, **out.summary()}, indent=1))
+        else:
+            click.echo(f"== {path}")
+            _echo_parsed(out, top)
+
+
+@device.command("table")
+@click.option("--device", "device_name", required=True, help="Device name, e.g. rpi4 or pixel6.")
+@click.option("--manifest", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="manifest.json written by `mobisearch device export-models`.")
+@click.option("--outputs", default=None, type=click.Path(file_okay=False),
+              help="Directory with <model stem>.txt outputs (with --manifest; default: the manifest's directory).")
+@click.option("--run", "runs", multiple=True, metavar="OUTPUT.txt=GENOTYPE",
+              help="An output file and its genotype (1-2-4-...), repeatable (needs --module).")
+@functools.partial(_arch_options, module_required=False)
+@click.option("--threads", default=None, type=int, help="Threads of the runs (default: read from the outputs).")
+@click.option("--mapping", type=click.Choice(list(MAPPINGS)), default="auto", show_default=True,
+              help="How profiled nodes are attributed to layers.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
+@_friendly_errors
+def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier, threads,
+                 mapping, out):
+    """Build a device latency table from captured lce_benchmark_model outputs."""
+    from pathlib import Path
+
+    from .deploy.calibration import table_from_manifest
+    from .deploy.device_table import latency_table_from_benchmark_outputs
+    from .deploy.latency_table import describe_key, save_latency_table
+    from .nn.space import decode
+
+    if manifest:
+        def show(path, parsed):
+            click.echo(f"== {path}")
+            _echo_parsed(parsed, top=0)
+
+        table = table_from_manifest(manifest, outputs or Path(manifest).parent, device=device_name, threads=threads,
+                                    mapping=mapping, on_output=show)
+    else:
+        if not runs or not module:
+            raise click.UsageError("table needs --manifest, or --module and at least one --run OUTPUT.txt=GENOTYPE")
+        arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+        parsed_runs = []
+        for item in runs:
+            path, _, geno = item.rpartition("=")
+            if not path:
+                raise click.UsageError(f"--run expects OUTPUT.txt=GENOTYPE, received {item!r}")
+            parsed_runs.append((Path(path).read_text(encoding="utf-8", errors="replace"), decode(geno)))
+        table = latency_table_from_benchmark_outputs(parsed_runs, arch, device=device_name, threads=threads,
+                                                     mapping=mapping)
+    save_latency_table(table, out)
+    click.echo(f"Wrote {out}: {len(table.entries)} entries, fixed_ms={table.fixed_ms:.3f} ({table.source})")
+    for entry in table.entries.values():
+        click.echo(f"  {entry['ms']:9.3f} ms  {describe_key(entry['key'])}")
+
+
+@device.command("export-models")
+@_arch_options
+@click.option("--mode", type=click.Choice(list(SPACE_MODES)), default="lce", show_default=True,
+              help="Search space whose group counts the models cover.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@_friendly_errors
+def device_export_models(module, input_size, channels, num_classes, width_multiplier, mode, out):
+    """Convert the calibration models (uniform genotypes covering the space) and write manifest.json."""
+    from .deploy.calibration import export_calibration_models
+    from .nn.space import SearchSpace
+
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    path = export_calibration_models(arch, out, allowed=SearchSpace(arch, mode).candidates)
+    click.echo(f"Wrote {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

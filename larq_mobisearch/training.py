@@ -4,7 +4,8 @@ evaluator the search scores genotypes with.
 Every training run owns a directory:
 
 - ``backup/``: `tf.keras.callbacks.BackupAndRestore` state (weights, optimizer, epoch) written every epoch,
-  so an interrupted run resumes where it stopped;
+  so an interrupted run resumes where it stopped, with the training stream at the epoch it resumes from
+  (`fit` reads that epoch from the backup before Keras creates its data iterator);
 - ``history.csv``: one row per finished epoch (appended, survives resumption);
 - ``weights.h5``: final weights, written atomically (temp file + rename) once training finishes;
 - ``done.json``: marker with the final metrics; a finished stage is skipped by the pipeline.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -146,9 +147,27 @@ def read_history(path: str) -> Dict[str, List[float]]:
     return history
 
 
+#: Name of BackupAndRestore's saved-epoch variable in its checkpoints (tf_keras WorkerTrainingState).
+_SAVED_EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def resume_epoch(backup_dir: str) -> int:
+    """The epoch a `BackupAndRestore` backup in `backup_dir` resumes training at (0 without a backup).
+
+    Keras's `BackupAndRestore` (``save_freq="epoch"``) keeps its latest checkpoint in ``backup_dir/chief/``
+    (every worker of a cluster restores from there) with the last finished epoch in a variable
+    ``ckpt_saved_epoch``; training resumes at the next epoch.
+    """
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if checkpoint is None:
+        return 0
+    saved = int(tf.train.load_checkpoint(checkpoint).get_tensor(_SAVED_EPOCH_KEY))
+    return saved + 1 if saved >= 0 else 0
+
+
 def fit(
     model: tf.keras.Model,
-    train: tf.data.Dataset,
+    train: Union[tf.data.Dataset, Callable[[int], tf.data.Dataset]],
     cfg: TrainConfig,
     out_dir: str,
     *,
@@ -159,6 +178,11 @@ def fit(
     teacher: Optional[tf.keras.Model] = None,
 ) -> Dict[str, List[float]]:
     """Compile and train `model` for `cfg.epochs` epochs in `out_dir`, resuming an interrupted run.
+
+    `train` is either the training stream from a given epoch on, ``train(epoch) -> tf.data.Dataset`` (e.g.
+    `Dataset.train_from`; a resumed run gets the stream at the epoch it resumes from, so it ends with the
+    weights of an uninterrupted run), or a `tf.data.Dataset` read from its start whatever the epoch.
+    `steps_per_epoch` batches make one epoch.
 
     With a `teacher`, `model` learns with the distributional loss against it (`distillation.Distiller`;
     the backup holds both, ``weights.h5`` the student's weights only).
@@ -183,8 +207,19 @@ def fit(
             trained = Distiller(model, teacher)
         compile_model(trained, cfg, steps_per_epoch)
     history_path = os.path.join(private, "history.csv")
+    backup_dir = os.path.join(out_dir, "backup")
+    start = resume_epoch(backup_dir)  # Keras restores the backup only after creating the data iterator
+    if isinstance(train, tf.data.Dataset):
+        if start > 0:
+            log.warning("Resuming %s at epoch %d with a fixed tf.data.Dataset: its data starts from the beginning "
+                        "again (pass Dataset.train_from to resume the data stream as well)", out_dir, start)
+    elif callable(train):
+        train = train(start)
+    else:
+        raise TypeError(f"train: expected a tf.data.Dataset or a callable epoch -> tf.data.Dataset, received "
+                        f"{type(train).__name__}")
     cbs = [  # backup and history first, so an epoch that finished is recorded before user callbacks run
-        tf.keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"), save_freq="epoch", delete_checkpoint=False),
+        tf.keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
         tf.keras.callbacks.CSVLogger(history_path, append=True),
         *callbacks,
     ]

@@ -21,7 +21,7 @@ sys.path.insert(0, str(BENCH))
 import common  # noqa: E402
 import make_benchmarks_md as md  # noqa: E402
 
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
 from larq_mobisearch.nn.specs import architecture  # noqa: E402
@@ -214,6 +214,24 @@ def test_peers_verdicts():
     assert peers.verdicts(rows[1:], [1])["goal"] == {}
 
 
+def test_peers_targets_and_fusion_lines():
+    peers = _load("peers")
+    searched = _peer_row("M3 searched <= 0.50e8", "ours", 14.0, module="m3", what=peers.SEARCHED_WHAT, genotype="1-2")
+    unfused = _peer_row(searched["label"] + peers.UNFUSED, "ours", 14.5, module="m3",
+                        what=peers.SEARCHED_WHAT + "; pointwise pairs not fused", genotype="1-2")
+    rows = [searched, unfused, _peer_row("QuickNetSmall", "larq-zoo", 11.5), _peer_row("Bi-RealNet", "larq-zoo", 19.5)]
+    times = {"1": {searched["label"]: [14, 14, 14], unfused["label"]: [14.5, 14.4, 14.0],
+                   "QuickNetSmall": [11.5, 11.5, 11.0], "Bi-RealNet": [20, 19, 19]}}
+    v = peers.verdicts(rows, [1], times)
+    assert v["fusion"]["1"]["median"] == pytest.approx(14 / 14.4)
+    t = v["targets"]["1"][searched["label"]]
+    assert t["Bi-RealNet"]["met"] is False and t["Bi-RealNet"]["paired_median"] == pytest.approx(14 / 19)
+    assert v["targets"]["1"][unfused["label"]]["Bi-RealNet"]["paired_median"] == pytest.approx(14.0 / 19)  # ratios 0.725, 0.758, 0.737
+    assert t["QuickNetSmall"]["met"] is False and t["QuickNetSmall"]["paired_median"] == pytest.approx(14 / 11.5)
+    assert any(line.startswith("Fusion (1 thread)") for line in v["lines"])
+    assert sum(line.startswith("Target (1 thread)") for line in v["lines"]) == 4
+
+
 def test_paired_ratio():
     p = common.paired_ratio([10, 20, 30, 40, 50], [20, 20, 20, 20, 20])
     assert p["median"] == pytest.approx(1.5) and p["rounds"] == 5
@@ -299,14 +317,13 @@ def test_make_benchmarks_md_writes_file_and_pngs(tmp_path):
     peers_json.write_text(json.dumps(_synthetic_peers()))
     abl_json.write_text(json.dumps(_synthetic_ablation()))
     out = tmp_path / "BENCHMARKS.md"
-    assert md.main(["--peers", str(peers_json), "--ablation", str(abl_json), "--methods", str(tmp_path / "none3.json"),
-                    "--out", str(out)]) == 0
+    assert md.main(["--peers", str(peers_json), "--ablation", str(abl_json), "--out", str(out)]) == 0
     for png in ("peers_latency.png", "ablation_accuracy_latency.png"):
         data = (tmp_path / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
         assert f"]({png})" in out.read_text()
     assert md.main(["--peers", str(tmp_path / "none.json"), "--ablation", str(tmp_path / "none2.json"),
-                    "--methods", str(tmp_path / "none3.json"), "--out", str(tmp_path / "x.md")]) == 2
+                    "--out", str(tmp_path / "x.md")]) == 2
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -343,3 +360,33 @@ def test_peers_without_larq_zoo_names_the_install_command(monkeypatch):
         peers.import_zoo()
     assert "pip install --no-deps -r benchmarks/requirements-peers.txt" in str(exc.value)
     assert (BENCH / "requirements-peers.txt").read_text().count("==") == 3
+
+
+def test_markdown_profiles_qns_column_and_measured_section():
+    peers = _synthetic_peers()
+    for r in peers["rows"]:
+        r["ratio_to_quicknetsmall"] = {"1": r["latency"]["1"]["mean_ms"] / 11.5, "2": None}
+        r["paired_to_quicknetsmall"] = {"1": {"median": 1.25}, "2": None}
+    op = lambda i, name, ms, shape: {"index": i, "name": name, "ms": ms, "output_shape": shape,  # noqa: E731
+                                     "single_op_ms": ms + 0.01, "overhead_ms": 0.01, "output_name": ""}
+    peers["profiles"] = {
+        "M3 uniform 4": {"runs": 10, "network_ms": 15.0, "sum_ops_ms": 17.0, "load_average": [[1, 1, 1], [1, 1, 1]],
+                         "by_type": {"LceBconv2d": {"count": 26, "ms": 14.0, "share": 14 / 17},
+                                     "ADD": {"count": 26, "ms": 3.0, "share": 3 / 17}},
+                         "by_stage": {"112x112": {"ms": 5.0, "count": 6}, "7x7": {"ms": 1.0, "count": 4}},
+                         "top": [op(3, "LceBconv2d", 2.05, [1, 56, 56, 128])]},
+        "QuickNetSmall": {"runs": 10, "network_ms": 11.0, "sum_ops_ms": 12.0, "load_average": None,
+                          "by_type": {"LceBconv2d": {"count": 16, "ms": 11.0, "share": 11 / 12},
+                                      "MAX_POOL_2D": {"count": 3, "ms": 1.0, "share": 1 / 12}},
+                          "by_stage": {"56x56": {"ms": 4.0, "count": 9}}, "top": []},
+    }
+    measured = {"note": "Figures from docstrings.", "items": [{"what": "conversion", "figure": "5x", "source": "x"}]}
+    text = md.build_markdown(peers, None, measured=measured)
+    assert "vs QuickNetSmall 1 thr: mean ratio / paired |" in text and "| 1.39x / 1.25x |" in text  # 16.0 / 11.5
+    assert "### Per-op time breakdown (1 thread)" in text
+    assert "| LceBconv2d | 14.00 (26, 82%) | 11.00 (16, 92%) |" in text
+    assert "| ADD | 3.00 (26, 18%) | - |" in text and "| MAX_POOL_2D | - | 1.00 (3, 8%) |" in text
+    assert "| **sum of ops** / network | **17.00** / 15.00 | **12.00** / 11.00 |" in text
+    assert text.index("| 112x112 |") < text.index("| 56x56 |") < text.index("| 7x7 |")
+    assert "Slowest ops of M3 uniform 4: LceBconv2d 56x56x128 2.05 ms." in text
+    assert "## Measured" in text and "| conversion | 5x | x |" in text

@@ -14,8 +14,9 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import make_benchmarks_md as md  # noqa: E402
+import methods_md  # noqa: E402
 
-from larq_mobisearch.deploy import latency as L  # noqa: E402
+from larq_mobisearch import deploy as L  # noqa: E402
 
 
 def _load(name):
@@ -30,12 +31,12 @@ methods = _load("methods")
 
 def test_rows_set_the_documented_options():
     args = methods.parse_args(["--preset", "digits", "--epochs", "6"])
-    cfg = {key: methods.method_config(args, key, 1, "/t/model.keras") for key in methods.METHOD_KEYS}
+    cfg = {key: methods.method_config(args, key, 1, "/t/model.h5") for key in methods.METHOD_KEYS}
     assert (cfg["baseline"].model.activation, cfg["baseline"].model.nonlinearity) == ("approx_sign", "none")
     assert cfg["baseline"].retrain.optimizer == "adam" and cfg["baseline"].retrain.loss == "cross_entropy"
     assert cfg["rsign"].model.activation == "rsign" and cfg["rsign"].model.nonlinearity == "none"
     assert cfg["rsign_rprelu"].model.nonlinearity == "rprelu"
-    assert cfg["distill"].retrain.loss == "distributional" and cfg["distill"].teacher.path == "/t/model.keras"
+    assert cfg["distill"].retrain.loss == "distributional" and cfg["distill"].teacher.path == "/t/model.h5"
     two = cfg["two_step"].retrain
     assert two.two_step and (two.step1_epochs, two.epochs) == (3, 3)  # the same 6 epochs in total
     assert cfg["bop"].retrain.optimizer == "bop" and cfg["bop"].model.activation == "approx_sign"
@@ -92,21 +93,33 @@ def _synthetic_json():
 
 
 def test_methods_markdown_comes_from_the_json(tmp_path):
-    text = md.build_markdown(None, None, methods=_synthetic_json(), methods_plot="results/m.png")
-    assert "## Related methods" in text and md.METHODS_CMD in text
+    text = "\n".join(methods_md.methods_markdown(_synthetic_json(), "results/m.png"))
+    assert "## Related methods" in text
     assert "| + RSign + RPReLU | 4 | 85.00 ± 1.41 | 2.78e+05 | 0.310 ± 0.014 | 1.480x | ADD +26, PRELU +26, SUB +42 |" \
         in text
     assert "| MoBiNet-style (depthwise) | 4 | 71.00 ± 1.41 |" in text and "--allow-float-fallback" in text
     assert "test top-1 91.00%" in text and "wall time 50.0 min" in text
     assert "![related methods: accuracy vs latency](results/m.png)" in text
-    assert "Not run yet: `" + md.METHODS_CMD in md.build_markdown(None, None)
-    path = tmp_path / "methods.json"
-    path.write_text(json.dumps(_synthetic_json()))
+    assert "Not run yet: `" + methods_md.METHODS_CMD in "\n".join(methods_md.methods_markdown(None, None))
+    # make_benchmarks_md reads results/methods.json next to the other results and adds the section and its plot
+    (tmp_path / "methods.json").write_text(json.dumps(_synthetic_json()))
     out = tmp_path / "B.md"
-    assert md.main(["--peers", str(tmp_path / "no.json"), "--ablation", str(tmp_path / "no2.json"),
-                    "--methods", str(path), "--out", str(out)]) == 0
+    ablation = _load("ablation")
+    per_seed = [{"seed": 0, "flops_budget": 2.36e5, "methods": {
+        m: {"genotype": "1-1", "test_accuracy": 0.9, "latency_ms": 0.3, "supernet_fitness": 0.5,
+            "costs": {"flops": 2.2e5, "bops": 0, "float_flops": 0}} for m in ("uniform", "random", "evolution")}}]
+    abl = {"command": "x", "machine": L.machine_info(1), "per_seed": per_seed, "aggregate": ablation.aggregate(per_seed),
+           "settings": {"preset": "digits", "dataset": "digits", "image_size": 32, "module": "m1",
+                        "width_multiplier": 0.25, "space": "lce", "supernet_epochs": 1, "retrain_epochs": 1,
+                        "search_population": 4, "search_iterations": 1, "flops_budget_fraction": 0.85, "seeds": [0],
+                        "latency_runs": 10, "split_seed": 0}, "seconds": 60.0}
+    (tmp_path / "ablation.json").write_text(json.dumps(abl))
+    assert md.main(["--peers", str(tmp_path / "peers.json"), "--ablation", str(tmp_path / "ablation.json"),
+                    "--measured", str(tmp_path / "none.json"), "--out", str(out)]) == 0
     assert (tmp_path / "methods_accuracy_latency.png").read_bytes()[:4] == b"\x89PNG"
-    assert "](methods_accuracy_latency.png)" in out.read_text()
+    text = out.read_text()
+    assert "](methods_accuracy_latency.png)" in text and "| + RSign + RPReLU | 4 | 85.00 ± 1.41 |" in text
+    assert methods_md.METHODS_CMD in text
 
 
 def test_ablation_reports_the_mobinet_row():
@@ -117,5 +130,5 @@ def test_ablation_reports_the_mobinet_row():
                 for s, a in ((0, 0.7), (1, 0.72))]
     agg = ablation.aggregate(per_seed)
     assert "supernet_fitness" not in agg["mobinet"] and agg["mobinet"]["test_accuracy"]["mean"] == pytest.approx(0.71)
-    lines = md.ablation_baselines_markdown({"aggregate": agg})
+    lines = methods_md.ablation_baselines_markdown({"aggregate": agg})
     assert any(line.startswith("| MoBiNet-style (depthwise) | 71.00 ± 1.41 | 1.9e+05 |") for line in lines)

@@ -3,6 +3,10 @@ runs, stage skipping and resumption, and clear errors."""
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,7 +59,14 @@ def test_run_end_to_end_to_a_working_tflite(finished_run):
     assert str(search_dir / "model.tflite") in output
     assert report["flops_budget"] is not None, "the digits preset sets a FLOPs budget"
     assert report["costs"]["flops"] <= report["flops_budget"]
-    assert report["op_census"]["LceBconv2d"] >= 13
+    from larq_mobisearch.pipeline import Run
+
+    # every binary conv of the architecture (from specs) is one LceBconv2d: 21 for M1
+    n_binary = sum(c.binary for c in Run.open(str(run_dir)).arch.convs)
+    exported = json.loads((search_dir / "export.json").read_text())
+    assert report["op_census"]["LceBconv2d"] == exported["num_binary_convs"] == n_binary == 21
+    assert exported["verification"]["passed"] is True and exported["verification"]["allowed_mismatch"] is False
+    assert exported["verification"]["max_abs_diff_clear"] <= exported["verification"]["tolerance"]
     import larq_compute_engine as lce
 
     from larq_mobisearch.config import load_config
@@ -175,7 +186,8 @@ def test_flops_command_reproduces_table1():
 
 
 def test_latency_table_command_feeds_a_latency_cost_model(finished_run, tmp_path):
-    from larq_mobisearch.deploy.latency import LatencyCostModel, load_latency_table
+    from larq_mobisearch.deploy.latency_table import load_latency_table
+    from larq_mobisearch.search.costs import LatencyCostModel
     from larq_mobisearch.pipeline import Run, searched_genotype
 
     run_dir, _ = finished_run
@@ -193,3 +205,89 @@ def test_latency_table_command_feeds_a_latency_cost_model(finished_run, tmp_path
     assert len(parts) == run.arch.num_genes and all(t > 0 for _, _, t in parts)
     assert ms == pytest.approx(table.fixed_ms + sum(t for _, _, t in parts))
     assert model.min_cost(run.space.candidates) <= ms
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: What TensorFlow, XLA, MLIR and LCE's converter print on stderr when not silenced.
+NOISE = ("Unable to register", "oneDNN", "absl::InitializeLog", "XLA", "I0000", "W0000", "loc(", "tensorflow/")
+
+
+def run_cli(*args, env=None, timeout=600):
+    """`python -m larq_mobisearch.cli ARGS` in a fresh interpreter (TensorFlow's start-up included)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI decides
+    return subprocess.run([sys.executable, "-m", "larq_mobisearch.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, env=env, timeout=timeout)
+
+
+def test_cli_is_quiet_by_default_and_verbose_on_request():
+    proc = run_cli("flops", "--module", "m3", "--groups", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert proc.stdout.splitlines() == ["BOPs         1,608,843,264", "float FLOPs  11,862,016",
+                                        "FLOPs        37,000,192  (0.3700e8)"]
+    # errors are not hidden
+    bad = run_cli("flops", "--module", "m1", "--groups", "16", "--space", "lce")
+    assert bad.returncode != 0 and "block1_conv3x3" in bad.stderr and "allowed: [1]" in bad.stderr
+    assert not any(n in bad.stderr for n in NOISE), bad.stderr
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the finished run directory (tests that export again must not touch the shared one)."""
+    run_dir, _ = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_export_prints_no_converter_noise(run_copy):
+    search_dir = run_copy / "searches" / "default"
+    before = json.loads((search_dir / "export.json").read_text())
+    proc = run_cli("export", "--quiet", "--run-dir", run_copy)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith(f"tflite {search_dir / 'model.tflite'}") and "; verified: max |logit diff|" in proc.stdout
+    after = json.loads((search_dir / "export.json").read_text())
+    assert after["op_census"] == before["op_census"] and after["verification"]["passed"] is True
+
+
+def _wrong_bias(flatbuffer: bytes) -> bytes:
+    """The flatbuffer with 0.5 added to the classifier bias of class 0: a deliberately wrong weight."""
+    from larq_mobisearch.deploy.flatbuffer import TFLiteModel, constant_array, set_constant_array
+
+    model = TFLiteModel(flatbuffer)
+    fc = next(op for op in model.ops(0) if op.name == "FULLY_CONNECTED")
+    bias = fc.inputs[2]
+    values = constant_array(model, bias)
+    values[0] += 0.5
+    set_constant_array(model, bias, values)
+    return model.to_bytes()
+
+
+def test_export_refuses_a_mismatching_flatbuffer_unless_allowed(run_copy, monkeypatch):
+    from larq_mobisearch.deploy import export as export_module
+
+    real = export_module.export_tflite
+    monkeypatch.setattr(export_module, "export_tflite", lambda *a, **k: _wrong_bias(real(*a, **k)))
+    search_dir = run_copy / "searches" / "default"
+    tflite, exported = search_dir / "model.tflite", search_dir / "export.json"
+    before = (tflite.read_bytes(), exported.read_text())
+
+    refused = invoke("export", "--quiet", "--run-dir", run_copy)
+    assert refused.exit_code != 0
+    assert "Refusing the export" in refused.output and "--allow-mismatch" in refused.output
+    assert "max |logit difference| 0.5 on samples that are not near ties exceeds the tolerance" in refused.output
+    assert (tflite.read_bytes(), exported.read_text()) == before  # nothing written
+    figures = json.loads((search_dir / "export_refused.json").read_text())
+    assert figures["verification"]["passed"] is False and figures["tflite"] is None
+    assert figures["verify"]["max_abs_diff_clear"] == pytest.approx(0.5, abs=1e-3)
+
+    allowed = invoke("export", "--quiet", "--run-dir", run_copy, "--allow-mismatch")
+    assert allowed.exit_code == 0, allowed.output
+    assert "MISMATCH (written with --allow-mismatch)" in allowed.output
+    report = json.loads(exported.read_text())
+    assert report["verification"]["passed"] is False and report["verification"]["allowed_mismatch"] is True
+    assert report["allowed_mismatch"] is True and report["verification"]["failures"]
+    assert tflite.read_bytes() != before[0] and not (search_dir / "export_refused.json").exists()
+    assert json.loads((search_dir / "report.json").read_text())["export_verification"]["allowed_mismatch"] is True

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from larq_mobisearch.deploy import devices as D
-from larq_mobisearch.deploy import latency as L
+from click.testing import CliRunner
+
+from larq_mobisearch import deploy as D
+from larq_mobisearch import deploy as L
+from larq_mobisearch.cli import main as cli
 from larq_mobisearch.nn.specs import architecture
+from larq_mobisearch.search.costs import LatencyCostModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -156,14 +160,14 @@ def test_device_table_from_two_runs(new, old, tmp_path):
     path = tmp_path / "device.json"
     L.save_latency_table(table, path)
     allowed = [sorted({a, b}) for a, b in zip(G_ONE, G_MAX)]
-    model = L.LatencyCostModel(path, ARCH, allowed, threads=1)
+    model = LatencyCostModel(path, ARCH, allowed, threads=1)
     for out, g in ((new, G_MAX), (old, G_ONE)):
         times, _ = D.layer_times(out, ARCH)
         per_layer = {s.name: table.entries[L.key_id(L.layer_key(s, x, 1))]["ms"] for s, x in zip(ARCH.gene_layers, g)}
         assert model.cost(g) == pytest.approx(table.fixed_ms + sum(per_layer.values()))
     # the full LCE space is not covered by two runs: asking for it names a missing configuration
     with pytest.raises(L.LatencyTableError, match=r"has no entry for block3_conv3x3 \(gene 2\) at groups=2"):
-        L.LatencyCostModel(table, ARCH)
+        LatencyCostModel(table, ARCH)
 
 
 def test_device_table_checks(new):
@@ -205,6 +209,11 @@ if [[ "$*" == *lce_benchmark_model*--graph=* ]]; then
   if [[ "$*" == *1-1-1-1-1-1-1-1-1-1-1-1-1* ]]; then cat "$FAKE_OUTPUT_G1"; else cat "$FAKE_OUTPUT_GMAX"; fi
 fi
 """
+
+
+#: The `mobisearch` command of this interpreter (the scripts call it to parse outputs and build tables).
+_SCRIPT = Path(sys.executable).with_name("mobisearch")
+MOBISEARCH = str(_SCRIPT) if _SCRIPT.is_file() else f"{sys.executable} -m larq_mobisearch.cli"
 
 
 def commands(text):
@@ -258,7 +267,10 @@ def test_scripts_dry_run(script, models, tmp_path):
         assert ["adb", "-s", "EMU123", "push", str(d / names[1]), f"{work}/{names[1]}"] in cmds
         assert all(c[:5] == ["adb", "-s", "EMU123", "shell", "taskset"] for c in runs)
     assert f"{tmp_path / 'out'}/{names[0][:-7]}.txt" in proc.stdout
-    assert any(c[-3:-1] == ["larq_mobisearch.deploy.devices", "parse"] or "parse" in c for c in cmds)
+    parse = [c for c in cmds if "device" in c and c[c.index("device") + 1] == "parse"]
+    assert len(parse) == 1, cmds
+    assert any(a.endswith("mobisearch") or a == "larq_mobisearch.cli" for a in parse[0])  # the mobisearch CLI
+    assert parse[0][-2:] == [f"{tmp_path / 'out'}/{n[:-7]}.txt" for n in sorted(names)]
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
@@ -286,6 +298,7 @@ def fake_env(tmp_path):
         FAKE_OUTPUT_G1=str(OLD),
         FAKE_OUTPUT_GMAX=str(NEW),
         PYTHON=sys.executable,
+        MOBISEARCH=MOBISEARCH,
     )
     return env
 
@@ -344,24 +357,25 @@ def test_pi_script_with_fake_ssh_builds_a_device_table(models, tmp_path):
     assert {k: e["ms"] for k, e in table.entries.items()} == {k: e["ms"] for k, e in direct.entries.items()}
 
 
-def test_devices_cli(tmp_path, capsys):
+def test_device_cli(tmp_path):
     out = tmp_path / "t.json"
-    args = ["table", "--device", "pi4", "--module", "m3", "--input-size", "32", "--num-classes", "10",
+    args = ["device", "table", "--device", "pi4", "--module", "m3", "--input-size", "32", "--num-classes", "10",
             "--run", f"{NEW}={'-'.join(map(str, G_MAX))}", "--run", f"{OLD}=1-1-1-1-1-1-1-1-1-1-1-1-1", "--out", str(out)]
-    assert D.main(args) == 0
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
     table = L.load_latency_table(out)
     direct = D.latency_table_from_benchmark_outputs([(NEW.read_text(), G_MAX), (OLD.read_text(), G_ONE)], ARCH, device="pi4")
     assert table.to_json() == json.loads(json.dumps(direct.to_json()))
-    capsys.readouterr()
-    assert D.main(["parse", "--json", str(NEW)]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    result = CliRunner().invoke(cli, ["device", "parse", "--json", str(NEW)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
     assert summary["inference_avg_us"] == 2336.02 and summary["profiled_nodes"] == 140
     assert summary["by_type_ms"]["LceBconv2d"] == 1.245
 
 
-def test_export_calibration_models_writes_a_manifest(tmp_path, monkeypatch):
-    monkeypatch.setattr(L, "build_genotype_model", lambda arch, g: list(g))
-    path = D.export_calibration_models(ARCH, tmp_path, convert_fn=lambda g: ("model " + str(g)).encode())
+def test_export_calibration_models_writes_a_manifest(tmp_path):
+    path = D.export_calibration_models(ARCH, tmp_path, convert_fn=lambda g: ("model " + str(g)).encode(),
+                                       build_fn=lambda arch, g: list(g))
     arch, models = D.load_manifest(path)
     assert arch == ARCH and [g for _, g in models] == D.calibration_genotypes(ARCH)
     assert all((tmp_path / name).read_bytes() == f"model {list(g)}".encode() for name, g in models)
@@ -369,8 +383,21 @@ def test_export_calibration_models_writes_a_manifest(tmp_path, monkeypatch):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"version": 1, "architecture": L.architecture_info(ARCH),
                                "models": [{"file": "../x.tflite", "genotype": list(G_ONE)}]}))
-    with pytest.raises(ValueError, match="plain names"):
+    with pytest.raises(ValueError, match=r"models\.0\.file: model file names must be plain names .*received '\.\./x\.tflite'"):
         D.load_manifest(bad)
+    for mutate, message in [
+        (lambda d: d.update(version=2), r"version: Input should be 1 \(received 2\)"),
+        (lambda d: d["architecture"].update(module="m4"), r"architecture\.module: .*\(received 'm4'\)"),
+        (lambda d: d.update(models=[]), r"models: .*at least 1 item"),
+        (lambda d: d["models"][0].update(genotype=[1, "2"]), r"models\.0\.genotype\.1: .*\(received '2'\)"),
+        (lambda d: d["models"][0].update(genotype=[1, 2]), r"models\.0\.genotype: .*has 13 searchable layers"),
+        (lambda d: d.update(extra=True), r"extra: unknown field"),
+    ]:
+        data = json.loads(path.read_text())
+        mutate(data)
+        bad.write_text(json.dumps(data))
+        with pytest.raises(ValueError, match=message):
+            D.load_manifest(bad)
 
 
 FAKE_BAZEL = r"""#!/usr/bin/env bash
@@ -415,3 +442,36 @@ def test_android_build_configure_dry_run(tmp_path):
     configure = [c for c in commands(proc.stdout) if c[-1] == "./configure.py"]
     assert configure and configure[0][:2] == ["env", "LCE_SET_ANDROID_WORKSPACE=1"]
     assert "ANDROID_NDK_HOME=/sdk/ndk/25.2.9519653" in configure[0]
+
+
+def _profile_of(specs, arch_ms=0.01):
+    """A synthetic parsed profile with one node per exported conv (+ LceQuantize before each binary one)."""
+    ops, i = [], 0
+    for spec in specs:
+        if spec.binary:
+            ops.append(D.OpRow("LceQuantize", 0.001, 0.001, 0, 0, 0, 1, f"[{spec.name}/approx_sign/Sign]:{i}"))
+            i += 1
+        kind = "LceBconv2d" if spec.binary else "CONV_2D"
+        ops.append(D.OpRow(kind, arch_ms * (1 + i), arch_ms, 0, 0, 0, 1, f"[x{i}]:{i}"))
+        i += 1
+    out = D.BenchmarkOutput(params={"Num threads": "1", "Use indirect BGEMM": "1"}, inference_avg_us=5000.0)
+    out.profile = D.ProfileSection(run_order=ops)
+    return out
+
+
+def test_order_mapping_accepts_fused_m3_pointwise_pairs():
+    fused = D.exported_convs(ARCH)
+    unfused = D.exported_convs(ARCH, fuse_pointwise=False)
+    assert len(unfused) == len(ARCH.convs) == 40 and len(fused) == 27  # stem + 13 x (3x3 + one fused 1x1)
+    assert [s.name for s in fused[1:4]] == ["block1_conv3x3", "block1_pw", "block2_conv3x3"]
+    assert fused[2].out_channels == ARCH.blocks[0].out_channels and fused[2].in_channels == ARCH.blocks[0].in_channels
+    for specs in (fused, unfused):
+        times, how = D.layer_times(_profile_of(specs), ARCH, mapping="order")
+        assert how == "order" and set(times) == {s.name for s in ARCH.gene_layers}
+        # each 3x3 layer gets its LceBconv2d and the LceQuantize before it, nothing of the pointwise convs
+        by_name = {r.name: r for r in _profile_of(specs).ops}
+        for s in ARCH.gene_layers:
+            k = [r for r in _profile_of(specs).ops if r.name.startswith(f"[{s.name}/")][0].node_index
+            assert times[s.name] == pytest.approx(0.001 + by_name[f"[x{k + 1}]:{k + 1}"].avg_ms)
+    with pytest.raises(D.BenchmarkOutputError, match=r"found 20 conv nodes .* has 40 \(as built\) or 27 \(pointwise pairs fused\)"):
+        D.layer_times(_profile_of(fused[:20]), ARCH, mapping="order")

@@ -145,7 +145,8 @@ def test_mirrored_two_cpu_devices_give_the_weights_of_one_device(tmp_path):
     assert summary["genotypes"]["one_device"] == [[t, [g]] for t, g in enumerate(expected)]
     assert summary["genotypes"]["mirrored"] == [[t, [g, g]] for t, g in enumerate(expected)]
     assert len({tuple(g) for g in expected}) > 1  # the genotype did change between steps
-    # same weights up to float summation order (the global batch is split 16 + 16 and all-reduced)
+    # every step: the same update up to float summation order (the global batch is split 16 + 16 and
+    # all-reduced), each step starting from the one-device state before it
     assert summary["max_update"] > 0.1
     assert summary["max_diff_trainable"] <= 1e-4 * summary["max_update"], summary["worst"]
     assert summary["max_rel_diff_non_trainable"] <= 1e-4, summary["worst"]

@@ -1,11 +1,13 @@
 """Export to LCE flatbuffers: real TensorFlow, Larq and Larq Compute Engine conversions (no mocks).
 
-Conversions are slow, so the file runs four: one grouped M1 (module fixture, shared by the census /
-verification / report tests), its float reference for the size ratio, and a tiny model with a
-non-lowerable binary conv (default method and LCE's `convert_keras_model`). Refusals happen before
-conversion and cost nothing.
+One grouped M1 (module fixture, shared by the census / verification / report tests), its float reference for
+the size ratio, a tiny model with a non-lowerable binary conv (default method and LCE's `convert_keras_model`),
+one model per module with a 16-channels-per-group conv (converted with the float fallback, to check that the
+flatbuffer check finds it by signature alone), and tiny models for the shared-signature case. Refusals happen
+before conversion and cost nothing; the numerics gate and the M3 fusion are checked without converting.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -16,12 +18,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from larq_mobisearch.deploy import export as ex
+from larq_mobisearch import deploy as ex
 from larq_mobisearch.nn.batchnorm import recalibrate_batchnorm
 from larq_mobisearch.nn.layers import BinaryGroupConv2D
 from larq_mobisearch.nn.models import build_model, build_network, fixed_conv_factory
 from larq_mobisearch.nn.space import SearchSpace, encode
 from larq_mobisearch.nn.specs import architecture
+from larq_mobisearch.search.costs import count_costs
 
 SHAPE = (32, 32, 1)
 CLASSES = 10
@@ -80,8 +83,10 @@ def test_grouped_model_lowers_every_binary_conv(grouped):
     assert census[ex.LCE_BCONV] == n_binary
     assert census["LceQuantize"] == n_binary
     assert "LceDequantize" not in census and "PADV2" not in census
-    # Every LceBconv2d op maps back to a distinct Keras layer through its tensor names.
-    assert sorted(ex.bconv_layer_names(flatbuffer, [c.name for c in convs])) == sorted(c.name for c in convs)
+    # The multiset of conv signatures of the model equals the flatbuffer's, binary and float.
+    ops = ex.conv_signatures(flatbuffer)
+    assert sorted(sig for _, sig in ops["binary"]) == sorted(c.signature for c in convs)
+    assert sorted(sig for _, sig in ops["float"]) == sorted(c.signature for c in ex.float_convs(model))
     assert ex.unlowered_layers(model, flatbuffer) == {}
     # Fixed batch dimension 1 (the signature's None batch becomes 1).
     interpreter = ex.lce_interpreter(flatbuffer)
@@ -169,14 +174,16 @@ def test_float_fallback_exports_with_warning(tiny_unlowerable, caplog):
     # LCE's own converter (full Keras SavedModel) gives the same ops and outputs as the default method.
     reference = ex.export_tflite(model, allow_float_fallback=True, method="keras")
     assert ex.op_census(reference) == census
-    assert ex.bconv_layer_names(reference, ["bad_conv", "good_conv"]) == ["good_conv"]  # "tiny/good_conv/..."
     images = _images(4, seed=7, shape=(8, 8, 32))
     np.testing.assert_array_equal(ex.run_tflite(flatbuffer, images), ex.run_tflite(reference, images))
-    # The flatbuffer check finds the float layer by itself, without the layer-based prediction.
-    assert ex.bconv_layer_names(flatbuffer, ["bad_conv", "good_conv"]) == ["good_conv"]
+    # The flatbuffer check finds the float layer by itself (by conv signature), without the layer-based
+    # prediction, for both conversion methods (their tensor names differ).
     unpredicted = [dataclasses.replace(c, problem=None) for c in ex.binary_convs(model)]
-    missing = ex.unlowered_layers(model, flatbuffer, convs=unpredicted)
-    assert list(missing) == ["bad_conv"] and "LCE kept float ops" in missing["bad_conv"]
+    for fb in (flatbuffer, reference):
+        missing = ex.unlowered_layers(model, fb, convs=unpredicted)
+        assert list(missing) == ["bad_conv"], missing
+        assert "no LceBconv2d op with its signature (3x3 conv stride 1, 32->32 channels, groups 2" in missing["bad_conv"]
+        assert "LCE kept float ops" in missing["bad_conv"]
     report = ex.export_report(model, flatbuffer, include_float_size=False)
     assert not report.fully_binary and list(report.float_fallback_layers) == ["bad_conv"]
 
@@ -214,7 +221,7 @@ def test_write_tflite_is_atomic(grouped, tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(ex.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         ex.write_tflite(flatbuffer[:8] + b"\0" * 16, path)
     monkeypatch.undo()
@@ -241,3 +248,124 @@ def test_run_tflite_handles_a_fixed_batch_larger_than_one():
     assert interpreter.input_shapes == [(4, 3)]
     x = np.random.RandomState(9).randn(6, 3).astype(np.float32)
     np.testing.assert_allclose(ex.run_tflite(interpreter, x), model(x).numpy(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The lowering check compares conv signatures (no tensor names)
+
+
+@pytest.mark.parametrize("module", ["m1", "m2", "m3"])
+def test_lowering_check_catches_16_channels_per_group(module):
+    """block3_conv3x3 with 64 channels in 4 groups (16 per group) does not lower, in every module: refused
+    before converting (predicted from the layer), and found in the converted flatbuffer by its signature alone
+    (the prediction removed), with the converter's own error quoted."""
+    arch = architecture(module, SHAPE, CLASSES, WIDTH)
+    genotype = list(SearchSpace(arch, mode="paper").uniform(1))
+    genotype[2] = 4
+    tf.keras.utils.set_random_seed(11)
+    model = build_model(module, genotype, SHAPE, CLASSES, WIDTH, lce_compatible=False)
+    with pytest.raises(ex.ExportError) as info:
+        ex.export_tflite(model)
+    assert list(info.value.layers) == ["block3_conv3x3"]
+    assert "input channels per group 16 (64 channels / 4 groups), must be a multiple of 32" in str(info.value)
+
+    flatbuffer = ex.export_tflite(model, allow_float_fallback=True)  # LCE keeps float ops for that layer
+    convs = ex.binary_convs(ex.fuse_pointwise_pairs(model))
+    assert len(convs) == {"m1": 21, "m2": 21, "m3": 26}[module]
+    unpredicted = [dataclasses.replace(c, problem=None) for c in convs]
+    missing = ex.unlowered_layers(ex.fuse_pointwise_pairs(model), flatbuffer, convs=unpredicted)
+    assert list(missing) == ["block3_conv3x3"], missing
+    why = missing["block3_conv3x3"]
+    assert "no LceBconv2d op with its signature (3x3 conv stride 1, 64->64 channels, groups 4 (16 input channels" in why
+    census = ex.op_census(flatbuffer)
+    assert census[ex.LCE_BCONV] == len(convs) - 1 and census["LceDequantize"] == 1
+
+
+def _identical_convs_model(n):
+    inputs = tf.keras.Input((8, 8, 32), name="image")
+    x = inputs
+    for i in range(n):
+        x = BinaryGroupConv2D(32, 3, name=f"conv{i}")(x)
+        x = tf.keras.layers.BatchNormalization(name=f"bn{i}")(x)
+    return tf.keras.Model(inputs, x, name=f"same{n}")
+
+
+def test_lowering_check_names_all_candidates_of_a_shared_signature():
+    """Three binary convs with one signature, a flatbuffer with two such LceBconv2d ops: the check cannot tell
+    which one is missing, so it names all three as candidates; extra ops are reported too."""
+    tf.keras.utils.set_random_seed(12)
+    three, two = _identical_convs_model(3), _identical_convs_model(2)
+    flatbuffer = ex.export_tflite(two)
+    missing = ex.unlowered_layers(three, flatbuffer)
+    assert sorted(missing) == ["conv0", "conv1", "conv2"]
+    assert all("1 of the 3 layers with this signature (conv0, conv1, conv2) did not" in why for why in missing.values())
+    assert ex.unlowered_layers(two, flatbuffer) == {}
+    extra = ex.unlowered_layers(_identical_convs_model(1), flatbuffer)
+    assert list(extra) == ["<flatbuffer>"] and "LceBconv2d 3x3 conv stride 1, 32->32 channels" in extra["<flatbuffer>"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The numerics gate
+
+
+def _verify_report(**kw):
+    base = dict(num_samples=10, max_abs_diff=0.0, mean_abs_diff=0.0, top1_agreement=1.0, num_mismatched=0,
+                num_near_tie=0, num_clear=10, max_abs_diff_clear=0.0, num_mismatched_clear=0,
+                top1_agreement_clear=1.0, logit_scale=1.0)
+    base.update(kw)
+    return ex.VerifyReport(**base)
+
+
+def test_numerics_gate():
+    ok = _verify_report(max_abs_diff=3.0, max_abs_diff_clear=4e-4, num_near_tie=2, num_clear=8,
+                        top1_agreement=0.8, logit_scale=5.0)  # near ties may flip; clear ones within 1e-4 x 5
+    assert ex.numerics_failures(ok) == [] and ex.logit_tolerance(ok) == pytest.approx(5e-4)
+    ex.check_numerics(ok)
+    bad = _verify_report(max_abs_diff_clear=6e-4, num_mismatched_clear=0, logit_scale=5.0)
+    with pytest.raises(ex.NumericsError) as info:
+        ex.check_numerics(bad)
+    assert "max |logit difference| 0.0006 on samples that are not near ties exceeds the tolerance 0.0005" in str(info.value)
+    assert "1e-4 x logit scale 5" in str(info.value).replace("0.0001", "1e-4") and "--allow-mismatch" in str(info.value)
+    flipped = _verify_report(top1_agreement_clear=0.9)
+    assert ex.numerics_failures(flipped) == ["top-1 agreement on samples that are not near ties is 90.00% (10 samples), not 100%"]
+    assert "nothing to verify on" in ex.numerics_failures(_verify_report(num_clear=0, num_near_tie=10))[0]
+    unknown = _verify_report(margins_known=False, max_abs_diff_clear=1.0)
+    assert "samples (near ties unknown)" in ex.numerics_failures(unknown)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fused M3 pointwise pairs
+
+
+def test_fused_m3_equals_unfused():
+    arch = architecture("m3", SHAPE, CLASSES, WIDTH)
+    genotype = SearchSpace(arch).uniform(4)
+    tf.keras.utils.set_random_seed(13)
+    model = build_network(arch, fixed_conv_factory(genotype), name="m3")
+    calib = _images(64, seed=14)
+    recalibrate_batchnorm(model, [calib[:32], calib[32:]])
+    pairs = ex.fusable_pairs(model)
+    assert [p.fused_name for p in pairs] == [f"block{i}_pw" for i in range(1, 14)]
+    doubling = {b.index for b in arch.blocks if b.out_channels == 2 * b.in_channels}
+    assert {int(p.conv_a[5:-5]) for p in pairs if p.shortcut == "input"} == doubling == {1, 2, 4, 6, 12}
+    assert all(p.shortcut == "halves" for p in pairs if int(p.conv_a[5:-5]) not in doubling)
+    fused = ex.fuse_pointwise_pairs(model)
+    images = _images(64, seed=15)
+    a, b = model(images, training=False).numpy(), fused(images, training=False).numpy()
+    assert np.abs(a).max() > 0.1
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5)
+    # 13 fewer binary convs, no slices or block concatenations left; the model itself is untouched
+    kinds = collections.Counter(type(layer).__name__ for layer in fused.layers)
+    assert kinds["BinaryGroupConv2D"] == 26 and kinds["Concatenate"] == len(doubling)
+    assert kinds["SlicingOpLambda"] == 0 and len(ex.binary_convs(model)) == 39
+    # the same multiply-accumulates (BOPs) before and after: 1x1 convs Cin -> Cout/2 twice = Cin -> Cout once
+    def binary_macs(m):
+        return sum(np.prod(layer.output_shape[1:3]) * np.prod(layer.kernel.shape) for layer in m.layers
+                   if isinstance(layer, BinaryGroupConv2D))
+    assert binary_macs(fused) == binary_macs(model) == count_costs(arch, genotype).bops
+    # fused weights are the halves side by side
+    k = fused.get_layer("block5_pw").get_weights()[0]
+    np.testing.assert_array_equal(k[..., : k.shape[-1] // 2], model.get_layer("block5_pw_a").get_weights()[0])
+    # nothing to fuse in M1: the same model comes back
+    m1 = build_model("m1", 1, SHAPE, CLASSES, WIDTH)
+    assert ex.fusable_pairs(m1) == [] and ex.fuse_pointwise_pairs(m1) is m1

@@ -6,8 +6,12 @@ import random
 
 import pytest
 
-from larq_mobisearch.deploy import latency as L
-from larq_mobisearch.search.costs import AdditiveCostModel
+from click.testing import CliRunner
+
+from larq_mobisearch import deploy as L
+from larq_mobisearch.cli import main as cli
+from larq_mobisearch.deploy import host_table
+from larq_mobisearch.search.costs import AdditiveCostModel, LatencyCostModel
 from larq_mobisearch.nn.space import SearchSpace
 from larq_mobisearch.nn.specs import architecture
 
@@ -85,7 +89,7 @@ def test_table_round_trip_and_prediction(tmp_path):
     loaded = L.load_latency_table(path)
     assert loaded.to_json() == table.to_json()
 
-    model = L.LatencyCostModel(path, arch, space.candidates, threads=1)
+    model = LatencyCostModel(path, arch, space.candidates, threads=1)
     assert isinstance(model, AdditiveCostModel) and model.name == "latency" and model.unit == "ms"
     rng = random.Random(0)
     for _ in range(20):
@@ -104,7 +108,7 @@ def test_missing_entry_names_the_layer_config():
     spec = arch.gene_layers[4]  # block5_conv3x3: 256 channels at 4x4, groups 1..8
     del table.entries[L.key_id(L.layer_key(spec, 8, 1))]
     with pytest.raises(L.LatencyTableError) as err:
-        L.LatencyCostModel(table, arch)
+        LatencyCostModel(table, arch)
     msg = str(err.value)
     assert "block5_conv3x3" in msg and "groups=8" in msg and "binary 3x3 conv 4x4x256->256" in msg
 
@@ -113,30 +117,34 @@ def test_table_for_other_architecture_or_threads_is_rejected():
     arch = small_arch()
     table = synthetic_table(arch)
     with pytest.raises(L.LatencyTableError, match=r"M3 32x32x3, 10 classes.*not for M3 224x224x3, 1000 classes"):
-        L.LatencyCostModel(table, architecture("m3", (224, 224, 3), 1000, 1.0))
+        LatencyCostModel(table, architecture("m3", (224, 224, 3), 1000, 1.0))
     with pytest.raises(L.LatencyTableError, match="measured for M3"):
-        L.LatencyCostModel(table, architecture("m1", (32, 32, 3), 10, 1.0))
+        LatencyCostModel(table, architecture("m1", (32, 32, 3), 10, 1.0))
     with pytest.raises(L.LatencyTableError, match=r"1 thread\(s\), not 4"):
-        L.LatencyCostModel(table, arch, threads=4)
+        LatencyCostModel(table, arch, threads=4)
 
 
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda d: d.pop("fixed_ms"), r"missing keys \['fixed_ms'\]"),
-        (lambda d: d.update(version=2), "unsupported version 2"),
-        (lambda d: d.update(source="phone"), "source must be 'host' or 'device:<name>'"),
-        (lambda d: d["entries"][0].update(ms=-1.0), r"entry 0 \(binary 3x3 conv.*ms must be a finite number >= 0"),
-        (lambda d: d["entries"][0].update(ms="fast"), "ms must be a finite number"),
-        (lambda d: d["entries"][1]["key"].pop("groups"), r"entry 1: key is missing \['groups'\]"),
-        (lambda d: d["entries"][1]["key"].update(kind="ternary"), "kind must be 'binary' or 'float'"),
+        (lambda d: d.pop("fixed_ms"), r"fixed_ms: required field missing"),
+        (lambda d: d.update(version=2), r"version: unsupported version 2 \(this code reads 1\)"),
+        (lambda d: d.update(source="phone"), r"source: must be 'host' or 'device:<name>' \(received 'phone'\)"),
+        (lambda d: d["entries"][0].update(ms=-1.0),
+         r"entries\.0\.ms \(binary 3x3 conv.*\): must be a finite number >= 0 \(received -1\.0\)"),
+        (lambda d: d["entries"][0].update(ms="fast"), r"entries\.0\.ms .*must be a finite number >= 0 \(received 'fast'\)"),
+        (lambda d: d["entries"][1]["key"].pop("groups"), r"entries\.1\.key\.groups: required field missing"),
+        (lambda d: d["entries"][1]["key"].update(kind="ternary"),
+         r"entries\.1\.key\.kind: Input should be 'binary' or 'float' \(received 'ternary'\)"),
         (lambda d: d["entries"][2]["key"].update(threads=4), "measured with 4 threads, the table says 1"),
         (lambda d: d["entries"].append(dict(d["entries"][0])), "duplicate entry"),
-        (lambda d: d["architecture"].pop("num_classes"), "'architecture' must be an object with"),
-        (lambda d: d.update(fixed_ms=None), "fixed_ms is null"),
-        (lambda d: d.update(fixed_ms=float("nan")), "fixed_ms must be a finite number"),
-        (lambda d: d["machine"].pop("threads"), "machine.threads must be a positive integer"),
-        (lambda d: d.update(entries={}), "'entries' must be a list"),
+        (lambda d: d["architecture"].pop("num_classes"), r"architecture\.num_classes: required field missing"),
+        (lambda d: d.update(fixed_ms=None), "fixed_ms: null"),
+        (lambda d: d.update(fixed_ms=float("nan")), r"fixed_ms: must be a finite number \(received nan\)"),
+        (lambda d: d["machine"].pop("threads"), r"machine\.threads: required field missing"),
+        (lambda d: d.update(entries={}), r"entries: Input should be a valid list \(received \{\}\)"),
+        (lambda d: d.update(speed="fast"), r"speed: unknown field \(received 'fast'\)"),
+        (lambda d: d["entries"][3].update(note=1), r"entries\.3\.note .*unknown field"),
     ],
 )
 def test_corrupt_tables_fail_clearly(tmp_path, mutate, message):
@@ -155,7 +163,7 @@ def test_unreadable_files_fail_clearly(tmp_path):
     with pytest.raises(L.LatencyTableError, match="is not valid JSON"):
         L.load_latency_table(bad)
     bad.write_text("[1, 2]")
-    with pytest.raises(L.LatencyTableError, match="expected a JSON object"):
+    with pytest.raises(L.LatencyTableError, match=r"expected a JSON object, received list"):
         L.load_latency_table(bad)
     with pytest.raises(FileNotFoundError, match="No latency table"):
         L.load_latency_table(tmp_path / "missing.json")
@@ -206,8 +214,8 @@ class FakeHost:
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    monkeypatch.setattr(L, "build_layer_model", FakeHost.build_layer)
-    monkeypatch.setattr(L, "build_genotype_model", FakeHost.build_network)
+    monkeypatch.setattr(host_table, "build_layer_model", FakeHost.build_layer)
+    monkeypatch.setattr(host_table, "build_genotype_model", FakeHost.build_network)
 
 
 def test_build_table_calibrates_fixed_and_caches_conversions(tmp_path, fake_models):
@@ -227,7 +235,7 @@ def test_build_table_calibrates_fixed_and_caches_conversions(tmp_path, fake_mode
     assert table.fixed_ms == pytest.approx(FakeHost.FIXED)
     assert [tuple(r["genotype"]) for r in table.calibration["references"]] == refs
     assert out.exists()
-    model = L.LatencyCostModel(out, arch, allowed)
+    model = LatencyCostModel(out, arch, allowed)
     rng = random.Random(1)
     for _ in range(5):
         g = tuple(rng.choice(a) for a in allowed)
@@ -275,23 +283,24 @@ def test_measure_latency_on_a_tiny_grouped_model(tiny_flatbuffer, tmp_path):
 
 
 def test_tiny_model_lowers_to_lce_ops(tiny_flatbuffer):
-    from larq_mobisearch.deploy.devices import tflite_node_outputs
-
-    ops = [op for op, _ in tflite_node_outputs(tiny_flatbuffer).values()]
+    ops = [op for op, _ in L.node_outputs(tiny_flatbuffer).values()]
     assert ops == ["LceQuantize", "LceBconv2d"]  # BatchNorm fused into the binary conv, grouped conv lowered
 
 
-def test_latency_cli_show_and_predict(tmp_path, capsys):
+def test_latency_cli_show_and_predict(tmp_path):
     arch = small_arch()
     table = synthetic_table(arch)
     path = tmp_path / "t.json"
     L.save_latency_table(table, path)
-    assert L.main(["show", str(path)]) == 0
-    out = capsys.readouterr().out
+    result = CliRunner().invoke(cli, ["latency", "show", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = result.output
     assert "source: host; architecture: M3 32x32x3, 10 classes, width 1; threads: 1" in out
     assert "fixed_ms: 0.7500" in out and out.count(" ms  binary 3x3 conv ") == len(table.entries)
-    assert L.main(["predict", "--module", "m3", "--input-size", "32", "--num-classes", "10", str(path), "1", "1-2-4-4-8-8-16-16-16-16-16-16-32"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    model = L.LatencyCostModel(table, arch)
+    result = CliRunner().invoke(cli, ["latency", "predict", "--module", "m3", "--input-size", "32", "--num-classes",
+                                      "10", str(path), "1", "1-2-4-4-8-8-16-16-16-16-16-16-32"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    model = LatencyCostModel(table, arch)
     assert lines[0] == f"1-1-1-1-1-1-1-1-1-1-1-1-1: {model.cost((1,) * 13):.3f} ms"
     assert lines[1].startswith("1-2-4-4-8-8-16-16-16-16-16-16-32: ")

@@ -38,7 +38,7 @@ def two_step_run(tmp_path_factory):
 def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
     run, model, acc = two_step_run
     assert run.done("teacher") and run.done("retrain")
-    for name in ("backup", "history.csv", "weights.h5", "model.keras", "done.json"):
+    for name in ("backup", "history.csv", "weights.h5", "model.h5", "done.json"):
         assert os.path.exists(run.path("teacher", name)), name
     for name in ("backup", "history.csv", "weights.h5", "done.json"):
         assert os.path.exists(run.search_path("final", "step1", name)), name
@@ -74,7 +74,7 @@ def test_teacher_settings_are_stage_scoped_and_shareable_by_path(two_step_run, t
         P.Run.open(run.run_dir, changed, verbose=0)
     # another run distills from this run's teacher by path
     other_cfg = load_config(preset="digits", overrides=TINY + [
-        "retrain.loss=distributional", "teacher.source=path", f"teacher.path={run.path('teacher', 'model.keras')}"])
+        "retrain.loss=distributional", "teacher.source=path", f"teacher.path={run.path('teacher', 'model.h5')}"])
     other = P.Run.open(str(tmp_path / "other"), other_cfg, verbose=0)
     assert not P.needs_teacher_stage(other)
     a, b = P.load_teacher(run), P.load_teacher(other)

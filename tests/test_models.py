@@ -1,15 +1,12 @@
 """M1/M2/M3 models: structure from `specs`, LCE lowering (op census) and LCE-vs-Keras agreement, genotype errors.
 
-One LCE conversion per module (module-scoped fixture). The conversion uses LCE's own MLIR converter,
-`larq_compute_engine.convert_saved_model`, on a SavedModel holding one autograph-free inference signature of the
-model. `convert_keras_model` feeds the same converter but first runs the Keras SavedModel export, which traces
-every layer's call functions with autograph: 40-100 s per model on this 2-core machine against ~10 s here, for
-the same flatbuffer (measured: identical op census, identical interpreter outputs). `convert_keras_model` itself
-is exercised on smaller models in `test_layers.py` and `examples/custom_layers.py`.
+One conversion per module (module-scoped fixture) with the library's own `export_tflite` (its lowering check
+included): M1, M2 (grouped float 1x1 convs), M3 with its pointwise pairs fused (the default export) and M3
+unfused (sliced shortcuts and concatenations). The expected ops are derived from `specs` independently of the
+export code; the LCE logits are compared with the (unfused) Keras model's.
 """
 
 import collections
-import tempfile
 from types import SimpleNamespace
 
 import larq_compute_engine as lce
@@ -29,7 +26,7 @@ NUM_CLASSES = 10
 WIDTH = 0.5
 MODULES = ("m1", "m2", "m3")
 N_TEST = 32  # random test images compared between LCE and Keras
-MIN_MATCHING = 26  # of N_TEST; see test_lce_matches_keras for why not all
+MIN_CLEAR = N_TEST // 2  # images without a near tie, of N_TEST; see test_lce_matches_keras
 
 
 def no_autograph():
@@ -38,19 +35,15 @@ def no_autograph():
     return ag_ctx.ControlStatusCtx(status=ag_ctx.Status.DISABLED)
 
 
-def lce_convert(model: tf.keras.Model) -> bytes:
-    module = tf.Module()
-    module.model_weights = list(model.weights)  # track every variable the signature captures
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name="image")
-    infer = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
-    with tempfile.TemporaryDirectory() as saved_model_dir:
-        tf.saved_model.save(module, saved_model_dir, signatures=infer.get_concrete_function())
-        return lce.convert_saved_model(saved_model_dir)
+VARIANTS = ("m1", "m2", "m3", "m3-unfused")
 
 
-@pytest.fixture(scope="module", params=MODULES)
+@pytest.fixture(scope="module", params=VARIANTS)
 def exported(request, tflite_ops):
-    module = request.param
+    from larq_mobisearch.deploy import export_tflite, sign_margins
+
+    variant = request.param
+    module, fused = variant.split("-")[0], not variant.endswith("-unfused")
     arch = architecture(module, INPUT_SHAPE, NUM_CLASSES, WIDTH)
     genes = SearchSpace(arch).uniform(2)
     assert any(g > 1 for g in genes)
@@ -61,21 +54,34 @@ def exported(request, tflite_ops):
     with no_autograph():
         model = build_model(module, genes, INPUT_SHAPE, NUM_CLASSES, WIDTH)
         assert recalibrate_batchnorm(model, [calibration[:32], calibration[32:]]) == 64
-        flatbuffer = lce_convert(model)
+        flatbuffer = export_tflite(model, fuse_pointwise=fused)  # raises if a conv did not lower as expected
     lce_logits = lce.testing.Interpreter(flatbuffer, use_indirect_bgemm=True).predict(x)
     keras_logits = model(x, training=False).numpy()  # eager: no predict_function to trace
-    binary_inputs = tf.keras.Model(model.input, [l.input for l in model.layers if isinstance(l, BinaryGroupConv2D)])
-    margins = np.min([np.abs(t.numpy()).reshape(N_TEST, -1).min(axis=1) for t in binary_inputs(x)], axis=0)
     return SimpleNamespace(
         module=module,
+        fused=fused,
         arch=arch,
         genes=genes,
         model=model,
         ops=tflite_ops(flatbuffer),
         lce_logits=lce_logits,
         keras_logits=keras_logits,
-        margins=margins,
+        margins=sign_margins(model, x),
     )
+
+
+def exported_specs(arch, fused):
+    """The convolutions the flatbuffer must hold, from `specs` alone: with `fused`, each M3 pair
+    blockN_pw_a / blockN_pw_b (Cin -> Cout/2 each) is one binary 1x1 conv Cin -> Cout."""
+    out = []
+    for spec in arch.convs:
+        if fused and spec.name.endswith("_pw_b"):
+            a = out.pop()
+            out.append(SimpleNamespace(**{**vars(a), "name": spec.name[:-2], "out_channels": 2 * spec.out_channels}))
+        else:
+            out.append(SimpleNamespace(**{k: getattr(spec, k) for k in spec.__dataclass_fields__},
+                                       binary=spec.binary))
+    return out
 
 
 def conv_signature(spec, genes):
@@ -86,14 +92,22 @@ def conv_signature(spec, genes):
 def test_op_census(exported):
     arch, genes, ops = exported.arch, exported.genes, exported.ops
     census = collections.Counter(op.name for op in ops)
-    binary = [c for c in arch.convs if c.binary]
-    floats = [c for c in arch.convs if not c.binary]
-    assert census["LceBconv2d"] == len(binary) == {"m1": 21, "m2": 21, "m3": 39}[exported.module]
+    specs = exported_specs(arch, exported.fused)
+    binary = [c for c in specs if c.binary]
+    floats = [c for c in specs if not c.binary]
+    expected = {"m1": 21, "m2": 21, "m3": 26 if exported.fused else 39}[exported.module]
+    assert census["LceBconv2d"] == len(binary) == expected
     assert census["CONV_2D"] == len(floats) == (1 if exported.module == "m3" else 6)
     # No binary conv fell back to float (LCE's fallback goes through LceDequantize + float conv).
     for name in ("LceDequantize", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"):
         assert census[name] == 0, census
     assert census["LceQuantize"] >= 1 and census["FULLY_CONNECTED"] == 1
+    if exported.module == "m3":
+        # unfused: one concatenation per block, two input slices per block with Cout = Cin; fused: only the
+        # duplicated input of the 5 blocks with Cout = 2 Cin (shortcut concat(x, x)), no slices
+        n_double = sum(b.out_channels == 2 * b.in_channels for b in arch.blocks)
+        assert census["CONCATENATION"] == (n_double if exported.fused else 13)
+        assert census["STRIDED_SLICE"] + census["SLICE"] == (0 if exported.fused else 2 * (13 - n_double))
 
     # Each LceBconv2d is one binary conv of the model: (channels in, out, kernel, stride, groups) multisets agree.
     # Filters are bit-packed (Cout, k, k, ceil(Cin/groups/32)); channels_in is in the custom options.
@@ -122,23 +136,26 @@ def test_op_census(exported):
 
 
 def test_lce_matches_keras(exported):
-    """LCE's interpreter gives Keras' logits within 1e-4 after BatchNorm recalibration.
+    """LCE's interpreter (fused flatbuffer for M3) gives the unfused Keras model's logits within 1e-4 x logit
+    scale after BatchNorm recalibration, on every image without a near tie.
 
     Not on every random image: a binarized activation within float rounding (~1e-6..1e-5 here) of zero can
     take different signs in the two runtimes, and one flipped bit changes the logits by O(1) (measured: about
-    1 image in 16, with the flipped activation at |x| ~ 3e-8). So at least MIN_MATCHING of N_TEST images must
-    agree to 1e-4; mismatches are reported with their smallest |pre-sign activation|.
+    1 image in 16, with the flipped activation at |x| ~ 3e-8). Such images (`sign_margins` < 1e-5) are
+    excluded (measured: 23-30 of 32 images are clear at 1e-5); at least MIN_CLEAR must be.
     """
     lce_logits, keras_logits = exported.lce_logits, exported.keras_logits
     assert lce_logits.shape == keras_logits.shape == (N_TEST, NUM_CLASSES)
     assert np.all(np.isfinite(lce_logits))
     assert np.abs(keras_logits).max() > 0.1  # a non-degenerate network
     per_image = np.abs(lce_logits - keras_logits).max(axis=1)
-    matching = per_image <= 1e-4
-    detail = [(int(i), float(per_image[i]), float(exported.margins[i])) for i in np.nonzero(~matching)[0]]
-    print(f"{exported.module}: {matching.sum()}/{N_TEST} images within 1e-4, max {per_image[matching].max():.3g}")
-    assert matching.sum() >= MIN_MATCHING, f"(image, max |diff|, min |pre-sign activation|) of mismatches: {detail}"
-    assert np.median(per_image) <= 1e-4
+    tol = 1e-4 * max(1.0, np.abs(keras_logits).max())
+    clear = exported.margins >= 1e-5
+    assert clear.sum() >= MIN_CLEAR, exported.margins
+    bad = [(int(i), float(per_image[i]), float(exported.margins[i])) for i in np.nonzero(clear & (per_image > tol))[0]]
+    print(f"{exported.module}: {clear.sum()}/{N_TEST} clear images, max |diff| {per_image[clear].max():.3g} (tol {tol:.3g})")
+    assert not bad, f"(image, max |diff|, min |pre-sign activation|) of clear images beyond {tol:.3g}: {bad}"
+    assert np.all(lce_logits[clear].argmax(-1) == keras_logits[clear].argmax(-1))
 
 
 def test_layer_names_and_structure_follow_specs(exported):

@@ -54,7 +54,8 @@ def test_one_supernet_three_searches(tmp_path):
     table = tmp_path / "host.json"
     result = invoke("latency-table", "--quiet", "--run-dir", run_dir, "--runs", "3", "--output", table)
     assert result.exit_code == 0, result.output
-    from larq_mobisearch.deploy.latency import LatencyCostModel, load_latency_table
+    from larq_mobisearch.deploy.latency_table import load_latency_table
+    from larq_mobisearch.search.costs import LatencyCostModel
 
     run = Run.open(str(run_dir), search=None)
     model = LatencyCostModel(load_latency_table(table), run.arch, run.space.candidates, threads=1)

@@ -4,8 +4,8 @@
 # For each model: adb push it to the phone, run
 #   lce_benchmark_model --graph=... --num_threads=N --use_indirect_bgemm=true --enable_op_profiling=true ...
 # with `adb shell`, save the output to OUT_DIR/<model name>.txt, then parse the outputs
-# (python -m larq_mobisearch.devices) and, if a manifest.json from
-# `python -m larq_mobisearch.devices export-models` is next to the models, write a device latency table for
+# (mobisearch device parse) and, if a manifest.json from
+# `mobisearch device export-models` is next to the models, write a device latency table for
 # `mobisearch search --latency-table`.
 #
 # Usage:

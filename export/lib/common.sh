@@ -158,14 +158,18 @@ enter_lce_checkout() {
   fi
 }
 
-# Python for the parser: $PYTHON, else the repository's .venv, else python3.
-find_python() {
-  if [[ -n "${PYTHON:-}" ]]; then
-    printf '%s' "${PYTHON}"
-  elif [[ -x "${REPO_DIR}/.venv/bin/python" ]]; then
-    printf '%s' "${REPO_DIR}/.venv/bin/python"
+# The `mobisearch` command for the parser (sets the MOBISEARCH_CMD array): $MOBISEARCH (a command line, split
+# on spaces), else the repository's .venv/bin/mobisearch, else `mobisearch` on PATH, else
+# `${PYTHON:-python3} -m larq_mobisearch.cli` (the same CLI without the installed script).
+find_mobisearch() {
+  if [[ -n "${MOBISEARCH:-}" ]]; then
+    read -r -a MOBISEARCH_CMD <<<"${MOBISEARCH}"
+  elif [[ -x "${REPO_DIR}/.venv/bin/mobisearch" ]]; then
+    MOBISEARCH_CMD=("${REPO_DIR}/.venv/bin/mobisearch")
+  elif command -v mobisearch >/dev/null 2>&1; then
+    MOBISEARCH_CMD=(mobisearch)
   else
-    printf '%s' python3
+    MOBISEARCH_CMD=("${PYTHON:-python3}" -m larq_mobisearch.cli)
   fi
 }
 
@@ -210,18 +214,17 @@ parse_outputs() {
   # parse_outputs OUT_DIR DEVICE MANIFEST TABLE OUTPUT_FILES...
   local out_dir=$1 device=$2 manifest=$3 table=$4
   shift 4
-  local py
-  py="$(find_python)"
+  find_mobisearch
   if [[ -n "${manifest}" ]]; then
     # `table` prints the summary of every output of the manifest, then writes the device latency table.
-    run env "PYTHONPATH=${REPO_DIR}${PYTHONPATH:+:${PYTHONPATH}}" "${py}" -m larq_mobisearch.devices table \
+    run env "PYTHONPATH=${REPO_DIR}${PYTHONPATH:+:${PYTHONPATH}}" "${MOBISEARCH_CMD[@]}" device table \
       --manifest "${manifest}" --outputs "${out_dir}" --device "${device}" --out "${table}"
   else
-    run env "PYTHONPATH=${REPO_DIR}${PYTHONPATH:+:${PYTHONPATH}}" "${py}" -m larq_mobisearch.devices parse "$@"
+    run env "PYTHONPATH=${REPO_DIR}${PYTHONPATH:+:${PYTHONPATH}}" "${MOBISEARCH_CMD[@]}" device parse "$@"
   fi
 }
 
-# Manifest next to the models (written by `python -m larq_mobisearch.devices export-models`), if any.
+# Manifest next to the models (written by `mobisearch device export-models`), if any.
 default_manifest() {
   local dir
   dir="$(dirname "$1")"

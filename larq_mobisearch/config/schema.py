@@ -83,11 +83,12 @@ class DataConfig(Section):
     batch_size: Annotated[Int, Field(ge=1)] = 64
     holdout_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.15  # out of the training split; search only
     seed: Seed = 0  # shuffling and augmentation
-    test_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.2  # digits / folder (others have a test split)
-    split_seed: Seed = 0  # fixes the digits / folder train/holdout/test split independently of `seed`
+    test_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.2  # digits / folder (IDX, TFDS: their test split)
+    split_seed: Seed = 0  # fixes the digits / IDX / folder splits independently of `seed`
     augment: bool = True  # training augmentation (shifts for digits; crop + flip for natural images)
     cache: Choice(C.CACHE_MODES) = "auto"  # "auto": cache in memory when the split is small
-    shuffle_buffer: Annotated[Int, Field(ge=1)] = 10000  # bounded shuffle of sources without random access
+    shuffle_buffer: Annotated[Int, Field(ge=1)] = 10000  # shuffle window of streamed TFDS training splits
+    #                                                       (every other source: a full permutation per epoch)
 
 
 class ModelConfig(Section):
@@ -211,6 +212,10 @@ class ExportConfig(Section):
     target: Choice(C.EXPORT_TARGETS) = "arm"
     allow_float_fallback: bool = False
     verify_samples: Annotated[Int, Field(ge=0)] = 256
+    #: numerics gate: max |logit diff| on samples without near ties, times the logit scale max(1, max |logit|)
+    max_abs_diff: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
+    allow_mismatch: bool = False  # write model.tflite even if the numerics gate fails (export.json marks it)
+    fuse_pointwise: bool = True  # export M3's pointwise pairs as one binary conv each (same logits)
 
 
 class DistributeConfig(Section):

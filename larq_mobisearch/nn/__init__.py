@@ -1,21 +1,30 @@
-"""What a binary MobileNet is: quantizers, layers, the M1/M2/M3 architecture and its search space, the fixed
-models, the weight-sharing supernet and BatchNorm recalibration."""
+"""What a binary MobileNet is: quantizers, layers, the M1/M2/M3 architecture (`specs`) and its search space
+(`space`), the fixed models, the weight-sharing supernet and BatchNorm recalibration.
 
-from . import quantizers  # noqa: F401  (registers the custom quantizers with larq)
-from .layers import BinaryGroupConv2D, GroupConv2D, custom_objects  # noqa: F401
-from .reactnet import LearnableThreshold, RPReLU  # noqa: F401
-from .specs import (Architecture, ConvSpec, BlockSpec, architecture, allowed_group_counts,  # noqa: F401
-                    baseline_genotype, mobinet_genotype)
-from .space import Genotype, SearchSpace, encode, decode  # noqa: F401
-from .models import (build_model, build_network, fixed_conv_factory, float_conv_factory,  # noqa: F401
-                     network_options)
-from .supernet import (  # noqa: F401
-    SearchableBinaryConv2D,
-    SearchableConv2D,
-    RandomGenotype,
-    build_supernet,
-    extract_subnet,
-    get_genotype,
-    set_genotype,
-)
-from .batchnorm import recalibrate_batchnorm  # noqa: F401
+`specs` and `space` are pure Python; the other modules import TensorFlow. Names load on first use.
+"""
+
+import importlib
+
+_API = {
+    "BinaryGroupConv2D": "layers", "GroupConv2D": "layers", "custom_objects": "layers",
+    "LearnableThreshold": "reactnet", "RPReLU": "reactnet",
+    "Architecture": "specs", "ConvSpec": "specs", "BlockSpec": "specs", "architecture": "specs",
+    "allowed_group_counts": "specs", "mobinet_genotype": "specs", "baseline_genotype": "specs",
+    "Genotype": "space", "SearchSpace": "space", "encode": "space", "decode": "space",
+    "build_model": "models", "build_network": "models", "fixed_conv_factory": "models",
+    "float_conv_factory": "models", "network_options": "models",
+    "SearchableBinaryConv2D": "supernet", "SearchableConv2D": "supernet", "RandomGenotype": "supernet",
+    "build_supernet": "supernet", "extract_subnet": "supernet", "get_genotype": "supernet",
+    "set_genotype": "supernet",
+    "recalibrate_batchnorm": "batchnorm",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name):
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value
+    return value

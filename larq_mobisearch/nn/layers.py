@@ -142,8 +142,11 @@ def custom_objects() -> Dict[str, object]:
     """Objects to pass to `tf.keras.models.load_model(..., custom_objects=...)`.
 
     Every class this package registers with Keras (``@register_keras_serializable(package="larq_mobisearch")``:
-    the layers here, the supernet layers, the quantizers), under its registered and its short name.
+    the layers here, ReActNet's layers, the supernet layers, the quantizers), under its registered and its short
+    name.
     """
+    from . import reactnet, supernet  # noqa: F401  (register their layers; loaded lazily by the package)
+
     objs: Dict[str, object] = {"XnorWeight": quantizers.XnorWeight}
     for key, obj in tf.keras.utils.get_custom_objects().items():
         if key.startswith(PACKAGE + ">"):

@@ -166,7 +166,7 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
                 if half == cin:
                     sc = x
                 elif 2 * half == cin:
-                    sc = x[:, :, :, k * half : (k + 1) * half]  # no Ellipsis: it does not serialize (.keras)
+                    sc = x[..., k * half : (k + 1) * half]
                 else:
                     sc = None
                 if sc is not None:

@@ -20,6 +20,10 @@ import tensorflow as tf
 from larq import utils as lq_utils
 from larq.quantizers import ApproxSign, approx_sign  # noqa: F401  (re-exported: paper eq. 3-4)
 
+from .. import _keras
+
+_keras.skip_autograph_for_keras2()  # before any Keras 2 / Larq code is traced
+
 __all__ = ["approx_sign", "ApproxSign", "xnor_weight_sign", "XnorWeight"]
 
 

@@ -26,7 +26,7 @@ BASELINE_NOTES = {
 
 def parameter_memory(model) -> Dict[str, int]:
     """Bytes of trainable parameters: 1 bit per binary-conv weight, 32 bits per real-valued one."""
-    from ..deploy.export import binary_convs
+    from ..deploy.lowering import binary_convs
 
     binary_names = {c.name for c in binary_convs(model)}
     binary = real = 0
@@ -129,6 +129,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "test_accuracy": final["test_accuracy"],
         "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
         "max_abs_logit_diff": (exported.get("verify") or {}).get("max_abs_diff"),
+        "export_verification": exported.get("verification"),
         "costs": costs.as_dict(),
         "flops_budget": search_result.get("budgets", {}).get("flops"),
         "parameter_memory": parameter_memory(model),

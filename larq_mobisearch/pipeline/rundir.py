@@ -7,7 +7,7 @@ Layout (version 2)::
     R/run.json                    {"layout": 2}
     R/teacher/                    the real-valued teacher of the distributional loss (when used and
                                   teacher.source=twin): BackupAndRestore state, history.csv, weights.h5,
-                                  model.keras (a whole model another run can use as teacher.path), done.json
+                                  model.h5 (a whole model another run can use as teacher.path), done.json
     R/supernet/                   BackupAndRestore state, history.csv, weights.h5, done.json
     R/searches/<name>/config.json the whole config of that search (its data / model / supernet = the run's)
     R/searches/<name>/...         search_state.json, random_search_state.json, search/, final/, model.tflite,
@@ -194,7 +194,8 @@ class Run:
             **run_level,
             "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
             "retrain": [self.search_path("final")],
-            "export": [self.search_path(p) for p in ("model.tflite", "export.json", "report.md", "report.json")],
+            "export": [self.search_path(p) for p in ("model.tflite", "export.json", "export_refused.json", "report.md",
+                                                     "report.json")],
         } if self.search is not None else run_level
         for s in [s for s in RESTART_STAGES[RESTART_STAGES.index(stage):] if s in paths]:
             for p in paths[s]:
@@ -321,7 +322,8 @@ class Run:
     def latency_model(self):
         if not self.cfg.search.latency_table:
             return None
-        from ..deploy.latency import LatencyCostModel, load_latency_table
+        from ..deploy.latency_table import load_latency_table
+        from ..search.costs import LatencyCostModel
 
         table = load_latency_table(self.cfg.search.latency_table)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)

@@ -19,6 +19,7 @@ stage. Export is the chief's.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -29,83 +30,10 @@ from ..nn.space import Genotype, SearchSpace, decode, encode
 from ..search.state import STATE_FILENAME
 from .rundir import Run, RunDirError, read_json, uses_teacher
 from .files import sha256_file
+from .methods import load_teacher, model_options as _options, retrain_step1, train_teacher
 
+log = logging.getLogger(__name__)
 
-def _options(run: Run) -> Dict[str, str]:
-    """The model options of the run (`models.build_network`): activation, nonlinearity, RPReLU's initial slope."""
-    m = run.cfg.model
-    return {"activation": m.activation, "nonlinearity": m.nonlinearity, "rprelu_init_slope": m.rprelu_init_slope}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Stage 0 (when distilling): the real-valued teacher
-
-
-def needs_teacher_stage(run: Run) -> bool:
-    """Whether this run trains the float twin as teacher: some stage distills, from ``teacher.source=twin``."""
-    cfg = run.cfg
-    return cfg.teacher.source == "twin" and (uses_teacher(cfg, "supernet") or uses_teacher(cfg, "retrain"))
-
-
-def build_teacher(run: Run, *, sync_batchnorm: bool = False):
-    """The float twin of the run's architecture at groups 1 (`models.float_conv_factory`), with the run's
-    model options: the strongest model of the family, the same teacher for the supernet and every search."""
-    from ..nn.models import build_network, float_conv_factory
-
-    arch = run.arch
-    return build_network(arch, float_conv_factory((1,) * arch.num_genes), name=f"float_twin_{arch.module}",
-                         sync_batchnorm=sync_batchnorm, **_options(run))
-
-
-def train_teacher(run: Run, callbacks: Sequence = ()):
-    """Train the float twin in ``<run>/teacher/`` with ``cfg.teacher`` (resumes; skipped by `run_all` once done).
-
-    Writes ``weights.h5`` (what this run loads) and ``model.keras`` (a whole saved model another run can name
-    as ``teacher.path``), then ``done.json`` with its test top-1."""
-    from ..distribute import check_global_batch
-    from ..training import accuracy, fit
-
-    cfg = run.cfg
-    run.begin_stage(cfg.teacher.seed)
-    strategy, worker, data = run.strategy, run.worker, run.data
-    check_global_batch(cfg.data.batch_size, strategy)
-    out = run.path("teacher")
-    with strategy.scope():
-        model = build_teacher(run, sync_batchnorm=run.sync_batchnorm)
-    start = time.time()
-    history = fit(model, data.train, cfg.teacher, out, steps_per_epoch=data.steps_per_epoch,
-                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose)
-    test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
-    if worker.is_chief:
-        from ..fileio import atomic_write
-
-        # The whole model too, so other runs can distill from it (teacher.source=path, teacher.path=...).
-        atomic_write(run.path("teacher", "model.keras"), lambda tmp: model.save(tmp, overwrite=True), suffix=".keras")
-        plots.plot_training_history(history, run.path("plots", "teacher_training.png"),
-                                    title="Teacher (float twin) training")
-        atomic_write_json(os.path.join(out, "done.json"),
-                          {"model": model.name, "epochs": cfg.teacher.epochs, "test_accuracy": test_acc,
-                           "seconds": round(time.time() - start, 1),
-                           "final_holdout_accuracy": (history.get("val_accuracy") or [None])[-1]})
-    run.barrier()
-    return model
-
-
-def load_teacher(run: Run):
-    """The teacher of the distributional loss: the saved model at ``teacher.path``, or the run's float twin
-    (trained first if it is not yet: `train_teacher`). Build it inside the training's strategy scope."""
-    from ..distillation import load_teacher_model
-
-    cfg = run.cfg
-    if cfg.teacher.source == "path":
-        return load_teacher_model(cfg.teacher.path)
-    if not run.done("teacher"):
-        if run.verbose:
-            print(f"[teacher] training the float twin first ({cfg.teacher.epochs} epochs) ...", flush=True)
-        train_teacher(run)
-    model = build_teacher(run)
-    model.load_weights(run.path("teacher", "weights.h5"))
-    return model
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 1: supernet
@@ -164,7 +92,7 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
     sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
                              budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
-    history = fit(supernet, data.train, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
+    history = fit(supernet, data.train_from, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
                   callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher)
     if run.worker.is_chief:
         plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
@@ -299,35 +227,6 @@ def baseline_space(run: Run, baseline: Optional[str]) -> SearchSpace:
     return SearchSpace(run.arch, "paper") if baseline else run.space
 
 
-def _retrain_step1(run: Run, genotype: Genotype, out: str, *, lce: bool, init_weights, teacher, callbacks):
-    """Step 1 of ReActNet's two-step recipe in ``out/step1/`` (binary activations, real-valued weights);
-    resumes from its own backup. Returns the path of its weights."""
-    from ..training import accuracy, fit
-
-    cfg, strategy, data = run.cfg, run.strategy, run.data
-    step_dir = os.path.join(out, "step1")
-    weights = os.path.join(step_dir, "weights.h5")
-    if os.path.exists(os.path.join(step_dir, "done.json")):
-        return weights
-    step_cfg = cfg.retrain.model_copy(update={"epochs": cfg.retrain.step1_epochs or cfg.retrain.epochs})
-    with strategy.scope():
-        model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm, binary_weights=False, lce_compatible=lce)
-        if init_weights is not None and not os.path.exists(os.path.join(step_dir, "backup")):
-            model.set_weights(init_weights)
-    start = time.time()
-    history = fit(model, data.train, step_cfg, step_dir, steps_per_epoch=data.steps_per_epoch,
-                  validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose, teacher=teacher)
-    test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
-    if run.worker.is_chief:
-        plots.plot_training_history(history, run.search_path("plots", "final_training_step1.png"),
-                                    title=f"Two-step retraining of {encode(genotype)}: step 1 (real-valued weights)")
-        atomic_write_json(os.path.join(step_dir, "done.json"),
-                          {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": step_cfg.epochs,
-                           "seconds": round(time.time() - start, 1)})
-    run.barrier()
-    return weights
-
-
 def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_supernet: Optional[bool] = None,
             callbacks: Sequence = (), baseline: Optional[str] = None):
     """Train `genotype` (default: the search's winner; with `baseline`, that named baseline's genotype, e.g.
@@ -384,8 +283,8 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
         init_weights = extracted.get_weights()
     step1 = None
     if cfg.retrain.two_step:
-        step1 = _retrain_step1(run, genotype, out, lce=lce, init_weights=init_weights, teacher=teacher,
-                               callbacks=callbacks)
+        step1 = retrain_step1(run, genotype, out, build_final, lce=lce, init_weights=init_weights, teacher=teacher,
+                              callbacks=callbacks)
     with strategy.scope():
         model = build_final(run, genotype, sync_batchnorm=run.sync_batchnorm, lce_compatible=lce)
         if step1 is not None and not resuming:
@@ -393,7 +292,7 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
         elif init_weights is not None:
             model.set_weights(init_weights)
     start = time.time()
-    history = fit(model, data.train, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
+    history = fit(model, data.train_from, cfg.retrain, out, steps_per_epoch=data.steps_per_epoch,
                   validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose, teacher=teacher)
     test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
     if worker.is_chief:
@@ -432,8 +331,18 @@ def load_final(run: Run):
 # Stage 4: export
 
 
-def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Optional[str] = None) -> Dict[str, Any]:
+def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_mismatch: Optional[bool] = None,
+           output: Optional[str] = None) -> Dict[str, Any]:
+    """Stage 4: convert the retrained model with LCE (M3 pointwise pairs fused), verify it against Keras, and
+    write ``model.tflite`` and ``export.json`` -- or refuse.
+
+    The numerics gate (`deploy.verify.check_numerics`, tolerance ``export.max_abs_diff`` x logit scale) must
+    pass on the verification samples that are not near ties; otherwise nothing is written but
+    ``export_refused.json`` (the figures) and `NumericsError` is raised, unless `allow_mismatch` (default
+    ``export.allow_mismatch``): then the file is written and ``export.json`` says ``allowed_mismatch``.
+    """
     from ..deploy.export import export_report, write_tflite
+    from ..deploy.verify import NumericsError, check_numerics
 
     cfg = run.cfg
     allow = cfg.export.allow_float_fallback if allow_float_fallback is None else allow_float_fallback
@@ -444,11 +353,28 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, output: Opt
                           f"--allow-float-fallback (export.allow_float_fallback=true), keeping them as float ops")
     model, genotype = load_final(run)
     images, labels = run.data.numpy_samples("test", n=cfg.export.verify_samples)
-    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow, images=images, labels=labels)
+    allow_mismatch = cfg.export.allow_mismatch if allow_mismatch is None else allow_mismatch
+    report = export_report(model, target=cfg.export.target, allow_float_fallback=allow,
+                           fuse_pointwise=cfg.export.fuse_pointwise, images=images if len(images) else None,
+                           labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff)
     path = output or run.search_path("model.tflite")
+    refused = run.search_path("export_refused.json")
+    out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline,
+           **report.to_json()}
+    if report.verify is not None:
+        try:
+            check_numerics(report.verify, cfg.export.max_abs_diff, what=f"export of {model.name!r}")
+        except NumericsError as exc:
+            if not allow_mismatch:
+                atomic_write_json(refused, {**out, "tflite": None, "refused": str(exc)})
+                raise NumericsError(f"{exc}\nThe figures are in {refused}; nothing else was written.",
+                                    exc.failures) from None
+            log.warning("export.allow_mismatch: writing %s although %s", path, "; ".join(exc.failures))
+            report.allowed_mismatch = True
+            out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline,
+           **report.to_json()}
     write_tflite(report.flatbuffer, path)
-    out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline, **report.to_json()}
     atomic_write_json(run.search_path("export.json"), out)
+    if os.path.exists(refused):
+        os.remove(refused)
     return out
-
-

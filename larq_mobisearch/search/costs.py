@@ -5,15 +5,24 @@ real-valued ones are FLOPs, and `FLOPs = BOPs / 64 + float FLOPs`. The count is 
 architecture description and the genotype, never from Keras weights (a masked supernet kernel would be
 counted in full).
 
-Cost models (`FlopsCostModel`, and `latency.LatencyCostModel`) share one shape: a fixed part plus one
+Cost models (`FlopsCostModel`, and `LatencyCostModel` from a measured latency table) share one shape: a fixed part plus one
 additive term per gene, looked up by the gene's group count. The search only calls `cost(genotype)`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Dict, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..deploy.latency_table import (
+    LatencyTable,
+    LatencyTableError,
+    default_allowed,
+    describe_key,
+    layer_key,
+    load_latency_table,
+)
 from ..nn.specs import Architecture
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
@@ -102,3 +111,65 @@ class FlopsCostModel(AdditiveCostModel):
             scale = 1.0 / BOPS_PER_FLOP if conv.binary else 1.0
             table.append({g: conv.macs(g) * scale for g in values})
         super().__init__(fixed, table)
+
+
+class LatencyCostModel(AdditiveCostModel):
+    """Predicted latency (ms) of a genotype: ``fixed_ms + sum over genes of table[layer config at its groups]``.
+
+    # Arguments
+        table: a `LatencyTable` or a path to its JSON.
+        arch: the `specs.Architecture` searched; must be the one the table was measured for.
+        allowed: group counts per gene to cost (default: the LCE search space); every one must have an
+            entry, else LatencyTableError names the layer and its configuration.
+        threads: if given, the table must have been measured with this many threads.
+    """
+
+    unit = "ms"
+    name = "latency"
+
+    def __init__(
+        self,
+        table: Union[LatencyTable, str, os.PathLike],
+        arch: Architecture,
+        allowed: Optional[Sequence[Sequence[int]]] = None,
+        *,
+        threads: Optional[int] = None,
+    ):
+        if not isinstance(table, LatencyTable):
+            table = load_latency_table(table)
+        if not table.complete:
+            raise LatencyTableError("The latency table has no fixed_ms (an interrupted build); finish the build first")
+        table.check_architecture(arch)
+        if threads is not None and int(threads) != table.threads:
+            raise LatencyTableError(
+                f"The latency table was measured with {table.threads} thread(s), not {int(threads)}; "
+                f"build or measure a table with --threads {int(threads)}"
+            )
+        allowed = default_allowed(arch) if allowed is None else allowed
+        if len(allowed) != arch.num_genes:
+            raise ValueError(f"allowed has {len(allowed)} gene entries, {arch.module} has {arch.num_genes} genes")
+        per_gene = []
+        missing = []
+        for spec, values in zip(arch.gene_layers, allowed):
+            t = {}
+            for g in values:
+                key = layer_key(spec, int(g), table.threads)
+                try:
+                    t[int(g)] = table.lookup(key)
+                except KeyError:
+                    missing.append(f"{spec.name} (gene {spec.gene}) at groups={g}: {describe_key(key)}")
+            per_gene.append(t)
+        if missing:
+            shown = "; ".join(missing[:5]) + (f"; ... ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise LatencyTableError(
+                f"The latency table ({table.source}) has no entry for {shown}. Rebuild the table with these "
+                "group counts, or restrict the search space to the measured ones."
+            )
+        self.latency_table = table
+        self.arch = arch
+        self.source = table.source
+        super().__init__(table.fixed_ms, per_gene)
+
+    def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, int, float]]:
+        """(layer name, groups, ms) per gene, for reports."""
+        return [(spec.name, int(g), self.table[i][int(g)]) for i, (spec, g) in enumerate(zip(self.arch.gene_layers, genotype))]

@@ -1,0 +1,115 @@
+"""BENCHMARKS.md sections of the Fashion-MNIST benchmarks that share one supernet: the search-efficiency curve
+(`efficiency.py`) and the supernet's ranking quality (`ranking.py`), with their plots. Used by
+`make_benchmarks_md.py`; pure Python apart from matplotlib."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import common
+
+EFFICIENCY_CMD = ".venv/bin/python benchmarks/efficiency.py --json benchmarks/results/efficiency.json"
+RANKING_CMD = ".venv/bin/python benchmarks/ranking.py --json benchmarks/results/ranking.json"
+CURVE_COLORS = {"elitist": "#1f77b4", "generation": "#2ca02c", "random": "#ff7f0e"}
+
+
+def plot_efficiency(eff: Dict[str, Any], path: str) -> str:
+    """Mean best-so-far held-out top-1 (± std band over seeds) against the number of evaluations."""
+    fig, (ax,) = common.figure(7.5, 4.6)
+    for method, curves in eff["curves"].items():
+        runs = list(curves.values())
+        n = min(len(c) for c in runs)
+        mean = [sum(c[i] for c in runs) / len(runs) for i in range(n)]
+        std = [common.mean_std([c[i] for c in runs])[1] for i in range(n)]
+        xs = list(range(1, n + 1))
+        color = CURVE_COLORS.get(method)
+        ax.plot(xs, [100 * m for m in mean], color=color, label=f"{eff['labels'][method]} ({len(runs)} seeds)")
+        ax.fill_between(xs, [100 * (m - s) for m, s in zip(mean, std)], [100 * (m + s) for m, s in zip(mean, std)],
+                        color=color, alpha=0.15)
+    s = eff["settings"]
+    ax.set_xlabel("genotypes evaluated on the supernet")
+    ax.set_ylabel("best held-out top-1 so far (%)")
+    ax.set_title(f"Search efficiency on {s['dataset']} ({s['module'].upper()} width {s['width_multiplier']:g}, "
+                 f"FLOPs budget {s['flops_budget']:.3g}); mean ± std", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return common.save_png(fig, path)
+
+
+def plot_ranking(rank: Dict[str, Any], key: str, path: str, title: str) -> str:
+    """Supernet score (x) against stand-alone test top-1 (y) of every sampled genotype, coloured by FLOPs."""
+    fig, (ax,) = common.figure(6.2, 4.6)
+    rows = rank["rows"]
+    xs = [100 * r[key] for r in rows]
+    ys = [100 * r["standalone_test_accuracy"] for r in rows]
+    sc = ax.scatter(xs, ys, c=[r["flops"] for r in rows], cmap="viridis", s=40, edgecolors="black", linewidths=0.4)
+    fig.colorbar(sc, ax=ax, label="FLOPs")
+    c = rank["correlations"]["recalibrated" if key == "supernet_recalibrated" else "no_recalibration"]
+    ax.set_xlabel(f"supernet held-out top-1 (%), {title}")
+    ax.set_ylabel(f"stand-alone test top-1 (%), {rank['settings']['epochs']} epochs")
+    ax.set_title(f"{len(rows)} genotypes: Kendall tau {c['kendall_tau']:+.2f}, Spearman rho {c['spearman_rho']:+.2f}",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return common.save_png(fig, path)
+
+
+def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
+    out = ["## Search efficiency on one supernet (Fashion-MNIST)", ""]
+    if eff is None:
+        return out + [f"Not run yet: `{EFFICIENCY_CMD}`.", ""]
+    s = eff["settings"]
+    out += [
+        f"- Command: `{eff['command']}`; wall time {common.minutes(eff.get('seconds'))} "
+        f"({eff['distinct_genotypes_scored']} distinct genotypes scored; every search shares the cache).",
+        f"- Machine: {common.machine_summary(eff['machine'])}.",
+        f"- Supernet: {s['dataset']} {s['image_size']}px, {s['module'].upper()} width {s['width_multiplier']:g}, "
+        f"{s['supernet_epochs']} epochs. Fitness = held-out top-1 ({s['holdout_size']} images) after BatchNorm "
+        f"recalibration on {s['recalibration_batches']} batches, exactly as `mobisearch search` scores.",
+        f"- Each search: population {s['population']} x {s['iterations']} generations "
+        f"({s['population'] * s['iterations']} evaluations), top-K {s['top_k']}, FLOPs budget "
+        f"{s['flops_budget']:.4g}; random search with the same number of evaluations; seeds {s['seeds']}.",
+        "",
+        f"Best held-out top-1 (%) after N evaluations, mean ± std over {len(s['seeds'])} seeds:",
+        "",
+        "| method | " + " | ".join(f"N = {n}" for n in eff["checkpoints"]) + " |",
+        "|---|" + "---:|" * len(eff["checkpoints"]),
+    ]
+    for method, row in eff["summary"].items():
+        out.append(f"| {eff['labels'][method]} | " + " | ".join(
+            f"{100 * row[str(n)]['mean']:.2f} ± {100 * row[str(n)]['std']:.2f}" for n in eff["checkpoints"]) + " |")
+    out.append("")
+    if plot:
+        out += [f"![search efficiency]({plot})", ""]
+    return out
+
+
+def ranking_markdown(rank: Optional[Dict[str, Any]], plots: List[str]) -> List[str]:
+    out = ["## Ranking quality of the supernet (Fashion-MNIST)", ""]
+    if rank is None:
+        return out + [f"Not run yet: `{RANKING_CMD}`.", ""]
+    s, c = rank["settings"], rank["correlations"]
+    out += [
+        f"- Command: `{rank['command']}`; wall time {common.minutes(rank.get('seconds'))}.",
+        f"- Machine: {common.machine_summary(rank['machine'])}.",
+        f"- {s['genotypes']} genotypes spread over the FLOPs range of the search space, scored on the supernet "
+        f"({s['supernet_epochs']} epochs; held-out top-1 on {s['holdout_size']} images) with and without BatchNorm "
+        f"recalibration, and each trained from scratch for {s['epochs']} epochs (Adam {s['learning_rate']:g}, "
+        f"{s['schedule']}, seed {s['seed']}) and tested on the official {s['test_size']}-image test split.",
+        "",
+        "| supernet score | Kendall tau (p) | Spearman rho (p) |",
+        "|---|---:|---:|",
+    ]
+    for key, label in (("recalibrated", "with BatchNorm recalibration (the search's fitness)"),
+                       ("no_recalibration", "without recalibration (the supernet's running statistics)"),
+                       ("flops", "reference: FLOPs alone")):
+        x = c[key]
+        out.append(f"| {label} | {x['kendall_tau']:+.3f} ({x['kendall_p']:.2g}) | "
+                   f"{x['spearman_rho']:+.3f} ({x['spearman_p']:.2g}) |")
+    out += ["", "| genotype | FLOPs | supernet (recal.) | supernet (no recal.) | stand-alone test |",
+            "|---|---:|---:|---:|---:|"]
+    for r in rank["rows"]:
+        out.append(f"| `{r['genotype']}` | {r['flops']:.4g} | {100 * r['supernet_recalibrated']:.2f} | "
+                   f"{100 * r['supernet_no_recalibration']:.2f} | {100 * r['standalone_test_accuracy']:.2f} |")
+    out.append("")
+    out += [f"![ranking]({p})" for p in plots] + [""]
+    return out

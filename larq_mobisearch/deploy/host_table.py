@@ -1,0 +1,322 @@
+"""Host latency tables: every searchable-layer configuration converted alone and timed on this machine.
+
+A searchable layer is timed as a tiny Keras model holding just that convolution followed by BatchNorm, which
+is how it appears in the network (LCE fuses the BatchNorm into ``LceBconv2d``'s output transform, or into
+CONV_2D's bias for the float M2 convs; the input is float, so the model also contains the ``LceQuantize``
+that binarizes the layer's input, exactly like the network). Everything not searchable (stem, pointwise
+convs, shortcuts, pooling, classifier) plus the per-call cost the isolated measurements add (interpreter
+call, input/output copies) does not depend on the genotype, so it is measured once, end to end:
+
+    fixed_ms = median over reference genotypes r of [measured(r) - sum of entries(r)]
+
+The reference genotypes are by default the uniform ones (`latency_table.reference_genotypes`); the median
+keeps one badly timed network from shifting ``fixed_ms``. Because each gene always contributes exactly one
+entry, any constant per-entry overhead of the isolated measurements cancels in ``fixed_ms``.
+
+All layer models and the reference networks are timed **together, round-robin** (`timing.measure_latencies`):
+timed one after the other on a shared host, the predictions were far off (BENCHMARKS.md, "Measured"). Host
+numbers come from LCE's x86 kernels, not its ARM ones: use them to rank genotypes and compare ratios, never
+as phone or Raspberry Pi latencies (device tables: `device_table`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..choices import STATISTICS, check_choice
+from ..fileio import atomic_write_bytes
+from ..nn.specs import Architecture, allowed_group_counts
+from .converter import convert
+from .latency_table import (
+    KEY_FIELDS,
+    SOURCE_HOST,
+    LatencyTable,
+    architecture_info,
+    default_allowed,
+    key_id,
+    layer_key,
+    machine_info,
+    package_version,
+    reference_genotypes,
+    save_latency_table,
+    table_keys,
+)
+from .timing import DEFAULT_RUNS, DEFAULT_STATISTIC, DEFAULT_WARMUP, LatencyStats, measure_latencies, measure_latency
+
+
+def build_layer_model(key: Mapping[str, Any]):
+    """A Keras model with just one searchable layer (conv + BatchNorm, as in the network) for configuration `key`."""
+    import tensorflow as tf
+
+    from ..nn.layers import BinaryGroupConv2D, GroupConv2D
+    from ..nn.models import BN_EPSILON, BN_MOMENTUM
+
+    h, w = key["in_size"]
+    cin, cout, g = key["in_channels"], key["out_channels"], key["groups"]
+    inputs = tf.keras.Input(shape=(h, w, cin), name="x")
+    if key["kind"] == "binary":
+        lowerable = g in allowed_group_counts(cin, cout, binary=True, lce_compatible=True)
+        conv = BinaryGroupConv2D(
+            cout, key["kernel"], strides=key["stride"], groups=g, lce_compatible=lowerable, name="layer"
+        )
+    else:
+        conv = GroupConv2D(
+            cout, key["kernel"], strides=key["stride"], padding="same", groups=g, use_bias=False, name="layer"
+        )
+    y = conv(inputs)
+    y = tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="layer_bn")(y)
+    return tf.keras.Model(inputs, y, name="latency_probe")
+
+
+def build_genotype_model(arch: Architecture, genotype: Sequence[int], *, fuse_pointwise: bool = True):
+    """The full fixed network of `arch` with `genotype` (LCE-incompatible groups allowed for paper mode), as
+    it is exported: M3's pointwise pairs fused into one binary conv each unless ``fuse_pointwise=False``."""
+    from ..nn.models import build_network, fixed_conv_factory
+    from .fuse import fuse_pointwise_pairs
+
+    genes = arch.expand_groups(tuple(genotype))
+    lce_ok = all(g in a for g, a in zip(genes, default_allowed(arch)))
+    genes = arch.check_groups(genes, lce_compatible=lce_ok)
+    model = build_network(arch, fixed_conv_factory(genes, lce_ok), name=f"binary_mobilenet_{arch.module}")
+    return fuse_pointwise_pairs(model) if fuse_pointwise else model
+
+
+def _source_fingerprint() -> str:
+    """Hash of the package code that shapes converted models (for the flatbuffer cache)."""
+    h = hashlib.sha1()
+    here = Path(__file__).resolve().parents[1] / "nn"  # the code that builds the models
+    for path in [here / n for n in ("layers.py", "models.py", "quantizers.py", "specs.py")] + [
+        Path(__file__).resolve().parent / n for n in ("converter.py", "fuse.py")
+    ]:
+        with contextlib.suppress(OSError):
+            h.update(path.read_bytes())
+    for fn in (build_layer_model, build_genotype_model):
+        with contextlib.suppress(OSError, TypeError):
+            h.update(inspect.getsource(fn).encode())
+    h.update(package_version("larq-compute-engine").encode())
+    h.update(package_version("larq").encode())
+    h.update(package_version("tensorflow").encode())
+    return h.hexdigest()[:16]
+
+
+class FlatbufferCache:
+    """Converted models on disk, keyed by what they are (layer configuration, or architecture + genotype).
+
+    LCE conversion is the slow step (seconds per layer, tens of seconds per network), so a rebuilt or
+    interrupted table re-converts nothing; the key includes a hash of the model-building code and the
+    LCE/Larq/TensorFlow versions, so edited code never reuses stale files. ``directory=None``: memory only.
+    """
+
+    def __init__(self, directory: Optional[Union[str, os.PathLike]] = None, convert_fn: Callable[[Any], bytes] = None):
+        self.directory = Path(directory) if directory is not None else None
+        self.convert_fn = convert_fn or convert
+        self.converted = 0
+        self._memory: Dict[str, bytes] = {}
+        self._fingerprint = _source_fingerprint()
+
+    def _path(self, what: Mapping[str, Any]) -> Tuple[str, Optional[Path]]:
+        digest = hashlib.sha1(
+            (json.dumps(what, sort_keys=True) + self._fingerprint).encode()
+        ).hexdigest()[:20]
+        return digest, (self.directory / f"{digest}.tflite" if self.directory is not None else None)
+
+    def get(self, what: Mapping[str, Any], build: Callable[[], Any]) -> bytes:
+        digest, path = self._path(what)
+        if digest in self._memory:
+            return self._memory[digest]
+        if path is not None and path.is_file():
+            fb = path.read_bytes()
+        else:
+            fb = self.convert_fn(build())
+            self.converted += 1
+            if path is not None:
+                atomic_write_bytes(path, fb)
+        self._memory[digest] = fb
+        return fb
+
+    def layer(self, key: Mapping[str, Any]) -> bytes:
+        what = {"layer": {f: key[f] for f in KEY_FIELDS if f != "threads"}}
+        return self.get(what, lambda: build_layer_model(key))
+
+    def network(self, arch: Architecture, genotype: Sequence[int], *, fuse_pointwise: bool = True) -> bytes:
+        """The converted network (M3's pointwise pairs fused, as exported, unless ``fuse_pointwise=False``)."""
+        genes = [int(g) for g in arch.expand_groups(tuple(genotype))]
+        what = {"network": architecture_info(arch), "genotype": genes}
+        if not fuse_pointwise:
+            what["unfused"] = True
+            return self.get(what, lambda: build_genotype_model(arch, genes, fuse_pointwise=False))
+        return self.get(what, lambda: build_genotype_model(arch, genes))
+
+
+def measure_genotype(
+    arch: Architecture,
+    genotype: Sequence[int],
+    *,
+    num_threads: int = 1,
+    warmup: int = DEFAULT_WARMUP,
+    runs: int = DEFAULT_RUNS,
+    use_indirect_bgemm: bool = True,
+    convert_fn: Callable[[Any], bytes] = None,
+) -> LatencyStats:
+    """Build, convert and time the whole network at `genotype` on this host."""
+    fb = FlatbufferCache(convert_fn=convert_fn).network(arch, genotype)
+    return measure_latency(fb, num_threads=num_threads, warmup=warmup, runs=runs, use_indirect_bgemm=use_indirect_bgemm)
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="model", leave=False, file=sys.stderr)
+
+
+@dataclass
+class HostMeasurement:
+    """A host table and the end-to-end timings of the networks measured with it (same round-robin loop)."""
+
+    table: LatencyTable
+    networks: Dict[Tuple[int, ...], LatencyStats]
+
+
+def measure_host_table(
+    arch: Architecture,
+    *,
+    allowed: Optional[Sequence[Sequence[int]]] = None,
+    threads: int = 1,
+    warmup: int = DEFAULT_WARMUP,
+    runs: int = DEFAULT_RUNS,
+    statistic: str = DEFAULT_STATISTIC,
+    references: Optional[Sequence[Sequence[int]]] = None,
+    extra_genotypes: Sequence[Sequence[int]] = (),
+    cache: Optional[FlatbufferCache] = None,
+    progress: bool = True,
+    use_indirect_bgemm: bool = True,
+    measure_fn: Callable[..., Dict[str, LatencyStats]] = None,
+    log: Callable[[str], None] = None,
+) -> HostMeasurement:
+    """Convert every distinct layer configuration and the reference (+ extra) networks, time them all in one
+    round-robin loop (`measure_latencies`), and assemble the table (see the module docstring).
+
+    `extra_genotypes` are timed in the same loop (e.g. to check predictions against measurements taken
+    under the same conditions) and returned in `networks` with the references; they do not enter the table.
+    """
+    check_choice("Unknown statistic", statistic, STATISTICS)
+    measure_fn = measure_fn or measure_latencies
+    cache = cache or FlatbufferCache()
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
+    refs = [arch.expand_groups(tuple(r)) for r in (references if references is not None else reference_genotypes(arch, allowed))]
+    if not refs:
+        raise ValueError("At least one reference genotype is needed to calibrate fixed_ms")
+    networks: List[Tuple[int, ...]] = []
+    for g in list(refs) + [arch.expand_groups(tuple(x)) for x in extra_genotypes]:
+        if g not in networks:
+            networks.append(g)
+
+    needed = table_keys(arch, allowed, threads)
+    fbs: Dict[str, bytes] = {}
+    for key, _ in _progress(needed, len(needed), f"converting {arch.module} layers", progress):
+        fbs["layer:" + key_id(key)] = cache.layer(key)
+    for g in _progress(networks, len(networks), f"converting {arch.module} networks", progress):
+        fbs["network:" + "-".join(map(str, g))] = cache.network(arch, g)
+    log(f"Timing {len(needed)} layer models and {len(networks)} networks round-robin ({runs} rounds) ...")
+    stats = measure_fn(
+        fbs, num_threads=threads, warmup=warmup, runs=runs, use_indirect_bgemm=use_indirect_bgemm, progress=progress
+    )
+
+    machine = machine_info(threads, use_indirect_bgemm, statistic=statistic, warmup=int(warmup), runs=int(runs))
+    table = LatencyTable(
+        machine=machine,
+        source=SOURCE_HOST,
+        entries={},
+        fixed_ms=None,
+        architecture=architecture_info(arch),
+        method=(
+            "host: each searchable layer converted alone (conv + BatchNorm, LceQuantize on its float input); layer "
+            f"models and reference networks timed together round-robin with LCE's interpreter ({statistic} of "
+            f"{runs} rounds); fixed_ms = median over reference genotypes of measured end-to-end latency minus "
+            "the sum of their entries"
+        ),
+    )
+    for key, layers in needed:
+        st = stats["layer:" + key_id(key)]
+        table.add(key, st.statistic(statistic), layers=layers, stats=st.as_dict())
+    net_stats = {g: stats["network:" + "-".join(map(str, g))] for g in networks}
+    cal = []
+    for g in refs:
+        entries_ms = sum(table.lookup(layer_key(s, x, threads)) for s, x in zip(arch.gene_layers, g))
+        measured = net_stats[g].statistic(statistic)
+        cal.append({
+            "genotype": list(g),
+            "measured_ms": measured,
+            "sum_entries_ms": entries_ms,
+            "residual_ms": measured - entries_ms,
+            "stats": net_stats[g].as_dict(),
+        })
+    table.fixed_ms = float(np.median([c["residual_ms"] for c in cal]))
+    table.calibration = {"method": "median residual of the reference genotypes", "references": cal}
+    return HostMeasurement(table, net_stats)
+
+
+def build_latency_table(
+    arch: Architecture,
+    *,
+    allowed: Optional[Sequence[Sequence[int]]] = None,
+    threads: int = 1,
+    warmup: int = DEFAULT_WARMUP,
+    runs: int = DEFAULT_RUNS,
+    statistic: str = DEFAULT_STATISTIC,
+    references: Optional[Sequence[Sequence[int]]] = None,
+    out_path: Optional[Union[str, os.PathLike]] = None,
+    cache_dir: Optional[Union[str, os.PathLike]] = None,
+    progress: bool = True,
+    use_indirect_bgemm: bool = True,
+    convert_fn: Callable[[Any], bytes] = None,
+    measure_fn: Callable[..., Dict[str, LatencyStats]] = None,
+    log: Callable[[str], None] = None,
+) -> LatencyTable:
+    """Measure a host latency table for `arch` (see the module docstring for the method).
+
+    # Arguments
+        arch: the architecture (module, input size, classes, width).
+        allowed: group counts per gene to cover (default: LCE search space).
+        threads: interpreter threads (part of every key).
+        warmup, runs: warm-up runs and timed rounds of the round-robin loop.
+        statistic: which summary of the timings is stored: "mean" (default; see `DEFAULT_STATISTIC`),
+            "median", "p10" or "min".
+        references: genotypes measured end to end to calibrate ``fixed_ms`` (default: `reference_genotypes`).
+        out_path: if given, the table is written there (atomically).
+        cache_dir: directory for converted models (`FlatbufferCache`): a rebuilt or interrupted table
+            converts nothing twice. Distinct layer configurations are converted and timed once regardless.
+        progress: show tqdm progress bars.
+        convert_fn, measure_fn: injectable for tests (default: LCE conversion and `measure_latencies`).
+        log: function for progress messages (default: print to stderr).
+    """
+    result = measure_host_table(
+        arch,
+        allowed=allowed,
+        threads=threads,
+        warmup=warmup,
+        runs=runs,
+        statistic=statistic,
+        references=references,
+        cache=FlatbufferCache(cache_dir, convert_fn),
+        progress=progress,
+        use_indirect_bgemm=use_indirect_bgemm,
+        measure_fn=measure_fn,
+        log=log,
+    )
+    if out_path is not None:
+        save_latency_table(result.table, out_path)
+    return result.table
