@@ -65,8 +65,13 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 def fmt_mean_std(values: Sequence[float], scale: float = 1.0, digits: int = 2, unit: str = "") -> str:
     m, s = mean_std(values)
-    text = f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+    text = pm(m * scale, s * scale, len(values), digits)
     return f"{text} {unit}".strip()
+
+
+def pm(mean: float, std: float, n: int, digits: int = 2) -> str:
+    """``mean ± std``, or the mean alone when it comes from one value (a spread of 0.00 would be a claim)."""
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def profile_costs(model) -> Dict[str, float]:

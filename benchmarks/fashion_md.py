@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Dict, List, Optional
 
 import common
@@ -74,13 +76,32 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
         "| method | " + " | ".join(f"N = {n}" for n in eff["checkpoints"]) + " |",
         "|---|" + "---:|" * len(eff["checkpoints"]),
     ]
+    n_seeds = len(s["seeds"])
     for method, row in eff["summary"].items():
         out.append(f"| {eff['labels'][method]} | " + " | ".join(
-            f"{100 * row[str(n)]['mean']:.2f} ± {100 * row[str(n)]['std']:.2f}" for n in eff["checkpoints"]) + " |")
-    out.append("")
+            common.pm(100 * row[str(n)]["mean"], 100 * row[str(n)]["std"], n_seeds) for n in eff["checkpoints"]) + " |")
+    out += ["", efficiency_reading(eff), ""]
     if plot:
         out += [f"![search efficiency]({plot})", ""]
     return out
+
+
+def efficiency_reading(eff: Dict[str, Any]) -> str:
+    """Gaps to random search at the last checkpoint, next to what the held-out set can resolve."""
+    s, last = eff["settings"], str(eff["checkpoints"][-1])
+    summary = eff["summary"]
+    if "random" not in summary:
+        return ""
+    rand = summary["random"][last]["mean"]
+    gaps = [f"{eff['labels'][m]} {100 * (row[last]['mean'] - rand):+.2f}" for m, row in summary.items() if m != "random"]
+    n = s["holdout_size"]
+    se = 100 * math.sqrt(rand * (1 - rand) / n)
+    return (f"Reading: after {last} evaluations, points above random search: {'; '.join(gaps)}. The held-out set has "
+            f"{n} images (one image = {100 / n:.3f} points); the binomial standard error of one held-out top-1 near "
+            f"{100 * rand:.1f}% is {se:.2f} points: a genotype's fitness is known to about that precision, and the best "
+            f"of many such scores is biased upwards, so gaps below it do not show that one search finds better "
+            f"genotypes" + ("; with one search seed there is no spread over seeds yet." if len(s["seeds"]) < 2
+                           else "."))
 
 
 def ranking_markdown(rank: Optional[Dict[str, Any]], plots: List[str]) -> List[str]:

@@ -85,11 +85,11 @@ def methods_markdown(methods: Optional[Dict[str, Any]], plot: Optional[str]) -> 
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for e in methods["methods"]:
-        acc, lat = e["test_accuracy"], e["latency_ms"]
+        acc, lat, n = e["test_accuracy"], e["latency_ms"], len(e["per_seed"])
         ratio = e.get("latency_ratio_to_baseline")
         added = ", ".join(f"{k} {v:+d}" for k, v in (e.get("ops_added") or {}).items()) or "-"
-        out.append(f"| {e['label']} | {e['epochs']} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | "
-                   f"{e['costs']['flops']:.4g} | {lat['mean']:.3f} ± {lat['std']:.3f} | "
+        out.append(f"| {e['label']} | {e['epochs']} | {common.pm(100 * acc['mean'], 100 * acc['std'], n)} | "
+                   f"{e['costs']['flops']:.4g} | {common.pm(lat['mean'], lat['std'], n, 3)} | "
                    f"{'-' if ratio is None else f'{ratio:.3f}x'} | {added} |")
     if any(e.get("baseline") == "mobinet" for e in methods["methods"]):
         out += ["", "MoBiNet-style: LCE cannot lower depthwise binary convs (1 input channel per group); its "

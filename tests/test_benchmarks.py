@@ -146,6 +146,27 @@ def test_mean_std():
     with pytest.raises(ValueError):
         common.mean_std([])
     assert common.fmt_mean_std([0.9, 0.92, 0.94], scale=100) == "92.00 ± 2.00"
+    assert common.fmt_mean_std([0.9], scale=100) == "90.00"  # one value: no spread claimed
+    assert common.pm(1.23456, 0.1, 2, 3) == "1.235 ± 0.100"
+
+
+def test_efficiency_markdown_reads_gaps_against_the_holdout_noise():
+    import fashion_md
+
+    def row(v):
+        return {str(n): {"mean": v, "std": 0.001} for n in (16, 96)}
+
+    eff = {"command": "x", "seconds": 60, "distinct_genotypes_scored": 10,
+           "machine": {"cpu": "cpu", "logical_cpus": 2},
+           "settings": {"dataset": "fashion_mnist", "image_size": 28, "module": "m1", "width_multiplier": 0.5,
+                        "supernet_epochs": 10, "holdout_size": 6000, "recalibration_batches": 8, "population": 16,
+                        "iterations": 6, "top_k": 4, "flops_budget": 8.4e5, "seeds": [0, 1]},
+           "labels": {"elitist": "E", "generation": "G", "random": "R"}, "checkpoints": [16, 96],
+           "summary": {"elitist": row(0.9143), "generation": row(0.9123), "random": row(0.9110)}}
+    text = "\n".join(fashion_md.efficiency_markdown(eff, None))
+    assert "| E | 91.43 ± 0.10 |" in text
+    assert "E +0.33; G +0.13" in text
+    assert f"{100 * math.sqrt(0.911 * 0.089 / 6000):.2f} points" in text  # binomial standard error, by hand
 
 
 def _seed_result(seed, accs, lats, flops=(2.2e5, 2.3e5, 2.33e5), fits=(0.5, 0.6, 0.7)):

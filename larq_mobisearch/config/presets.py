@@ -46,9 +46,9 @@ DIGITS_FLOPS_BUDGET_FRACTION = 0.85
 DIGITS_SEARCH = {"population": 12, "top_k": 4, "crossover": 6, "mutation": 6, "iterations": 4,
                  "recalibration_batches": 4, "flops_budget_fraction": DIGITS_FLOPS_BUDGET_FRACTION}
 
-# ---- fashion (Fashion-MNIST from Debian's dataset-fashion-mnist): the real-data benchmark, <= 1 h on 2 cores ----
-#: Sizes measured on a 2-core CPU (README, "Presets"): M1 at width 0.5 and 28x28 trains at ~540 images/s
-#: (batch 128), so an epoch of the 54,000 training images takes ~100 s.
+# ---- fashion (Fashion-MNIST from Debian's dataset-fashion-mnist): the real-data benchmark ----
+#: Sized for about an hour on 2 cores from the bare model's training speed (~100 s per epoch of the 54,000
+#: training images at width 0.5, batch 128); the whole pipeline measures slower (README, "Fashion-MNIST").
 FASHION_SUPERNET_EPOCHS = 10
 FASHION_RETRAIN_EPOCHS = 15
 #: Adam 5e-3 with cosine decay: M1 g=1 reached 90.3% test top-1 after 8 epochs (2e-3: 88.8% after 8 of 12).
