@@ -340,7 +340,7 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *
         + f" Latency: the exported `.tflite` of every retrained model, timed together round-robin "
         f"({s['latency_runs']} rounds, LCE interpreter, 1 thread, mean).",
         "",
-        f"Mean ± sample std over {len(per_seed)} seeds:",
+        f"Mean ± sample std over {len(per_seed)} seeds:" if len(per_seed) > 1 else "One seed (no spread yet):",
         "",
         "| method | test top-1 (%) | FLOPs | latency (ms) | supernet held-out top-1 (%) |",
         "|---|---:|---:|---:|---:|",
@@ -350,9 +350,10 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *
         if not a:
             continue
         acc, fl, lat, fit = a["test_accuracy"], a["flops"], a["latency_ms"], a["supernet_fitness"]
-        out.append(f"| {label} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {fl['mean']:.4g} ± "
-                   f"{fl['std']:.3g} | {lat['mean']:.3f} ± {lat['std']:.3f} | {100 * fit['mean']:.2f} ± "
-                   f"{100 * fit['std']:.2f} |")
+        n = len(per_seed)
+        flops = f"{fl['mean']:.4g} ± {fl['std']:.3g}" if n > 1 else f"{fl['mean']:.4g}"
+        out.append(f"| {label} | {common.pm(100 * acc['mean'], 100 * acc['std'], n)} | {flops} | "
+                   f"{common.pm(lat['mean'], lat['std'], n, 3)} | {common.pm(100 * fit['mean'], 100 * fit['std'], n)} |")
     out += ["", "Per seed:", "", "| seed | method | genotype | supernet top-1 | test top-1 | FLOPs | latency (ms) |",
             "|---:|---|---|---:|---:|---:|---:|"]
     for sd in per_seed:

@@ -79,7 +79,7 @@ def methods_markdown(methods: Optional[Dict[str, Any]], plot: Optional[str]) -> 
         "the same seed. FLOPs count conv and dense MACs only (BOPs/64 + float FLOPs): the element-wise float ops "
         "these methods add are in the last column (LCE op census difference to the baseline).",
         "",
-        f"Mean ± sample std over {len(s['seeds'])} seeds:",
+        f"Mean ± sample std over {len(s['seeds'])} seeds:" if len(s["seeds"]) > 1 else "One seed (no spread yet):",
         "",
         "| method | epochs | test top-1 (%) | FLOPs | latency (ms) | vs baseline | float ops added |",
         "|---|---:|---:|---:|---:|---:|---|",
