@@ -63,6 +63,7 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
     out += [
         f"- Command: `{eff['command']}`; wall time {common.minutes(eff.get('seconds'))} "
         f"({eff['distinct_genotypes_scored']} distinct genotypes scored; every search shares the cache).",
+        *([f"- {eff['note']}"] if eff.get("note") else []),
         f"- Machine: {common.machine_summary(eff['machine'])}.",
         f"- Supernet: {s['dataset']} {s['image_size']}px, {s['module'].upper()} width {s['width_multiplier']:g}, "
         f"{s['supernet_epochs']} epochs. Fitness = held-out top-1 ({s['holdout_size']} images) after BatchNorm "
