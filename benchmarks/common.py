@@ -284,6 +284,20 @@ def figure(width: float, height: float, ncols: int = 1):
     return fig, axes
 
 
+def plot_seeds_and_mean(ax, points: Sequence[Mapping[str, Any]], summary: Optional[Mapping[str, Any]], color: str,
+                        label: str) -> None:
+    """Accuracy (%) against host latency (ms): one faint dot per seed, and the mean ± std with error bars.
+
+    `points` hold ``latency_ms`` and ``test_accuracy`` per seed; `summary` holds their ``{"mean", "std"}``.
+    """
+    ax.scatter([p["latency_ms"] for p in points], [100 * p["test_accuracy"] for p in points],
+               color=color, alpha=0.35, s=18)
+    if summary and summary.get("test_accuracy") and summary.get("latency_ms"):
+        lat, acc = summary["latency_ms"], summary["test_accuracy"]
+        ax.errorbar([lat["mean"]], [100 * acc["mean"]], xerr=[lat["std"]], yerr=[100 * acc["std"]], fmt="o",
+                    color=color, capsize=3, ms=7, label=label)
+
+
 def save_png(fig, path: str) -> str:
     """Write `fig` to `path` atomically."""
     from larq_mobisearch.fileio import atomic_write

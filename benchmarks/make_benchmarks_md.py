@@ -134,15 +134,8 @@ def plot_ablation(ablation: Dict[str, Any], path: str) -> str:
     fig, (ax,) = _figure(7.5, 4.8)
     agg = ablation["aggregate"]
     for method, label in METHOD_LABELS.items():
-        color = METHOD_COLORS[method]
-        xs = [s["methods"][method]["latency_ms"] for s in ablation["per_seed"] if method in s["methods"]]
-        ys = [100 * s["methods"][method]["test_accuracy"] for s in ablation["per_seed"] if method in s["methods"]]
-        ax.scatter(xs, ys, color=color, alpha=0.35, s=18)
-        a = agg.get(method)
-        if a:
-            ax.errorbar([a["latency_ms"]["mean"]], [100 * a["test_accuracy"]["mean"]],
-                        xerr=[a["latency_ms"]["std"]], yerr=[100 * a["test_accuracy"]["std"]], fmt="o",
-                        color=color, capsize=3, ms=7, label=f"{label} (mean ± std)")
+        points = [s["methods"][method] for s in ablation["per_seed"] if method in s["methods"]]
+        common.plot_seeds_and_mean(ax, points, agg.get(method), METHOD_COLORS[method], f"{label} (mean ± std)")
     s = ablation["settings"]
     ax.set_xlabel("host latency, LCE interpreter, 1 thread (ms)")
     ax.set_ylabel("test top-1 (%)")

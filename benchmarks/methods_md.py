@@ -38,14 +38,7 @@ def ablation_baselines_markdown(ablation: Optional[Dict[str, Any]]) -> List[str]
 def plot_methods(methods: Dict[str, Any], path: str) -> str:
     fig, (ax,) = _figure(7.5, 4.8)
     for i, e in enumerate(methods["methods"]):
-        color = f"C{i}"
-        xs = [r["latency_ms"] for r in e["per_seed"]]
-        ys = [100 * r["test_accuracy"] for r in e["per_seed"]]
-        ax.scatter(xs, ys, color=color, alpha=0.35, s=18)
-        if e.get("test_accuracy") and e.get("latency_ms"):
-            ax.errorbar([e["latency_ms"]["mean"]], [100 * e["test_accuracy"]["mean"]],
-                        xerr=[e["latency_ms"]["std"]], yerr=[100 * e["test_accuracy"]["std"]], fmt="o", color=color,
-                        capsize=3, ms=7, label=e["label"])
+        common.plot_seeds_and_mean(ax, e["per_seed"], e, f"C{i}", e["label"])
     s = methods["settings"]
     ax.set_xlabel("host latency, LCE interpreter, 1 thread (median, ms)")
     ax.set_ylabel("test top-1 (%)")
