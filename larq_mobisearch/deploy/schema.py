@@ -42,6 +42,13 @@ Ms = _number(0.0, inclusive=True)
 Number = _number(None, inclusive=True)
 
 
+
+def _positive_dims(v, shape: str):
+    """Pydantic check of a list of sizes: every entry >= 1, else the error names the expected shape."""
+    if any(s < 1 for s in v):
+        raise ValueError(f"must be {shape}, positive integers")
+    return v
+
 class TableKey(BaseModel):
     """One layer configuration."""
 
@@ -58,9 +65,7 @@ class TableKey(BaseModel):
     @field_validator("in_size")
     @classmethod
     def _positive_size(cls, v):
-        if any(s < 1 for s in v):
-            raise ValueError("must be [height, width], positive integers")
-        return v
+        return _positive_dims(v, "[height, width]")
 
 
 class TableEntry(BaseModel):
@@ -94,9 +99,7 @@ class ArchitectureInfo(BaseModel):
     @field_validator("input_shape")
     @classmethod
     def _positive_shape(cls, v):
-        if any(s < 1 for s in v):
-            raise ValueError("must be [height, width, channels], positive integers")
-        return v
+        return _positive_dims(v, "[height, width, channels]")
 
 
 class TableFile(BaseModel):
