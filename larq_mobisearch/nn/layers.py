@@ -23,6 +23,13 @@ PACKAGE = "larq_mobisearch"  # Keras serialization package of every registered c
 _quant_conv_call = tf.autograph.experimental.do_not_convert(lambda layer, inputs: lq.layers.QuantConv2D.call(layer, inputs))
 
 
+def _grouped_convolution(layer, inputs, kernel):
+    """The grouped conv as TensorFlow's own op. tf-keras wraps every grouped conv in an XLA-compiled function (a
+    workaround from before TensorFlow ran grouped `Conv2D` on CPU); TensorFlow 2.16 runs them forward and backward
+    on CPU, and XLA made training several times slower there (BENCHMARKS.md "Measured")."""
+    return layer.convolution_op(inputs, kernel)
+
+
 def _check_groups_arg(layer_name: str, groups, filters) -> int:
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"{layer_name}: groups must be a positive integer, received groups={groups!r}")
@@ -114,6 +121,9 @@ class BinaryGroupConv2D(lq.layers.QuantConv2D):
     def call(self, inputs):
         return _quant_conv_call(self, inputs)
 
+    def _jit_compiled_convolution_op(self, inputs, kernel):  # tf-keras's hook for groups > 1
+        return _grouped_convolution(self, inputs, kernel)
+
     def get_config(self):
         return {**super().get_config(), "lce_compatible": self.lce_compatible}
 
@@ -136,6 +146,9 @@ class GroupConv2D(tf.keras.layers.Conv2D):
             raise ValueError(f"Layer {self.name!r}: the channel dimension of the input must be known")
         _check_groups_in_build(self, int(in_channels), binary=False, lce_compatible=False)
         super().build(input_shape)
+
+    def _jit_compiled_convolution_op(self, inputs, kernel):  # tf-keras's hook for groups > 1
+        return _grouped_convolution(self, inputs, kernel)
 
 
 def custom_objects() -> Dict[str, object]:
