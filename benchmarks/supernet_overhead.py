@@ -2,7 +2,9 @@
 
 Measured side by side in one process on the same batch: the supernet (a new random genotype every step,
 set by the `RandomGenotype` callback path), the fixed model with uniform g=1, and the fixed model with the
-real groups of one genotype. Target: supernet step <= 1.3x the fixed g=1 step.
+real groups of one genotype, run by TensorFlow's grouped Conv2D (the package's layers) and, for comparison,
+through tf-keras's own XLA-compiled wrapper for grouped convs (what the layers inherited before).
+Target: supernet step <= 1.3x the fixed g=1 step.
 
     python benchmarks/supernet_overhead.py [--module m1] [--input-size 32] [--width 0.5] [--batch 64]
 """
@@ -35,6 +37,21 @@ def step_times(model, x, y, steps, warmup, before_step=None):
     return times
 
 
+def xla_grouped_step_times(args, genotype, shape, x, y):
+    """The genotype's fixed model with tf-keras's XLA-compiled grouped conv (the parent class's hook) restored."""
+    from larq_mobisearch.nn.layers import BinaryGroupConv2D, GroupConv2D
+
+    saved = {cls: cls.__dict__["_jit_compiled_convolution_op"] for cls in (BinaryGroupConv2D, GroupConv2D)}
+    try:
+        for cls in saved:
+            cls._jit_compiled_convolution_op = tf.keras.layers.Conv2D._jit_compiled_convolution_op
+        model = lm.build_model(args.module, genotype, shape, args.classes, args.width)
+        return step_times(model, x, y, args.steps, args.warmup)
+    finally:
+        for cls, method in saved.items():
+            cls._jit_compiled_convolution_op = method
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--module", default="m1", choices=["m1", "m2", "m3"])
@@ -46,6 +63,8 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--genotype", default=None, help="groups of the fixed rows, e.g. 1-1-2-2-1-2-8-4-4-1-8-1-4 "
+                   "(default: a random one)")
     args = p.parse_args()
 
     shape = (args.input_size, args.input_size, args.channels)
@@ -54,13 +73,14 @@ def main():
     rng = np.random.default_rng(args.seed)
     x = rng.uniform(-1, 1, (args.batch,) + shape).astype(np.float32)
     y = rng.integers(0, args.classes, args.batch).astype(np.int32)
-    genotype = space.sample(random.Random(args.seed))
+    genotype = space.validate(lm.decode(args.genotype)) if args.genotype else space.sample(random.Random(args.seed))
 
     rows = []
     fixed1 = lm.build_model(args.module, 1, shape, args.classes, args.width)
     rows.append(("fixed, uniform g=1", step_times(fixed1, x, y, args.steps, args.warmup)))
     fixedg = lm.build_model(args.module, genotype, shape, args.classes, args.width)
     rows.append((f"fixed, genotype {lm.encode(genotype)}", step_times(fixedg, x, y, args.steps, args.warmup)))
+    rows.append((f"  same, tf-keras's XLA grouped conv", xla_grouped_step_times(args, genotype, shape, x, y)))
     supernet = sn.build_supernet(space)
     sn.set_genotype(supernet, genotype)
     rows.append(("supernet, same genotype", step_times(supernet, x, y, args.steps, args.warmup)))
