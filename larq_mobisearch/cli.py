@@ -43,7 +43,8 @@ def _config_options(fn):
     fn = click.option("--run-dir", default=DEFAULT_RUN_DIR, show_default=True, type=click.Path(file_okay=False),
                       help="Run directory: every stage reads and writes its files here.")(fn)
     fn = click.option("--preset", default=None,
-                      help="Config preset for a new run: digits (default), fashion, cifar10, imagenet.")(fn)
+                      help="Config preset for a new run: digits (default), fashion, fashion_react, cifar10, "
+                           "imagenet.")(fn)
     fn = click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
                       help="JSON or YAML config file (merged over the run's saved config, or the preset).")(fn)
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -56,6 +56,20 @@ def test_cifar10_preset():
     assert cfg.supernet.epochs > digits.supernet.epochs and cfg.retrain.epochs > digits.retrain.epochs
 
 
+def test_fashion_react_preset_is_fashion_plus_reactnet_training():
+    """Same data, search and schedule as `fashion` (same total retraining epochs); only ReActNet's options differ."""
+    base, react = (config_to_dict(load_config(None, name)) for name in ("fashion", "fashion_react"))
+    changed = {(section, key) for section in base for key in base[section]
+               if base[section][key] != react[section][key]}
+    assert changed == {("model", "activation"), ("model", "nonlinearity"), ("retrain", "loss"),
+                       ("retrain", "two_step"), ("retrain", "step1_epochs"), ("retrain", "epochs"),
+                       ("teacher", "epochs"), ("teacher", "learning_rate")}
+    r = react["retrain"]
+    assert r["step1_epochs"] + r["epochs"] == base["retrain"]["epochs"]
+    assert (react["model"]["activation"], react["model"]["nonlinearity"], r["loss"]) == ("rsign", "rprelu",
+                                                                                          "distributional")
+
+
 def test_imagenet_preset_matches_paper():
     cfg = load_config(None, "imagenet")
     assert (cfg.data.image_size, cfg.data.batch_size) == (224, 512)

@@ -4,7 +4,7 @@
 `schema`)
 is built by `load_config(path, preset, overrides)` (`loading`):
 
-1. start from a preset (`presets.PRESETS`: ``digits`` (default, offline), ``fashion``, ``cifar10``,
+1. start from a preset (`presets.PRESETS`: ``digits`` (default, offline), ``fashion``, ``fashion_react``, ``cifar10``,
    ``imagenet``), or from a saved config (``base=``, e.g. a run directory's);
 2. merge a JSON or YAML file (may be partial and nested, e.g. ``{"search": {"population": 20}}``);
 3. apply ``key=value`` overrides with dotted keys (``search.population=20``, ``search.flops_budget=null``);
