@@ -132,6 +132,28 @@ def ranking_markdown(rank: Optional[Dict[str, Any]], plots: List[str]) -> List[s
     for r in rank["rows"]:
         out.append(f"| `{r['genotype']}` | {r['flops']:.4g} | {100 * r['supernet_recalibrated']:.2f} | "
                    f"{100 * r['supernet_no_recalibration']:.2f} | {100 * r['standalone_test_accuracy']:.2f} |")
-    out.append("")
+    out += ["", ranking_reading(rank), ""]
     out += [f"![ranking]({p})" for p in plots] + [""]
     return out
+
+
+def ranking_reading(rank: Dict[str, Any]) -> str:
+    """The spread of each score next to the binomial standard error of one such score."""
+    s, rows = rank["settings"], rank["rows"]
+
+    def spread(key: str, n: int) -> str:
+        vals = [r[key] for r in rows]
+        mean = sum(vals) / len(vals)
+        se = 100 * math.sqrt(mean * (1 - mean) / n)
+        return f"{100 * (max(vals) - min(vals)):.2f} points (one score's binomial standard error {se:.2f})"
+
+    tau = rank["correlations"]["recalibrated"]
+    ranked = tau["kendall_tau"] > 0 and tau["kendall_p"] < 0.05
+    verdict = ("the supernet ranks these genotypes: a search that follows its score is pointed the right way" if ranked
+               else "the supernet's scores do not rank these genotypes measurably: in this FLOPs range the genotypes "
+                    "differ by about as much as one score's noise, so a search that picks by the supernet's score can "
+                    "do little better than one that picks at random (the efficiency curve above; Table 1)")
+    return (f"Reading: the supernet scores span {spread('supernet_recalibrated', s['holdout_size'])}, the stand-alone "
+            f"test top-1 after {s['epochs']} epochs spans {spread('standalone_test_accuracy', s['test_size'])}, before "
+            f"any training-seed noise. With Kendall tau {tau['kendall_tau']:+.2f} (p {tau['kendall_p']:.2g}) "
+            f"{verdict}.")

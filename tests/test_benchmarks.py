@@ -169,6 +169,22 @@ def test_efficiency_markdown_reads_gaps_against_the_holdout_noise():
     assert f"{100 * math.sqrt(0.911 * 0.089 / 6000):.2f} points" in text  # binomial standard error, by hand
 
 
+def test_ranking_reading_spreads_and_verdict():
+    import fashion_md
+
+    rows = [{"supernet_recalibrated": a, "standalone_test_accuracy": b} for a, b in
+            ((0.90, 0.81), (0.905, 0.82), (0.91, 0.815))]
+    rank = {"settings": {"holdout_size": 6000, "test_size": 10000, "epochs": 1}, "rows": rows,
+            "correlations": {"recalibrated": {"kendall_tau": -0.33, "kendall_p": 0.15}}}
+    text = fashion_md.ranking_reading(rank)
+    assert "span 1.00 points" in text and "spans 1.00 points" in text
+    assert f"standard error {100 * math.sqrt(0.905 * 0.095 / 6000):.2f})" in text
+    assert f"standard error {100 * math.sqrt(0.815 * 0.185 / 10000):.2f})" in text
+    assert "do not rank these genotypes measurably" in text
+    rank["correlations"]["recalibrated"] = {"kendall_tau": 0.6, "kendall_p": 0.01}
+    assert "the supernet ranks these genotypes" in fashion_md.ranking_reading(rank)
+
+
 def _seed_result(seed, accs, lats, flops=(2.2e5, 2.3e5, 2.33e5), fits=(0.5, 0.6, 0.7)):
     methods = {}
     for m, a, l, f, fit in zip(("uniform", "random", "evolution"), accs, lats, flops, fits):
