@@ -43,6 +43,8 @@ def parse_args(argv=None):
     p.add_argument("--iterations", type=int, default=8)
     p.add_argument("--top-k", type=int, default=4)
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--method-seeds", action="append", default=[], metavar="METHOD=SEEDS",
+                   help="fewer seeds for one method, e.g. generation=0,1 (a subset of --seeds)")
     p.add_argument("--quick", action="store_true", help="2 seeds, population 6, 3 iterations")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -53,6 +55,19 @@ def parse_args(argv=None):
     bad = [m for m in args.method_list if m not in METHODS]
     if bad:
         p.error(f"--methods: unknown {bad}; allowed: {list(METHODS)}")
+    args.seeds_of = {m: list(args.seed_list) for m in args.method_list}
+    for item in args.method_seeds:
+        method, _, seeds = item.partition("=")
+        if method not in args.seeds_of:
+            p.error(f"--method-seeds: received {item!r}; the method must be one of {args.method_list}")
+        try:
+            chosen = [int(x) for x in seeds.split(",") if x.strip()]
+        except ValueError:
+            chosen = []
+        if not chosen or not set(chosen) <= set(args.seed_list):
+            p.error(f"--method-seeds: received {item!r}; the seeds must be a non-empty subset of --seeds "
+                    f"{args.seed_list}")
+        args.seeds_of[method] = chosen
     return args
 
 
@@ -74,7 +89,7 @@ def main(argv=None) -> int:
     curves = {m: {} for m in args.method_list}
     finals = {m: {} for m in args.method_list}
     for seed in args.seed_list:
-        for method in args.method_list:
+        for method in (m for m in args.method_list if seed in args.seeds_of[m]):
             cfg = base.model_copy(update=dict(
                 seed=seed, population=args.population, iterations=args.iterations, top_k=args.top_k,
                 crossover=args.population // 2, mutation=args.population // 2,
@@ -95,7 +110,7 @@ def main(argv=None) -> int:
 
     summary = {}
     checkpoints = sorted({args.population, n_evals // 4, n_evals // 2, n_evals})
-    print(f"\nBest held-out top-1 after N evaluations (mean ± std over {len(args.seed_list)} seeds):")
+    print(f"\nBest held-out top-1 after N evaluations (mean ± std over seeds):")
     print(f"  {'method':<46}" + "".join(f"{'N=' + str(n):>18}" for n in checkpoints))
     for method in args.method_list:
         row = {}
@@ -103,7 +118,8 @@ def main(argv=None) -> int:
             vals = [c[min(n, len(c)) - 1] for c in curves[method].values()]
             row[n] = common.mean_std(vals)
         summary[method] = {str(n): {"mean": m, "std": s} for n, (m, s) in row.items()}
-        print(f"  {LABELS[method]:<46}" + "".join(f"{m * 100:11.2f} ± {s * 100:4.2f}" for m, s in row.values()))
+        label = f"{LABELS[method]} ({len(curves[method])} seeds)"
+        print(f"  {label:<46}" + "".join(f"{m * 100:11.2f} ± {s * 100:4.2f}" for m, s in row.values()))
     if args.json:
         atomic_write_json(args.json, {
             "benchmark": "efficiency", "command": common.command_line(), "machine": _machine(),
@@ -111,7 +127,7 @@ def main(argv=None) -> int:
                          "module": run.cfg.model.module, "width_multiplier": run.cfg.model.width_multiplier,
                          "image_size": run.cfg.data.image_size, "flops_budget": base.flops_budget,
                          "population": args.population, "iterations": args.iterations, "top_k": args.top_k,
-                         "seeds": args.seed_list, "holdout_size": run.data.holdout_size,
+                         "seeds": args.seed_list, "method_seeds": args.seeds_of, "holdout_size": run.data.holdout_size,
                          "recalibration_batches": base.recalibration_batches,
                          "supernet_epochs": run.cfg.supernet.epochs},
             "supernet": supernet_info, "labels": LABELS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import common
 
@@ -55,6 +55,11 @@ def plot_ranking(rank: Dict[str, Any], key: str, path: str, title: str) -> str:
     return common.save_png(fig, path)
 
 
+def method_seeds(eff: Dict[str, Any], method: str) -> List[int]:
+    """The search seeds `method` ran with (all of ``settings.seeds`` unless ``--method-seeds`` chose fewer)."""
+    return (eff["settings"].get("method_seeds") or {}).get(method, eff["settings"]["seeds"])
+
+
 def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
     out = ["## Search efficiency on one supernet (Fashion-MNIST)", ""]
     if eff is None:
@@ -70,16 +75,17 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
         f"recalibration on {s['recalibration_batches']} batches, exactly as `mobisearch search` scores.",
         f"- Each search: population {s['population']} x {s['iterations']} generations "
         f"({s['population'] * s['iterations']} evaluations), top-K {s['top_k']}, FLOPs budget "
-        f"{s['flops_budget']:.4g}; random search with the same number of evaluations; seeds {s['seeds']}.",
+        f"{s['flops_budget']:.4g}; random search with the same number of evaluations; search seeds {s['seeds']}"
+        + "".join(f" ({m} only {v})" for m, v in (s.get("method_seeds") or {}).items() if v != s["seeds"]) + ".",
         "",
-        f"Best held-out top-1 (%) after N evaluations, mean ± std over {len(s['seeds'])} seeds:",
+        "Best held-out top-1 (%) after N evaluations, mean ± std over seeds:",
         "",
-        "| method | " + " | ".join(f"N = {n}" for n in eff["checkpoints"]) + " |",
-        "|---|" + "---:|" * len(eff["checkpoints"]),
+        "| method | seeds | " + " | ".join(f"N = {n}" for n in eff["checkpoints"]) + " |",
+        "|---|---:|" + "---:|" * len(eff["checkpoints"]),
     ]
-    n_seeds = len(s["seeds"])
     for method, row in eff["summary"].items():
-        out.append(f"| {eff['labels'][method]} | " + " | ".join(
+        n_seeds = len(method_seeds(eff, method))
+        out.append(f"| {eff['labels'][method]} | {n_seeds} | " + " | ".join(
             common.pm(100 * row[str(n)]["mean"], 100 * row[str(n)]["std"], n_seeds) for n in eff["checkpoints"]) + " |")
     out += ["", efficiency_reading(eff), ""]
     if plot:
@@ -87,22 +93,35 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
     return out
 
 
+def paired_gap(eff: Dict[str, Any], method: str, n: int) -> Tuple[float, int]:
+    """Mean over the seeds both ran of (best of `method` - best of random search) after `n` evaluations."""
+    curves = eff["curves"]
+    seeds = sorted(set(curves[method]) & set(curves["random"]), key=int)
+    at = lambda c: c[min(n, len(c)) - 1]  # noqa: E731
+    diffs = [at(curves[method][k]) - at(curves["random"][k]) for k in seeds]
+    return (sum(diffs) / len(diffs) if diffs else float("nan")), len(diffs)
+
+
 def efficiency_reading(eff: Dict[str, Any]) -> str:
-    """Gaps to random search at the last checkpoint, next to what the held-out set can resolve."""
-    s, last = eff["settings"], str(eff["checkpoints"][-1])
-    summary = eff["summary"]
-    if "random" not in summary:
+    """Gaps to random search on the same seeds at the last checkpoint, next to what the held-out set resolves."""
+    s, last = eff["settings"], eff["checkpoints"][-1]
+    if "random" not in eff["summary"]:
         return ""
-    rand = summary["random"][last]["mean"]
-    gaps = [f"{eff['labels'][m]} {100 * (row[last]['mean'] - rand):+.2f}" for m, row in summary.items() if m != "random"]
+    gaps = []
+    for method in eff["summary"]:
+        if method != "random":
+            gap, k = paired_gap(eff, method, last)
+            gaps.append(f"{eff['labels'][method]} {100 * gap:+.2f} ({k} seed{'s' * (k != 1)})")
+    rand = eff["summary"]["random"][str(last)]["mean"]
     n = s["holdout_size"]
     se = 100 * math.sqrt(rand * (1 - rand) / n)
-    return (f"Reading: after {last} evaluations, points above random search: {'; '.join(gaps)}. The held-out set has "
-            f"{n} images (one image = {100 / n:.3f} points); the binomial standard error of one held-out top-1 near "
-            f"{100 * rand:.1f}% is {se:.2f} points: a genotype's fitness is known to about that precision, and the best "
-            f"of many such scores is biased upwards, so gaps below it do not show that one search finds better "
-            f"genotypes" + ("; with one search seed there is no spread over seeds yet." if len(s["seeds"]) < 2
-                           else "."))
+    return (f"Reading: after {last} evaluations, points above random search on the same seeds: {'; '.join(gaps)}. "
+            f"The held-out set has {n} images (one image = {100 / n:.3f} points); the binomial standard error of one "
+            f"held-out top-1 near {100 * rand:.1f}% is {se:.2f} points: a genotype's fitness is known to about that "
+            f"precision, and the best of many such scores is biased upwards, so gaps below it do not show that one "
+            f"search finds better genotypes"
+            + ("; with one search seed there is no spread over seeds yet." if len(method_seeds(eff, "random")) < 2
+               else "."))
 
 
 def ranking_markdown(rank: Optional[Dict[str, Any]], plots: List[str]) -> List[str]:

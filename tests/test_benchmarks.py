@@ -162,10 +162,15 @@ def test_efficiency_markdown_reads_gaps_against_the_holdout_noise():
                         "supernet_epochs": 10, "holdout_size": 6000, "recalibration_batches": 8, "population": 16,
                         "iterations": 6, "top_k": 4, "flops_budget": 8.4e5, "seeds": [0, 1]},
            "labels": {"elitist": "E", "generation": "G", "random": "R"}, "checkpoints": [16, 96],
-           "summary": {"elitist": row(0.9143), "generation": row(0.9123), "random": row(0.9110)}}
+           "summary": {"elitist": row(0.9143), "generation": row(0.9123), "random": row(0.9110)},
+           # paired by seed: E - R = +0.004 and +0.002, G (seed 0 only) - R = +0.001
+           "curves": {"elitist": {"0": [0.90, 0.914], "1": [0.90, 0.912]}, "generation": {"0": [0.90, 0.911]},
+                      "random": {"0": [0.90, 0.910], "1": [0.90, 0.910]}}}
+    eff["settings"]["method_seeds"] = {"elitist": [0, 1], "generation": [0], "random": [0, 1]}
     text = "\n".join(fashion_md.efficiency_markdown(eff, None))
-    assert "| E | 91.43 ± 0.10 |" in text
-    assert "E +0.33; G +0.13" in text
+    assert "| E | 2 | 91.43 ± 0.10 |" in text and "| G | 1 | 91.23 |" in text
+    assert "(generation only [0])" in text
+    assert "E +0.30 (2 seeds); G +0.10 (1 seed)" in text
     assert f"{100 * math.sqrt(0.911 * 0.089 / 6000):.2f} points" in text  # binomial standard error, by hand
 
 
