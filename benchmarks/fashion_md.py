@@ -176,3 +176,37 @@ def ranking_reading(rank: Dict[str, Any]) -> str:
             f"test top-1 after {s['epochs']} epochs spans {spread('standalone_test_accuracy', s['test_size'])}, before "
             f"any training-seed noise. With Kendall tau {tau['kendall_tau']:+.2f} (p {tau['kendall_p']:.2g}) "
             f"{verdict}.")
+
+
+#: Test-split sizes of data sets whose ablation JSON predates ``settings.test_size``.
+OFFICIAL_TEST_SIZES = {"fashion_mnist": 10000, "mnist": 10000}
+
+
+def table1_reading(ablation: Dict[str, Any]) -> str:
+    """Evolution's test top-1 minus each other method's, paired by retraining seed, next to the test-set noise."""
+    s, per_seed = ablation["settings"], ablation["per_seed"]
+    gaps, means = [], []
+    for other, label in (("random", "random search"), ("uniform", "the best uniform genotype")):
+        diffs = [sd["methods"]["evolution"]["test_accuracy"] - sd["methods"][other]["test_accuracy"]
+                 for sd in per_seed if "evolution" in sd["methods"] and other in sd["methods"]]
+        if diffs:
+            means.append(sum(diffs) / len(diffs))
+            each = ", ".join(f"{100 * d:+.2f}" for d in diffs)
+            gaps.append(f"{100 * means[-1]:+.2f} points over {label} (per seed {each})")
+    if not gaps:
+        return ""
+    text = f"Reading: the evolutionary search's winner retrained scores {'; '.join(gaps)}."
+    n = s.get("test_size") or OFFICIAL_TEST_SIZES.get(s.get("dataset"))
+    if n:
+        p = ablation["aggregate"]["evolution"]["test_accuracy"]["mean"]
+        se = 100 * math.sqrt(p * (1 - p) / n)
+        small = max(abs(100 * m) for m in means) < 2 * se
+        text += (f" One test top-1 near {100 * p:.1f}% on {n} test images has a binomial standard error of {se:.2f} "
+                 f"points, before the retraining seed's own spread: " +
+                 ("gaps this small are not a demonstrated win." if small else
+                  "the larger gap is above twice that."))
+    load = ablation.get("load_average_end")
+    if load and load[0] > 2:  # more runnable jobs than this 2-core machine has cores
+        text += (f" The latencies were timed on a shared machine (load average {load[0]:.1f} at the end), so their "
+                 f"spread over seeds is the machine's, not the models'.")
+    return text

@@ -357,7 +357,7 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *
             same = f" (same genotype as {v['same_as']})" if v.get("same_as") else ""
             out.append(f"| {sd['seed']} | {label}{same} | `{v['genotype']}` | {100 * v['supernet_fitness']:.2f} | "
                        f"{100 * v['test_accuracy']:.2f} | {v['costs']['flops']:.4g} | {v['latency_ms']:.3f} |")
-    out.append("")
+    out += ["", fashion_md.table1_reading(ablation), ""]
     if plot:
         out += [f"![ablation: accuracy vs latency]({plot})", ""]
     return out

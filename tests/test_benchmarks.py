@@ -190,6 +190,24 @@ def test_ranking_reading_spreads_and_verdict():
     assert "the supernet ranks these genotypes" in fashion_md.ranking_reading(rank)
 
 
+def test_table1_reading_pairs_gaps_by_seed():
+    import fashion_md
+
+    ablation = {"settings": {"dataset": "fashion_mnist"}, "load_average_end": [5.0, 4.0, 3.0],
+                "per_seed": [_seed_result(0, (0.894, 0.8966, 0.8981), (1, 1, 1)),
+                             _seed_result(1, (0.8929, 0.8951, 0.8939), (1, 1, 1))],
+                "aggregate": {"evolution": {"test_accuracy": {"mean": 0.896}}}}
+    text = fashion_md.table1_reading(ablation)
+    assert "+0.02 points over random search (per seed +0.15, -0.12)" in text
+    assert "+0.25 points over the best uniform genotype (per seed +0.41, +0.10)" in text
+    assert f"standard error of {100 * math.sqrt(0.896 * 0.104 / 10000):.2f} points" in text
+    assert "not a demonstrated win" in text and "load average 5.0" in text
+    ablation["per_seed"][0]["methods"]["uniform"]["test_accuracy"] = 0.85
+    ablation["load_average_end"] = [0.5, 0.5, 0.5]
+    text = fashion_md.table1_reading(ablation)
+    assert "above twice that" in text and "load average" not in text
+
+
 def _seed_result(seed, accs, lats, flops=(2.2e5, 2.3e5, 2.33e5), fits=(0.5, 0.6, 0.7)):
     methods = {}
     for m, a, l, f, fit in zip(("uniform", "random", "evolution"), accs, lats, flops, fits):
