@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     base = run.search_config()
     constraints = constraints_from_config(space, base)
     n_evals = args.population * args.iterations
+    cached_at_start = len(evaluator.cache)
     print(f"{run.cfg.data.name}: {run.cfg.model.module} width {run.cfg.model.width_multiplier}, FLOPs budget "
           f"{base.flops_budget:.4g}; population {args.population} x {args.iterations} iterations = {n_evals} "
           f"evaluations per search; seeds {args.seed_list}", flush=True)
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     summary = {}
     checkpoints = sorted({args.population, n_evals // 4, n_evals // 2, n_evals})
     print(f"\nBest held-out top-1 after N evaluations (mean ± std over seeds):")
-    print(f"  {'method':<46}" + "".join(f"{'N=' + str(n):>18}" for n in checkpoints))
+    print(f"  {'method':<58}" + "".join(f"{'N=' + str(n):>18}" for n in checkpoints))
     for method in args.method_list:
         row = {}
         for n in checkpoints:
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
             row[n] = common.mean_std(vals)
         summary[method] = {str(n): {"mean": m, "std": s} for n, (m, s) in row.items()}
         label = f"{LABELS[method]} ({len(curves[method])} seeds)"
-        print(f"  {label:<46}" + "".join(f"{m * 100:11.2f} ± {s * 100:4.2f}" for m, s in row.values()))
+        print(f"  {label:<58}" + "".join(f"{m * 100:11.2f} ± {s * 100:4.2f}" for m, s in row.values()))
     if args.json:
         atomic_write_json(args.json, {
             "benchmark": "efficiency", "command": common.command_line(), "machine": _machine(),
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
             "curves": {m: {str(s): c for s, c in cs.items()} for m, cs in curves.items()},
             "finals": {m: {str(s): f for s, f in fs.items()} for m, fs in finals.items()},
             "summary": summary, "checkpoints": checkpoints,
-            "distinct_genotypes_scored": len(evaluator.cache), "seconds": round(time.time() - t0, 1),
+            "distinct_genotypes_scored": len(evaluator.cache), "cached_at_start": cached_at_start,
+            "scored_this_run": evaluator.misses, "seconds": round(time.time() - t0, 1),
         }, indent=1)
         print(f"Wrote {args.json}")
     return 0

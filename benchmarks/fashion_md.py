@@ -69,6 +69,11 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
         f"- Command: `{eff['command']}`; wall time {common.minutes(eff.get('seconds'))} "
         f"({eff['distinct_genotypes_scored']} distinct genotypes scored; every search shares the cache).",
         *([f"- {eff['note']}"] if eff.get("note") else []),
+        *([f"- {eff['cached_at_start']} of those scores were read from the run directory's fitness cache, filled by "
+           f"earlier (stopped) runs of this command and by the other benchmarks on this supernet; "
+           f"{eff['scored_this_run']} were scored in this run, so the wall time is this run's share. A search is "
+           f"deterministic given its scores, so cached and fresh runs give the same curves."]
+          if eff.get("cached_at_start") else []),
         f"- Machine: {common.machine_summary(eff['machine'])}.",
         f"- Supernet: {s['dataset']} {s['image_size']}px, {s['module'].upper()} width {s['width_multiplier']:g}, "
         f"{s['supernet_epochs']} epochs. Fitness = held-out top-1 ({s['holdout_size']} images) after BatchNorm "
