@@ -79,6 +79,8 @@ def test_one_supernet_three_searches(tmp_path):
     report = (run_dir / "report.md").read_text()
     for name in ("flops-90", "flops-100", "lat"):
         assert f"| {name} |" in report
+    search_report = (run_dir / "searches" / "lat" / "report.md").read_text()
+    assert "test top-1 of the .tflite (on 16 test images, `export.verify_samples`)" in search_report
     assert (run_dir / "plots" / "searches_flops.png").exists() and (run_dir / "plots" / "searches_latency.png").exists()
     table_text = invoke("searches", "--run-dir", run_dir).output
     assert all(f"| {n} |" in table_text for n in ("flops-90", "flops-100", "lat"))

@@ -128,6 +128,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "genotype": final["genotype"],
         "test_accuracy": final["test_accuracy"],
         "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
+        "tflite_samples": (exported.get("verify") or {}).get("num_samples"),
         "max_abs_logit_diff": (exported.get("verify") or {}).get("max_abs_diff"),
         "export_verification": exported.get("verification"),
         "costs": costs.as_dict(),
@@ -147,6 +148,13 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     return report
 
 
+def _accuracy_line(r: Dict[str, Any]) -> str:
+    n = r.get("tflite_samples")
+    where = f"on {n:,} test images, `export.verify_samples`" if n else "verify samples"
+    return (f"- test top-1 (Keras, whole test split): {r['test_accuracy']:.4f}; test top-1 of the .tflite ({where}): "
+            f"{_num(r['tflite_accuracy'])}")
+
+
 def _baseline_markdown(r: Dict[str, Any]) -> str:
     lines = [
         f"# larq_mobisearch baseline {r['baseline']!r} (search {r['search']!r}): {r['module'].upper()} on "
@@ -154,8 +162,7 @@ def _baseline_markdown(r: Dict[str, Any]) -> str:
         "",
         f"- {r['baseline_note']}",
         f"- genotype: `{r['genotype']}`",
-        f"- test top-1 (Keras): {r['test_accuracy']:.4f}; test top-1 of the .tflite (verify samples): "
-        f"{_num(r['tflite_accuracy'])}",
+        _accuracy_line(r),
         f"- FLOPs: {_num(r['costs']['flops'])} (BOPs {r['costs']['bops']:,}, float FLOPs "
         f"{r['costs']['float_flops']:,})",
         f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes); ops: {r.get('op_census')}",
@@ -177,8 +184,7 @@ def _search_markdown(r: Dict[str, Any]) -> str:
         f"# larq_mobisearch search {r['search']!r}: {r['module'].upper()} on {r['dataset']}",
         "",
         f"- searched genotype: `{r['genotype']}`; {seen}",
-        f"- test top-1 (Keras): {r['test_accuracy']:.4f}; test top-1 of the .tflite (verify samples): "
-        f"{_num(r['tflite_accuracy'])}",
+        _accuracy_line(r),
         f"- FLOPs: {_num(r['costs']['flops'])} (BOPs {r['costs']['bops']:,}, float FLOPs "
         f"{r['costs']['float_flops']:,}); budget {_num(r['flops_budget'])}",
         f"- parameter memory: {r['parameter_memory']['bytes']:,} bytes "
