@@ -310,8 +310,12 @@ def ablation_markdown(ablation: Optional[Dict[str, Any]], plot: Optional[str], *
     s = ablation["settings"]
     per_seed = ablation["per_seed"]
     budget = per_seed[0].get("flops_budget") if per_seed else None
+    retrain_total = sum(v.get("retrain_seconds") or 0 for sd in per_seed for v in sd["methods"].values()
+                        if "same_as" not in v)
     out += [
-        f"- Command: `{ablation['command']}`; wall time {_minutes(ablation.get('seconds'))}.",
+        f"- Command: `{ablation['command']}`; wall time {_minutes(ablation.get('seconds'))}"
+        + (f" (the retrainings, resumed from their run directories when already done, took "
+           f"{_minutes(retrain_total)} in all, as each recorded)." if retrain_total else "."),
         *_machine_lines(ablation["machine"]),
         f"- Data: `{s['dataset']}` at {s['image_size']}px (preset `{s['preset']}`; train/holdout/test split fixed, "
         f"split seed {s.get('split_seed')}); module {s['module'].upper()} at width {s['width_multiplier']:g}, "
