@@ -65,6 +65,22 @@ FASHION_SEARCH = {"population": 16, "top_k": 4, "crossover": 8, "mutation": 8, "
 FASHION_REACT_STEP1_EPOCHS = 7
 FASHION_REACT_TEACHER_EPOCHS = 10
 
+FASHION_VALUES: Dict[str, Dict[str, Any]] = {
+    "data": {"name": "fashion_mnist", "image_size": 28, "batch_size": 128, "holdout_fraction": 0.1, "augment": False},
+    "model": {"module": "m1", "width_multiplier": 0.5, "space": "lce"},
+    "supernet": {"epochs": FASHION_SUPERNET_EPOCHS, "learning_rate": FASHION_LEARNING_RATE, "schedule": "cosine"},
+    "search": FASHION_SEARCH,
+    "retrain": {"epochs": FASHION_RETRAIN_EPOCHS, "learning_rate": FASHION_LEARNING_RATE, "schedule": "cosine"},
+}
+#: `fashion` with ReActNet's options on top: the data, supernet schedule and search stay `fashion`'s.
+FASHION_REACT_VALUES: Dict[str, Dict[str, Any]] = {
+    **FASHION_VALUES,
+    "model": {**FASHION_VALUES["model"], "activation": "rsign", "nonlinearity": "rprelu"},
+    "retrain": {**FASHION_VALUES["retrain"], "epochs": FASHION_RETRAIN_EPOCHS - FASHION_REACT_STEP1_EPOCHS,
+                "step1_epochs": FASHION_REACT_STEP1_EPOCHS, "two_step": True, "loss": "distributional"},
+    "teacher": {"epochs": FASHION_REACT_TEACHER_EPOCHS, "learning_rate": FASHION_LEARNING_RATE, "schedule": "cosine"},
+}
+
 # ---- cifar10 ------------------------------------------------------------------------------------------
 CIFAR10_SUPERNET_EPOCHS = 64
 CIFAR10_RETRAIN_EPOCHS = 128
@@ -99,16 +115,7 @@ PRESETS: Dict[str, Preset] = {
         name="fashion",
         description=("Fashion-MNIST (70,000 real 28x28x1 photos of clothing; `apt-get install -y "
                      "dataset-fashion-mnist`), official 60k/10k split, 6k holdout from the training split"),
-        values={
-            "data": {"name": "fashion_mnist", "image_size": 28, "batch_size": 128, "holdout_fraction": 0.1,
-                     "augment": False},
-            "model": {"module": "m1", "width_multiplier": 0.5, "space": "lce"},
-            "supernet": {"epochs": FASHION_SUPERNET_EPOCHS, "learning_rate": FASHION_LEARNING_RATE,
-                         "schedule": "cosine"},
-            "search": FASHION_SEARCH,
-            "retrain": {"epochs": FASHION_RETRAIN_EPOCHS, "learning_rate": FASHION_LEARNING_RATE,
-                        "schedule": "cosine"},
-        },
+        values=FASHION_VALUES,
         flops_budgets=_NO_BUDGETS,
         notes="FLOPs budget: 0.85 x the uniform groups=1 model (search.flops_budget_fraction).",
     ),
@@ -116,20 +123,7 @@ PRESETS: Dict[str, Preset] = {
         name="fashion_react",
         description=("`fashion` with ReActNet's training: RSign activations, RPReLU after each residual add, the "
                      "distributional loss from a float twin teacher (trained first) and two-step retraining"),
-        values={
-            "data": {"name": "fashion_mnist", "image_size": 28, "batch_size": 128, "holdout_fraction": 0.1,
-                     "augment": False},
-            "model": {"module": "m1", "width_multiplier": 0.5, "space": "lce", "activation": "rsign",
-                      "nonlinearity": "rprelu"},
-            "supernet": {"epochs": FASHION_SUPERNET_EPOCHS, "learning_rate": FASHION_LEARNING_RATE,
-                         "schedule": "cosine"},
-            "search": FASHION_SEARCH,
-            "retrain": {"epochs": FASHION_RETRAIN_EPOCHS - FASHION_REACT_STEP1_EPOCHS,
-                        "step1_epochs": FASHION_REACT_STEP1_EPOCHS, "two_step": True, "loss": "distributional",
-                        "learning_rate": FASHION_LEARNING_RATE, "schedule": "cosine"},
-            "teacher": {"epochs": FASHION_REACT_TEACHER_EPOCHS, "learning_rate": FASHION_LEARNING_RATE,
-                        "schedule": "cosine"},
-        },
+        values=FASHION_REACT_VALUES,
         flops_budgets=_NO_BUDGETS,
         notes="FLOPs budget: 0.85 x the uniform groups=1 model (search.flops_budget_fraction).",
     ),
