@@ -23,11 +23,13 @@ PACKAGE = "larq_mobisearch"  # Keras serialization package of every registered c
 _quant_conv_call = tf.autograph.experimental.do_not_convert(lambda layer, inputs: lq.layers.QuantConv2D.call(layer, inputs))
 
 
-def _grouped_convolution(layer, inputs, kernel):
-    """The grouped conv as TensorFlow's own op. tf-keras wraps every grouped conv in an XLA-compiled function (a
+class _PlainGroupedConvolution:
+    """Grouped convs as TensorFlow's own op. tf-keras wraps every grouped conv in an XLA-compiled function (a
     workaround from before TensorFlow ran grouped `Conv2D` on CPU); TensorFlow 2.16 runs them forward and backward
     on CPU, and XLA made training several times slower there (BENCHMARKS.md "Measured")."""
-    return layer.convolution_op(inputs, kernel)
+
+    def _jit_compiled_convolution_op(self, inputs, kernel):  # tf-keras's hook for groups > 1
+        return self.convolution_op(inputs, kernel)
 
 
 def _check_groups_arg(layer_name: str, groups, filters) -> int:
@@ -62,7 +64,7 @@ def _check_groups_in_build(layer, in_channels: int, *, binary: bool, lce_compati
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
-class BinaryGroupConv2D(lq.layers.QuantConv2D):
+class BinaryGroupConv2D(_PlainGroupedConvolution, lq.layers.QuantConv2D):
     """Binary (1-bit weights and activations) 2D group convolution that LCE lowers to `LceBconv2d`.
 
     Same signature as `tf.keras.layers.Conv2D` plus Larq's quantizer arguments, with the paper's defaults:
@@ -121,15 +123,12 @@ class BinaryGroupConv2D(lq.layers.QuantConv2D):
     def call(self, inputs):
         return _quant_conv_call(self, inputs)
 
-    def _jit_compiled_convolution_op(self, inputs, kernel):  # tf-keras's hook for groups > 1
-        return _grouped_convolution(self, inputs, kernel)
-
     def get_config(self):
         return {**super().get_config(), "lce_compatible": self.lce_compatible}
 
 
 @tf.keras.utils.register_keras_serializable(package=PACKAGE)
-class GroupConv2D(tf.keras.layers.Conv2D):
+class GroupConv2D(_PlainGroupedConvolution, tf.keras.layers.Conv2D):
     """Real-valued `Conv2D` whose `groups` are validated with messages listing the allowed counts.
 
     TFLite's builtin CONV_2D runs grouped filters (measured with LCE's interpreter), so this converts as
@@ -146,9 +145,6 @@ class GroupConv2D(tf.keras.layers.Conv2D):
             raise ValueError(f"Layer {self.name!r}: the channel dimension of the input must be known")
         _check_groups_in_build(self, int(in_channels), binary=False, lce_compatible=False)
         super().build(input_shape)
-
-    def _jit_compiled_convolution_op(self, inputs, kernel):  # tf-keras's hook for groups > 1
-        return _grouped_convolution(self, inputs, kernel)
 
 
 def custom_objects() -> Dict[str, object]:
