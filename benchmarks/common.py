@@ -253,6 +253,16 @@ def best_so_far(result) -> List[float]:
     return out
 
 
+def best_after(curve: Sequence[float], n: int) -> float:
+    """The best-so-far value after `n` evaluations of a `best_so_far` curve (its last value if it is shorter)."""
+    return curve[min(n, len(curve)) - 1]
+
+
+def binomial_se_points(p: float, n: int) -> float:
+    """Binomial standard error, in percentage points, of a top-1 near `p` measured on `n` images."""
+    return 100 * math.sqrt(p * (1 - p) / n)
+
+
 def supernet_evaluator(run, cache_name: str = "fitness_cache.json"):
     """The search's evaluator on the run's supernet (held-out top-1 after BatchNorm recalibration, exactly
     as `pipeline.search` builds it), behind a `CachedEvaluator` stored in the run directory; also returns the

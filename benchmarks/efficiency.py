@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     for method in args.method_list:
         row = {}
         for n in checkpoints:
-            vals = [c[min(n, len(c)) - 1] for c in curves[method].values()]
+            vals = [common.best_after(c, n) for c in curves[method].values()]
             row[n] = common.mean_std(vals)
         summary[method] = {str(n): {"mean": m, "std": s} for n, (m, s) in row.items()}
         label = f"{LABELS[method]} ({len(curves[method])} seeds)"

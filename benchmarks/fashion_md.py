@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import math
-
 from typing import Any, Dict, List, Optional, Tuple
 
 import common
@@ -68,7 +66,6 @@ def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> L
     out += [
         f"- Command: `{eff['command']}`; wall time {common.minutes(eff.get('seconds'))} "
         f"({eff['distinct_genotypes_scored']} distinct genotypes scored; every search shares the cache).",
-        *([f"- {eff['note']}"] if eff.get("note") else []),
         *([f"- {eff['cached_at_start']} of those scores were read from the run directory's fitness cache, filled by "
            f"earlier (stopped) runs of this command and by the other benchmarks on this supernet; "
            f"{eff['scored_this_run']} were scored in this run, so the wall time is this run's share. A search is "
@@ -102,8 +99,7 @@ def paired_gap(eff: Dict[str, Any], method: str, n: int) -> Tuple[float, int]:
     """Mean over the seeds both ran of (best of `method` - best of random search) after `n` evaluations."""
     curves = eff["curves"]
     seeds = sorted(set(curves[method]) & set(curves["random"]), key=int)
-    at = lambda c: c[min(n, len(c)) - 1]  # noqa: E731
-    diffs = [at(curves[method][k]) - at(curves["random"][k]) for k in seeds]
+    diffs = [common.best_after(curves[method][k], n) - common.best_after(curves["random"][k], n) for k in seeds]
     return (sum(diffs) / len(diffs) if diffs else float("nan")), len(diffs)
 
 
@@ -119,7 +115,7 @@ def efficiency_reading(eff: Dict[str, Any]) -> str:
             gaps.append(f"{eff['labels'][method]} {100 * gap:+.2f} ({k} seed{'s' * (k != 1)})")
     rand = eff["summary"]["random"][str(last)]["mean"]
     n = s["holdout_size"]
-    se = 100 * math.sqrt(rand * (1 - rand) / n)
+    se = common.binomial_se_points(rand, n)
     return (f"Reading: after {last} evaluations, points above random search on the same seeds: {'; '.join(gaps)}. "
             f"The held-out set has {n} images (one image = {100 / n:.3f} points); the binomial standard error of one "
             f"held-out top-1 near {100 * rand:.1f}% is {se:.2f} points: a genotype's fitness is known to about that "
@@ -168,7 +164,7 @@ def ranking_reading(rank: Dict[str, Any]) -> str:
     def spread(key: str, n: int) -> str:
         vals = [r[key] for r in rows]
         mean = sum(vals) / len(vals)
-        se = 100 * math.sqrt(mean * (1 - mean) / n)
+        se = common.binomial_se_points(mean, n)
         return f"{100 * (max(vals) - min(vals)):.2f} points (one score's binomial standard error {se:.2f})"
 
     tau = rank["correlations"]["recalibrated"]
@@ -204,7 +200,7 @@ def table1_reading(ablation: Dict[str, Any]) -> str:
     n = s.get("test_size") or OFFICIAL_TEST_SIZES.get(s.get("dataset"))
     if n:
         p = ablation["aggregate"]["evolution"]["test_accuracy"]["mean"]
-        se = 100 * math.sqrt(p * (1 - p) / n)
+        se = common.binomial_se_points(p, n)
         small = max(abs(100 * m) for m in means) < 2 * se
         text += (f" One test top-1 near {100 * p:.1f}% on {n} test images has a binomial standard error of {se:.2f} "
                  f"points, before the retraining seed's own spread: " +
