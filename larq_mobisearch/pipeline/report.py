@@ -112,6 +112,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     baseline = final.get("baseline")
     search_result = {} if baseline else read_json(run.search_path("search", "result.json"), "Search result")
     exported = read_json(run.search_path("export.json"), "Export result")
+    verify = exported.get("verify") or {}
     costs = count_costs(arch, decode(final["genotype"]))
     model, _ = load_final(run)
     plot_dir = run.search_path("plots")
@@ -127,9 +128,9 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "input_shape": list(arch.input_shape),
         "genotype": final["genotype"],
         "test_accuracy": final["test_accuracy"],
-        "tflite_accuracy": (exported.get("verify") or {}).get("tflite_accuracy"),
-        "tflite_samples": (exported.get("verify") or {}).get("num_samples"),
-        "max_abs_logit_diff": (exported.get("verify") or {}).get("max_abs_diff"),
+        "tflite_accuracy": verify.get("tflite_accuracy"),
+        "tflite_samples": verify.get("num_samples"),
+        "max_abs_logit_diff": verify.get("max_abs_diff"),
         "export_verification": exported.get("verification"),
         "costs": costs.as_dict(),
         "flops_budget": search_result.get("budgets", {}).get("flops"),
