@@ -196,7 +196,7 @@ def run_seed(args, seed: int, bar) -> dict:
     chosen = with_baselines(winners(result), arch)
     budget = (result.get("budgets") or {}).get("flops")
     out = {"seed": seed, "run_dir": str(base), "flops_budget": budget, "search_evaluations": result["evaluations"],
-           "methods": {}}
+           "test_size": search_run.data.test_size, "methods": {}}
     done_by_genotype = {}
     for method in METHODS:
         genotype = chosen[method]["genotype"]
@@ -284,7 +284,7 @@ def run_shared(args, bar) -> list:
     for seed in args.seed_list:
         out = {"seed": seed, "run_dir": run.run_dir, "flops_budget": (result.get("budgets") or {}).get("flops"),
                "search_evaluations": result["evaluations"], "random_evaluations": result.get("random_evaluations"),
-               "feasible": result.get("feasible"), "methods": {}}
+               "feasible": result.get("feasible"), "test_size": run.data.test_size, "methods": {}}
         for method in METHODS:
             genotype = chosen[method]["genotype"]
             info = dict(chosen[method], costs=count_costs(arch, decode(genotype)).as_dict())
@@ -428,6 +428,7 @@ def main(argv=None) -> int:
                 "overrides": list(args.overrides), "latency_runs": args.runs, "latency_threads": 1,
                 "shared_supernet": args.shared_supernet,
                 "latency_statistic": "mean", "split_seed": cfg0.data.split_seed,
+                "test_size": per_seed[0].get("test_size") if per_seed else None,
             },
             "per_seed": per_seed,
             "aggregate": agg,

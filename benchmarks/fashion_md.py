@@ -179,10 +179,6 @@ def ranking_reading(rank: Dict[str, Any]) -> str:
             f"{verdict}.")
 
 
-#: Test-split sizes of data sets whose ablation JSON predates ``settings.test_size``.
-OFFICIAL_TEST_SIZES = {"fashion_mnist": 10000, "mnist": 10000}
-
-
 def table1_reading(ablation: Dict[str, Any]) -> str:
     """Evolution's test top-1 minus each other method's, paired by retraining seed, next to the test-set noise."""
     s, per_seed = ablation["settings"], ablation["per_seed"]
@@ -197,7 +193,7 @@ def table1_reading(ablation: Dict[str, Any]) -> str:
     if not gaps:
         return ""
     text = f"Reading: the evolutionary search's winner retrained scores {'; '.join(gaps)}."
-    n = s.get("test_size") or OFFICIAL_TEST_SIZES.get(s.get("dataset"))
+    n = s.get("test_size")
     if n:
         p = ablation["aggregate"]["evolution"]["test_accuracy"]["mean"]
         se = common.binomial_se_points(p, n)

@@ -193,7 +193,7 @@ def test_ranking_reading_spreads_and_verdict():
 def test_table1_reading_pairs_gaps_by_seed():
     import fashion_md
 
-    ablation = {"settings": {"dataset": "fashion_mnist"}, "load_average_end": [5.0, 4.0, 3.0],
+    ablation = {"settings": {"dataset": "fashion_mnist", "test_size": 10000}, "load_average_end": [5.0, 4.0, 3.0],
                 "per_seed": [_seed_result(0, (0.894, 0.8966, 0.8981), (1, 1, 1)),
                              _seed_result(1, (0.8929, 0.8951, 0.8939), (1, 1, 1))],
                 "aggregate": {"evolution": {"test_accuracy": {"mean": 0.896}}}}
