@@ -239,7 +239,8 @@ def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_f
               help="Export even if some binary conv cannot be lowered to LceBconv2d (it stays float).")
 @click.option("--allow-mismatch", is_flag=True, default=None,
               help="Write the .tflite even if it disagrees with Keras beyond export.max_abs_diff on samples "
-                   "without near ties (export.json marks it).")
+                   "without near ties (export.json marks it); with --set export.verify_samples=0, export "
+                   "unverified.")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Where to write the .tflite.")
 @_friendly_errors
 def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, allow_float_fallback,
@@ -250,9 +251,12 @@ def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_
     differs from Keras by more than export.max_abs_diff x logit scale, or top-1 agreement on those samples
     is below 100%, unless --allow-mismatch.
     """
+    from .config import parse_override
     from .pipeline import export as run_export
     from .pipeline import write_report
 
+    if allow_mismatch and any(parse_override(o) == ("export.verify_samples", 0) for o in overrides):
+        overrides = (*overrides, "export.allow_mismatch=true")  # no verification is a mismatch allowed
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False, search=search_name,
                   restart_from=restart_from)
     out = run_export(r, allow_float_fallback=allow_float_fallback, allow_mismatch=allow_mismatch, output=output)
