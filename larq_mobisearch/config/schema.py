@@ -114,8 +114,8 @@ class DataConfig(Section):
     split_seed: Seed = 0  # fixes the digits / IDX / folder splits independently of `seed`
     augment: bool = True  # training augmentation (shifts for digits; crop + flip for natural images)
     cache: Choice(C.CACHE_MODES) = "auto"  # "auto": cache in memory when the split is small
-    shuffle_buffer: Annotated[Int, Field(ge=1, le=MAX_SHUFFLE_BUFFER)] = 10000  # shuffle window of streamed TFDS training splits
-    #                                                       (every other source: a full permutation per epoch)
+    #: shuffle window of streamed TFDS training splits (every other source: a full permutation per epoch)
+    shuffle_buffer: Annotated[Int, Field(ge=1, le=MAX_SHUFFLE_BUFFER)] = 10000
 
 
 class ModelConfig(Section):
@@ -141,7 +141,8 @@ class TrainConfig(Section):
     #: "bop": larq's Bop for the binary kernels, Adam (learning_rate) for everything else
     optimizer: Choice(C.OPTIMIZERS) = "adam"
     seed: Seed = 0
-    bop_threshold: Annotated[Float, Field(gt=0, le=MAX_BOP_THRESHOLD)] = 1e-8  #: Bop's flip threshold tau (Helwegen et al.: 1e-8)
+    #: Bop's flip threshold tau (Helwegen et al.: 1e-8)
+    bop_threshold: Annotated[Float, Field(gt=0, le=MAX_BOP_THRESHOLD)] = 1e-8
     #: Bop's adaptivity rate gamma (Helwegen et al.: 1e-4), decayed by `schedule` like the learning rate
     bop_gamma: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
     #: "cross_entropy" with the labels, or "distributional": ReActNet's distillation from the `teacher`
@@ -170,9 +171,11 @@ class SearchConfig(Section):
     flops_budget_fraction: Optional[Annotated[Float, Field(gt=0, le=1)]] = None
     latency_budget_ms: Optional[Annotated[Float, Field(gt=0)]] = None
     latency_table: Optional[str] = None
-    latency_threads: Optional[Annotated[Int, Field(ge=1, le=MAX_THREADS)]] = None  # the table must have this many threads
+    #: the table must have this many threads
+    latency_threads: Optional[Annotated[Int, Field(ge=1, le=MAX_THREADS)]] = None
     recalibration_batches: Annotated[Int, Field(ge=1, le=MAX_RECALIBRATION_BATCHES)] = 8
-    random_baseline_samples: Optional[Annotated[Int, Field(ge=0, le=MAX_EVALUATIONS)]] = None  # None: as many as the search; 0: none
+    #: None: as many as the search; 0: none
+    random_baseline_samples: Optional[Annotated[Int, Field(ge=0, le=MAX_EVALUATIONS)]] = None
     max_tries: Annotated[Int, Field(ge=1, le=MAX_TRIES)] = 1000
     seed: Seed = 0
     #: Parents of each generation: "elitist" = the top_k of every genotype evaluated so far (SPOS /
