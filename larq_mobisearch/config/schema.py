@@ -116,6 +116,8 @@ class DataConfig(Section):
     cache: Choice(C.CACHE_MODES) = "auto"  # "auto": cache in memory when the split is small
     #: shuffle window of streamed TFDS training splits (every other source: a full permutation per epoch)
     shuffle_buffer: Annotated[Int, Field(ge=1, le=MAX_SHUFFLE_BUFFER)] = 10000
+    #: image folders: leave out files that cannot be decoded (listed in the run report) instead of refusing them
+    skip_unreadable: bool = False
 
 
 class ModelConfig(Section):

@@ -79,6 +79,20 @@ def search_summary(run: Run) -> Dict[str, Any]:
     return row
 
 
+def skipped_files(run: Run) -> List[Dict[str, str]]:
+    """The unreadable image files the run's data left out (``data.skip_unreadable``), with the reason."""
+    if run.cfg.data.name.strip().lower() != "folder":
+        return []
+    return [{"file": path, "reason": reason} for path, reason in run.data.skipped_files]
+
+
+def skipped_markdown(skipped: List[Dict[str, str]]) -> List[str]:
+    if not skipped:
+        return []
+    return (["", f"## Skipped image files ({len(skipped)}, `data.skip_unreadable=true`)", ""]
+            + [f"- `{s['file']}`: {s['reason']}" for s in skipped])
+
+
 def list_searches(run: Run) -> List[Dict[str, Any]]:
     """`search_summary` of every search of the run directory, by name."""
     return [search_summary(run if name == run.search else run.for_search(name)) for name in run.searches()]
@@ -143,6 +157,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
                                                              "random_evaluations", "uniform", "feasible")},
         "plots": sorted(os.path.join("plots", p) for p in os.listdir(plot_dir) if p.endswith(".png"))
         if os.path.isdir(plot_dir) else [],
+        "skipped_files": skipped_files(run),
     }
     atomic_write_json(run.search_path("report.json"), report)
     atomic_write_text(run.search_path("report.md"), _search_markdown(report))
@@ -169,7 +184,7 @@ def _baseline_markdown(r: Dict[str, Any]) -> str:
         f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes); ops: {r.get('op_census')}",
         "",
         "## Plots", "",
-    ] + [f"![{p}]({p})" for p in r["plots"]]
+    ] + [f"![{p}]({p})" for p in r["plots"]] + skipped_markdown(r.get("skipped_files") or [])
     return "\n".join(lines) + "\n"
 
 
@@ -206,6 +221,7 @@ def _search_markdown(r: Dict[str, Any]) -> str:
         lines.append(f"| {u.get('label') or 'uniform'} | `{u['genotype']}` | {u['fitness']:.4f} | "
                      f"{_num(u['costs'].get('flops'))} |")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
+    lines += skipped_markdown(r.get("skipped_files") or [])
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +241,8 @@ def write_run_report(run: Run) -> Dict[str, Any]:
             plot_paths.append(path)
     baselines = baseline_rows(run, rows)
     report = {"run_dir": os.path.abspath(run.run_dir), "module": run.cfg.model.module, "dataset": run.cfg.data.name,
-              "supernet": supernet, "searches": rows, "baselines": baselines, "plots": plot_paths}
+              "supernet": supernet, "searches": rows, "baselines": baselines, "plots": plot_paths,
+              "skipped_files": skipped_files(run)}
     atomic_write_json(run.path("report.json"), report)
     lines = [f"# larq_mobisearch run: {run.cfg.model.module.upper()} on {run.cfg.data.name}", "",
              f"Supernet: {supernet.get('epochs', '-')} epochs, final train accuracy "
@@ -236,7 +253,7 @@ def write_run_report(run: Run) -> Dict[str, Any]:
     for b in baselines:
         lines.append(f"| {b['label']} | `{b['genotype']}` | {_num(b['flops'])} | {_num(b['test_accuracy'])} | "
                      f"{b['note']} |")
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths] + skipped_markdown(report["skipped_files"])
     atomic_write_text(run.path("report.md"), "\n".join(lines) + "\n")
     return report
 
