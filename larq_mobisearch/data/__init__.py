@@ -7,6 +7,7 @@ image folders and prepared TFDS datasets.
 - `preprocessing`: resize, evaluation view, seeded augmentation (`Preprocessing`);
 - `source`: what a source provides (`Source`); `splits`: seeded stratified splits;
 - `arrays` (in-memory arrays, digits), `idx` (IDX files), `folder` (image folders), `tfds` (TFDS): the sources;
+  `filecheck`: every image file decoded once before training (verdicts cached);
 - `streams`: the epoch-seeded training stream and recalibration samples; `dataset`: `Dataset`;
   `load`: `load_dataset`.
 """
