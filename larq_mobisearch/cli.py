@@ -10,16 +10,20 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import os
-import sys
-from typing import Optional
+from . import _startup
 
-import click
+_startup.quiet_cli_startup()  # TensorFlow's C++ log level, before anything loads TensorFlow (the CLI process only)
 
-from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS
+import functools  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import click  # noqa: E402
+
+from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/digits"
 
