@@ -22,7 +22,7 @@ _compat.install(__name__)
 #: Public names of the package and the module each lives in (loaded on first use).
 _API = {
     "quantizers": "nn.quantizers",
-    "BinaryGroupConv2D": "nn.layers", "GroupConv2D": "nn.layers", "custom_objects": "nn.layers",
+    "BinaryGroupConv2D": "nn.layers", "GroupConv2D": "nn.layers", "custom_objects": "nn.registry",
     "LearnableThreshold": "nn.reactnet", "RPReLU": "nn.reactnet",
     "Architecture": "nn.specs", "architecture": "nn.specs", "allowed_group_counts": "nn.specs",
     "SearchSpace": "nn.space", "encode": "nn.space", "decode": "nn.space",
