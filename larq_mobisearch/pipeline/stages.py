@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -61,6 +62,13 @@ def check_budgets(run: Run):
         raise RunDirError(f"Search {run.search!r}: no genotype of the search space is within all budgets together "
                           f"({feasible.describe()}); raise the budgets")
     return feasible
+
+
+def progress_bars(run: Run, stream=None) -> bool:
+    """Whether the search draws tqdm bars: verbose, the chief, and `stream` (default stderr) is a terminal (a
+    log file gets the search's own lines, not thousands of bar redraws)."""
+    stream = sys.stderr if stream is None else stream
+    return bool(run.verbose > 0 and run.worker.is_chief and getattr(stream, "isatty", lambda: False)())
 
 
 def feasible_summary(feasible) -> Dict[str, Any]:
@@ -147,14 +155,14 @@ def search(run: Run) -> Dict[str, Any]:
     ])
     start = time.time()
     evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.search_path(STATE_FILENAME),
-                              context=context, progress=run.verbose > 0 and worker.is_chief,
+                              context=context, progress=progress_bars(run),
                               write_state=worker.is_chief)
     samples = evo.num_evaluations if scfg.random_baseline_samples is None else scfg.random_baseline_samples
     rnd = None
     if samples > 0:  # 0: no random baseline
         rnd = random_search(space, evaluator, constraints, scfg, num_samples=samples,
                             state_path=run.search_path(RANDOM_STATE_FILENAME), context=context,
-                            progress=run.verbose > 0 and worker.is_chief, write_state=worker.is_chief)
+                            progress=progress_bars(run), write_state=worker.is_chief)
     uni = uniform_baselines(space, evaluator, constraints)
     local.restore()
     if evo.best is None:
