@@ -10,7 +10,7 @@ import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 from larq_mobisearch.config import load_config
 from larq_mobisearch.pipeline import Run, train_supernet
-from larq_mobisearch.pipeline.stages import stage_clock, stage_seconds, stage_seconds_path
+from larq_mobisearch.pipeline.clock import stage_clock, stage_seconds, stage_seconds_path
 
 # tf_keras's seeded initializers call random.randint with a float bound (not this project's code).
 pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")

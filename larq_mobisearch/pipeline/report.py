@@ -14,7 +14,8 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..nn.space import decode
 from ..search.costs import count_costs
 from .rundir import Run, read_json
-from .stages import TIMED_STAGES, final_baseline, load_final, stage_seconds
+from .clock import TIMED_STAGES, stage_seconds
+from .stages import final_baseline, load_final
 
 #: What the report says about each named baseline.
 BASELINE_NOTES = {

@@ -19,8 +19,6 @@ stage. Export is the chief's.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import sys
@@ -32,78 +30,11 @@ from ..fileio import atomic_write_json
 from ..nn.space import Genotype, SearchSpace, decode, encode
 from ..search.state import STATE_FILENAME
 from .rundir import Run, RunDirError, read_json, uses_teacher
+from .clock import timed
 from .files import sha256_file
 from .methods import load_teacher, model_options as _options, retrain_step1, train_teacher
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Wall time per stage, measured by the run and kept across resumption
-
-#: File of a stage's accumulated wall seconds (in the stage's directory, or next to its files in the search's).
-WALL_SECONDS = "wall_seconds.json"
-TIMED_STAGES = ("supernet", "search", "retrain", "export")
-
-
-def stage_seconds_path(run: Run, stage: str) -> str:
-    """Where `stage` keeps its wall time (deleted with the stage's files by ``--restart-from``)."""
-    if stage == "supernet":
-        return run.path("supernet", WALL_SECONDS)
-    if stage == "retrain":
-        return run.search_path("final", WALL_SECONDS)
-    if stage in ("search", "export"):
-        return run.search_path(f"{stage}_{WALL_SECONDS}")
-    raise ValueError(f"stage: received {stage!r}; allowed: {list(TIMED_STAGES)}")
-
-
-def stage_seconds(run: Run, stage: str) -> Optional[float]:
-    """Wall seconds `stage` has run so far, over every session (an interrupted and resumed stage adds its time);
-    None if it never ran in this run directory."""
-    path = stage_seconds_path(run, stage)
-    return read_json(path, "Stage wall time").get("seconds") if os.path.exists(path) else None
-
-
-@contextlib.contextmanager
-def stage_clock(run: Run, stage: str):
-    """Add the wall time spent inside the block to `stage`'s total (written at the end, also when the block
-    fails, and whenever the yielded ``flush()`` is called, e.g. after every epoch)."""
-    path = stage_seconds_path(run, stage)
-    before = read_json(path, "Stage wall time") if os.path.exists(path) else {}
-    start = time.monotonic()
-
-    def flush():
-        if run.worker.is_chief:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write_json(path, {"seconds": round(before.get("seconds", 0.0) + time.monotonic() - start, 1),
-                                     "sessions": before.get("sessions", 0) + 1})
-
-    try:
-        yield flush
-    finally:
-        flush()
-
-
-def _timed(stage: str):
-    """Run the stage function inside `stage_clock`; a training stage also flushes the clock after every epoch."""
-
-    def wrap(fn):
-        @functools.wraps(fn)
-        def timed(run: Run, *args, **kwargs):
-            with stage_clock(run, stage) as flush:
-                if stage in ("supernet", "retrain"):
-                    import tensorflow as tf
-
-                    each_epoch = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: flush())
-                    if stage == "supernet" and args:  # train_supernet(run, callbacks)
-                        args = ([*args[0], each_epoch], *args[1:])
-                    else:
-                        kwargs["callbacks"] = [*kwargs.get("callbacks", ()), each_epoch]
-                return fn(run, *args, **kwargs)
-
-        return timed
-
-    return wrap
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -146,7 +77,7 @@ def feasible_summary(feasible) -> Dict[str, Any]:
             "exact": feasible.exact, "method": feasible.method, "standard_error": feasible.standard_error}
 
 
-@_timed("supernet")
+@timed("supernet")
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from ..distribute import check_global_batch
     from ..nn.supernet import RandomGenotype, build_supernet
@@ -199,7 +130,7 @@ def load_supernet(run: Run):
 # Stage 2: search
 
 
-@_timed("search")
+@timed("search")
 def search(run: Run) -> Dict[str, Any]:
     from ..distribute import ShardedEvaluator
     from ..search import (RANDOM_STATE_FILENAME, constraints_from_config, evaluation_budget_note,
@@ -307,7 +238,7 @@ def baseline_space(run: Run, baseline: Optional[str]) -> SearchSpace:
     return SearchSpace(run.arch, "paper") if baseline else run.space
 
 
-@_timed("retrain")
+@timed("retrain")
 def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_supernet: Optional[bool] = None,
             callbacks: Sequence = (), baseline: Optional[str] = None):
     """Train `genotype` (default: the search's winner; with `baseline`, that named baseline's genotype, e.g.
@@ -412,7 +343,7 @@ def load_final(run: Run):
 # Stage 4: export
 
 
-@_timed("export")
+@timed("export")
 def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_mismatch: Optional[bool] = None,
            output: Optional[str] = None) -> Dict[str, Any]:
     """Stage 4: convert the retrained model with LCE (M3 pointwise pairs fused), verify it against Keras, and
