@@ -14,11 +14,9 @@ image folders and prepared TFDS datasets.
 
 from __future__ import annotations
 
-import os
-import sys
+from .. import _keras
 
-if "tensorflow" not in sys.modules:  # loaded standalone (the package __init__ normally does this)
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_keras.select_legacy_keras()  # idempotent: the package __init__ has selected Keras 2 (TF_USE_LEGACY_KERAS) already
 
 from .dataset import Dataset  # noqa: E402
 from .errors import CorruptDatasetError, DatasetNotAvailableError, UnknownDatasetError  # noqa: E402

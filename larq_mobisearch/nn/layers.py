@@ -1,13 +1,12 @@
 """Keras layers: binary group convolution (LCE-lowerable) and a validated real-valued group convolution.
 
-Both are plain `tf.keras` layers (Keras 2 / tf-keras), serializable with `custom_objects()` and usable in any
+Both are plain `tf.keras` layers (Keras 2 / tf-keras), serializable with `nn.registry.custom_objects()` and usable in any
 functional or sequential model.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Dict
 
 import larq as lq
 import tensorflow as tf
@@ -145,20 +144,3 @@ class GroupConv2D(_PlainGroupedConvolution, tf.keras.layers.Conv2D):
             raise ValueError(f"Layer {self.name!r}: the channel dimension of the input must be known")
         _check_groups_in_build(self, int(in_channels), binary=False, lce_compatible=False)
         super().build(input_shape)
-
-
-def custom_objects() -> Dict[str, object]:
-    """Objects to pass to `tf.keras.models.load_model(..., custom_objects=...)`.
-
-    Every class this package registers with Keras (``@register_keras_serializable(package="larq_mobisearch")``:
-    the layers here, ReActNet's layers, the supernet layers, the quantizers), under its registered and its short
-    name.
-    """
-    from . import reactnet, supernet  # noqa: F401  (register their layers; loaded lazily by the package)
-
-    objs: Dict[str, object] = {"XnorWeight": quantizers.XnorWeight}
-    for key, obj in tf.keras.utils.get_custom_objects().items():
-        if key.startswith(PACKAGE + ">"):
-            objs[key] = obj
-            objs[key.split(">", 1)[1]] = obj
-    return objs

@@ -14,6 +14,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..nn.space import decode
 from ..search.costs import count_costs
 from .rundir import Run, read_json
+from .clock import TIMED_STAGES, stage_seconds
 from .stages import final_baseline, load_final
 
 #: What the report says about each named baseline.
@@ -153,6 +154,9 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "tflite_bytes": exported.get("tflite_bytes"),
         "float_tflite_bytes": exported.get("float_tflite_bytes"),
         "op_census": exported.get("op_census"),
+        # wall seconds of each stage, measured by the run (resumed stages add up); the supernet's is shared by
+        # every search of the run directory
+        "stage_seconds": {stage: stage_seconds(run, stage) for stage in TIMED_STAGES},
         "search_result": {k: search_result.get(k) for k in ("fitness", "evaluations", "random_best",
                                                              "random_evaluations", "uniform", "feasible")},
         "plots": sorted(os.path.join("plots", p) for p in os.listdir(plot_dir) if p.endswith(".png"))
@@ -188,6 +192,12 @@ def _baseline_markdown(r: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seconds_line(r: Dict[str, Any]) -> str:
+    times = r.get("stage_seconds") or {}
+    return "- wall time per stage (measured by the run; a resumed stage adds its sessions): " + ", ".join(
+        f"{stage} {_num(seconds, '{:,.0f}')} s" for stage, seconds in times.items())
+
+
 def _search_markdown(r: Dict[str, Any]) -> str:
     if r.get("baseline"):
         return _baseline_markdown(r)
@@ -206,6 +216,7 @@ def _search_markdown(r: Dict[str, Any]) -> str:
         f"- parameter memory: {r['parameter_memory']['bytes']:,} bytes "
         f"(float32 equivalent {r['parameter_memory']['float32_bytes']:,})",
         f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes; float TFLite {r['float_tflite_bytes'] or '-'} bytes)",
+        _seconds_line(r),
         "",
         "## Search vs baselines at the same budget (supernet held-out top-1 after BatchNorm recalibration)",
         "",

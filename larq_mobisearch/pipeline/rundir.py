@@ -192,10 +192,11 @@ class Run:
         run_level = {"teacher": [self.path("teacher")], "supernet": [self.path("supernet"), self.path("searches")]}
         paths = {
             **run_level,
-            "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
+            "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search",
+                                                     "search_wall_seconds.json")],
             "retrain": [self.search_path("final")],
             "export": [self.search_path(p) for p in ("model.tflite", "export.json", "export_refused.json", "report.md",
-                                                     "report.json")],
+                                                     "report.json", "export_wall_seconds.json")],
         } if self.search is not None else run_level
         for s in [s for s in RESTART_STAGES[RESTART_STAGES.index(stage):] if s in paths]:
             for p in paths[s]:
