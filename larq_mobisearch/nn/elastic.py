@@ -257,7 +257,9 @@ class ElasticBatchNorm(tf.keras.layers.BatchNormalization):
         self.input_spec = tf.keras.layers.InputSpec(ndim=shape.rank)
 
     def call(self, inputs, training=None):
-        c = inputs.shape[-1] if (self.static_channels and inputs.shape[-1] is not None) else tf.shape(inputs)[-1]
+        if self.static_channels:  # always at full width: Keras's own BatchNorm (bit-identical to the fixed model)
+            return super().call(inputs, training=training)
+        c = tf.shape(inputs)[-1]
         gamma, beta = self.gamma[:c], self.beta[:c]
         axes = list(range(len(inputs.shape) - 1))
 
@@ -268,9 +270,11 @@ class ElasticBatchNorm(tf.keras.layers.BatchNormalization):
                 var.assign(tf.concat([updated, var[c:]], axis=0))
             return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
 
-        def infer():
-            return tf.nn.batch_normalization(inputs, self.moving_mean[:c], self.moving_variance[:c], beta, gamma,
-                                             self.epsilon)
+        def infer():  # the op Keras's BatchNormalization infers with, so a subnet's logits match bit for bit
+            out, _, _ = tf.compat.v1.nn.fused_batch_norm(inputs, gamma, beta, mean=self.moving_mean[:c],
+                                                         variance=self.moving_variance[:c], epsilon=self.epsilon,
+                                                         is_training=False, data_format="NHWC")
+            return out
 
         if training is None:
             training = tf.keras.backend.learning_phase()
