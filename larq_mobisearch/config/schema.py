@@ -126,12 +126,29 @@ class ModelConfig(Section):
     module: Choice(C.MODULES) = "m1"
     width_multiplier: Annotated[Float, Field(gt=0, le=MAX_WIDTH_MULTIPLIER)] = 0.5
     space: Choice(C.SPACE_MODES) = "lce"
+    #: genes searched: "groups" (the paper: group counts), "width" (block widths) or "joint" (both)
+    space_genes: Choice(C.SPACE_GENES) = "groups"
+    #: width genes' choices: multipliers of each block's channels at `width_multiplier` (rounded to multiples of
+    #: 32 from 64 channels on, else of 8; `nn.specs.round_channels`); the supernet holds the largest
+    width_choices: Tuple[Annotated[Float, Field(gt=0, le=4)], ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     #: binary activation: "approx_sign" (the paper) or "rsign" (ReActNet: sign(x - alpha_c), learnable alpha_c)
     activation: Choice(C.ACTIVATIONS) = "approx_sign"
     #: after each residual add: "none" (the paper) or "rprelu" (ReActNet: PReLU_c(x - gamma_c) + zeta_c)
     nonlinearity: Choice(C.NONLINEARITIES) = "none"
     #: initial negative slope of each RPReLU: 0.25 (ReActNet, PyTorch's PReLU); 1.0 starts as the identity
     rprelu_init_slope: Annotated[Float, Field(ge=0, le=1)] = 0.25
+
+
+    @model_validator(mode="after")
+    def _width_choices(self) -> "ModelConfig":
+        if not self.width_choices or 1.0 not in self.width_choices:
+            raise ValueError(f"model.width_choices: received {list(self.width_choices)}; must include 1.0 (the "
+                             f"blocks at model.width_multiplier, what a groups-only genotype means)")
+        if self.space_genes != "groups" and (self.activation != "approx_sign" or self.nonlinearity != "none"):
+            raise ValueError(f"model.space_genes: received {self.space_genes!r}; width genes need "
+                             f"model.activation='approx_sign' and model.nonlinearity='none' (RSign and RPReLU hold one "
+                             f"parameter per channel of a fixed width); allowed with them: ['groups']")
+        return self
 
 
 class TrainConfig(Section):

@@ -144,3 +144,47 @@ class GroupConv2D(_PlainGroupedConvolution, tf.keras.layers.Conv2D):
             raise ValueError(f"Layer {self.name!r}: the channel dimension of the input must be known")
         _check_groups_in_build(self, int(in_channels), binary=False, lce_compatible=False)
         super().build(input_shape)
+
+
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class ChannelFit(tf.keras.layers.Layer):
+    """Part `part` of `parts` equal channel slices of the input, cropped or zero-padded to `channels`: a shortcut
+    between tensors of different widths (width genes). TFLite runs it as a slice and a pad.
+
+    # Arguments
+        channels: output channels.
+        part, parts: which of `parts` equal slices of the input channels to take (M3's "split" shortcut).
+    """
+
+    def __init__(self, channels: int, part: int = 0, parts: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.part, self.parts = int(channels), int(part), int(parts)
+        if self.channels < 1 or self.parts < 1 or not 0 <= self.part < self.parts:
+            raise ValueError(f"ChannelFit: received channels={channels}, part={part}, parts={parts}; need channels "
+                             f">= 1 and 0 <= part < parts")
+
+    def call(self, inputs):
+        c = inputs.shape[-1] // self.parts
+        x = inputs[..., self.part * c:(self.part + 1) * c] if self.parts > 1 else inputs
+        if self.channels < c:
+            return x[..., : self.channels]
+        if self.channels > c:
+            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.channels - c]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.channels])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "part": self.part, "parts": self.parts}
+
+    @staticmethod
+    def fit(x, channels: int, *, name: str, part: int = 0, parts: int = 1):
+        """`x` fitted to `channels`: `x` itself or its plain slice where no crop or pad is needed (the graph
+        without width genes is unchanged), else a `ChannelFit` layer."""
+        c = x.shape[-1]
+        if parts == 1 and c == channels:
+            return x
+        if c == parts * channels:
+            return x[..., part * channels:(part + 1) * channels]
+        return ChannelFit(channels, part, parts, name=name)(x)

@@ -73,7 +73,7 @@ def search_summary(run: Run) -> Dict[str, Any]:
     }
     if genotype:
         genes = decode(genotype)
-        row["flops"] = count_costs(run.arch, genes).flops
+        row["flops"] = run.genotype_costs(genes).flops
         latency = run.latency_model()
         if latency is not None and row["baseline"] is None:
             row["latency_ms"] = latency.cost(genes)
@@ -128,7 +128,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     search_result = {} if baseline else read_json(run.search_path("search", "result.json"), "Search result")
     exported = read_json(run.search_path("export.json"), "Export result")
     verify = exported.get("verify") or {}
-    costs = count_costs(arch, decode(final["genotype"]))
+    costs = run.genotype_costs(decode(final["genotype"]))
     model, _ = load_final(run)
     plot_dir = run.search_path("plots")
     report = {
@@ -281,7 +281,7 @@ def baseline_rows(run: Run, rows: Optional[List[Dict[str, Any]]] = None) -> List
         genes = baseline_genotype(run.arch, name)
         trained = [r for r in rows if r.get("baseline") == name and r.get("test_accuracy") is not None]
         out.append({"baseline": name, "label": f"{name} (MoBiNet-style, depthwise)" if name == "mobinet" else name,
-                    "genotype": encode(genes), "flops": count_costs(run.arch, genes).flops,
+                    "genotype": encode(genes), "flops": run.genotype_costs(genes).flops,
                     "test_accuracy": max((r["test_accuracy"] for r in trained), default=None),
                     "searches": [r["name"] for r in trained],
                     "note": note + ("" if trained else f" Train it with `mobisearch train --baseline {name}`.")})

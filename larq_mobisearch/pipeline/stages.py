@@ -227,7 +227,9 @@ def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False, b
     "lce" (a baseline outside it, e.g. MoBiNet's depthwise convs, passes False)."""
     from ..nn.models import build_network, fixed_conv_factory
 
-    arch = run.arch
+    arch, space = run.arch, run.space
+    if space.has_widths and len(genotype) == space.num_groups + len(space.widths):
+        arch, genotype = space.resolve(genotype)  # block widths from the genotype's width genes
     lce = run.cfg.model.space == "lce" if lce_compatible is None else lce_compatible
     return build_network(arch, fixed_conv_factory(genotype, lce_compatible=lce, binary_weights=binary_weights),
                          name=f"binary_mobilenet_{arch.module}", sync_batchnorm=sync_batchnorm, **_options(run))
