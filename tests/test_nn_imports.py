@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 NN = REPO / "larq_mobisearch" / "nn"
 #: The modules of nn from the lowest to the highest: a module may import only modules before it. A module not
 #: listed (a new one) is held to the rest: no import circle, and only the registry above it imports it.
-ORDER = ["specs", "space", "quantizers", "batchnorm", "layers", "reactnet", "models", "supernet", "registry"]
+ORDER = ["specs", "space", "quantizers", "batchnorm", "layers", "reactnet", "elastic", "models", "supernet", "registry"]
 REGISTERING = ("register_keras_serializable", "register_keras_custom_object")
 
 

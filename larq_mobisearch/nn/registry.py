@@ -3,14 +3,12 @@
 The registry sits above the modules that define the classes (quantizers, layers, reactnet, supernet, ...): it
 imports them, none of them imports it, so the layers module does not depend on the modules built on it.
 A new module of `nn` that registers classes (``@register_keras_serializable(package="larq_mobisearch")``) is
-added to `REGISTERED_MODULES` (``tests/test_nn_imports.py`` fails until it is); a name in the list whose module
-does not exist (yet) is skipped.
+added to `REGISTERED_MODULES` (``tests/test_nn_imports.py`` fails until it is).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Dict, List
 
 import tensorflow as tf
@@ -18,8 +16,7 @@ import tensorflow as tf
 from . import quantizers
 from .layers import PACKAGE
 
-#: The modules of `nn` that register Keras classes, imported by `custom_objects` (``elastic``: elastic-width
-#: layers, another branch; skipped while it does not exist).
+#: The modules of `nn` that register Keras classes, imported by `custom_objects`.
 REGISTERED_MODULES = ("quantizers", "layers", "reactnet", "supernet", "elastic")
 
 
@@ -32,8 +29,6 @@ def registered_modules() -> List[str]:
     names = []
     for name in REGISTERED_MODULES:
         full = f"{__package__}.{name}"
-        if importlib.util.find_spec(full) is None:
-            continue
         importlib.import_module(full)
         names.append(full)
     return names
