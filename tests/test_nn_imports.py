@@ -69,7 +69,7 @@ def test_the_scan_sees_every_form_of_import_inside_functions():
                 from larq_mobisearch.nn import batchnorm
     """)
     assert nn_imports("layers", source) == {"specs", "reactnet", "supernet", "models", "registry", "batchnorm"}
-    assert nn_imports("supernet") >= {"layers", "models", "quantizers", "space", "specs"}
+    assert nn_imports("supernet") >= {"elastic", "models", "space", "specs"}
 
 
 def test_no_nn_module_imports_one_above_it():
@@ -99,7 +99,7 @@ def test_no_nn_module_imports_one_above_it():
 
 def test_every_module_that_registers_classes_is_in_the_registry():
     registering = {m for m in nn_modules() if registers_classes(m)}
-    assert registering >= {"quantizers", "layers", "reactnet", "supernet"}
+    assert registering >= {"quantizers", "layers", "reactnet", "elastic"}
     missing = registering - set(registry.REGISTERED_MODULES)
     assert not missing, f"nn modules registering Keras classes but not in nn.registry.REGISTERED_MODULES: {missing}"
 
@@ -165,7 +165,7 @@ def _python(code, *args):
 
 def test_custom_objects_loads_supernet_and_reactnet_layers_in_a_fresh_interpreter(tmp_path):
     saved = _python(SAVE, tmp_path)
-    assert {"SearchableBinaryConv2D", "SearchableConv2D", "LearnableThreshold", "RPReLU"} <= set(saved["types"])
+    assert {"ElasticBinaryConv2D", "ElasticConv2D", "ElasticBatchNorm", "LearnableThreshold", "RPReLU"} <= set(saved["types"])
     loaded = _python(LOAD, tmp_path, json.dumps(saved["genotype"]))
     assert loaded["loaded_before"] == []  # custom_objects() itself registered the supernet and ReActNet layers
     assert loaded["types"] == saved["types"] and loaded["same"]

@@ -1,4 +1,5 @@
-"""Named starting points for the config tree: digits (the default), fashion, cifar10, imagenet.
+"""Named starting points for the config tree: digits (the default), fashion (+ fashion_react, fashion_joint),
+cifar10, imagenet.
 
 A preset is partial nested values over the `config` defaults plus a FLOPs budget per module. Each preset's
 sizes are explained where they are set; the README lists what each preset costs on a 2-core CPU.
@@ -81,6 +82,16 @@ FASHION_REACT_VALUES: Dict[str, Dict[str, Any]] = {
     "teacher": {"epochs": FASHION_REACT_TEACHER_EPOCHS, "learning_rate": FASHION_LEARNING_RATE, "schedule": "cosine"},
 }
 
+# ---- fashion_joint: per-block width x groups on one elastic supernet, at a tight budget ----
+#: Half the FLOPs of the uniform model at width 1 / groups 1 (MetaPruning's regime: where uniform shrinking
+#: hurts most). Every block may take 0.5-1.5x its channels (`model.width_choices`); the supernet holds the widest.
+FASHION_JOINT_FLOPS_BUDGET_FRACTION = 0.5
+FASHION_JOINT_VALUES: Dict[str, Dict[str, Any]] = {
+    **FASHION_VALUES,
+    "model": {**FASHION_VALUES["model"], "space_genes": "joint"},
+    "search": {**FASHION_SEARCH, "flops_budget_fraction": FASHION_JOINT_FLOPS_BUDGET_FRACTION},
+}
+
 # ---- cifar10 ------------------------------------------------------------------------------------------
 CIFAR10_SUPERNET_EPOCHS = 64
 CIFAR10_RETRAIN_EPOCHS = 128
@@ -126,6 +137,14 @@ PRESETS: Dict[str, Preset] = {
         values=FASHION_REACT_VALUES,
         flops_budgets=_NO_BUDGETS,
         notes="FLOPs budget: 0.85 x the uniform groups=1 model (search.flops_budget_fraction).",
+    ),
+    "fashion_joint": Preset(
+        name="fashion_joint",
+        description=("`fashion` with width genes: per-block width (0.5-1.5x) and group counts searched together on "
+                     "one elastic supernet, at half the FLOPs of the uniform width-1 / groups-1 model"),
+        values=FASHION_JOINT_VALUES,
+        flops_budgets=_NO_BUDGETS,
+        notes="FLOPs budget: 0.5 x the uniform groups=1 model at the base width (search.flops_budget_fraction).",
     ),
     "cifar10": Preset(
         name="cifar10",

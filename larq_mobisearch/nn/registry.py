@@ -17,7 +17,7 @@ from . import quantizers
 from .layers import PACKAGE
 
 #: The modules of `nn` that register Keras classes, imported by `custom_objects`.
-REGISTERED_MODULES = ("quantizers", "layers", "reactnet", "supernet", "elastic")
+REGISTERED_MODULES = ("quantizers", "layers", "reactnet", "elastic", "supernet")
 
 
 def registered_modules() -> List[str]:

@@ -171,7 +171,7 @@ def search(run: Run) -> Dict[str, Any]:
     if evo.best is None:
         raise RunDirError("The search evaluated no genotype within the budget")
     result = {
-        "genotype": encode(evo.best_genotype),
+        "genotype": run.space.encode(evo.best_genotype),
         "fitness": evo.best_fitness,
         "costs": evo.best_costs,
         "evaluations": evo.num_evaluations,
@@ -179,9 +179,9 @@ def search(run: Run) -> Dict[str, Any]:
         "feasible_note": note,
         "seconds": round(time.time() - start, 1),
         "search": run.search,
-        "random_best": _candidate_summary(rnd.best) if rnd else None,
+        "random_best": _candidate_summary(rnd.best, run.space) if rnd else None,
         "random_evaluations": rnd.num_evaluations if rnd else 0,
-        "uniform": [_candidate_summary(c) for c in uni.evaluated],
+        "uniform": [_candidate_summary(c, run.space) for c in uni.evaluated],
         "budgets": {"flops": scfg.flops_budget, "latency_ms": scfg.latency_budget_ms},
         "workers": worker.count,
     }
@@ -202,10 +202,10 @@ def search(run: Run) -> Dict[str, Any]:
     return result
 
 
-def _candidate_summary(c) -> Optional[Dict[str, Any]]:
+def _candidate_summary(c, space=None) -> Optional[Dict[str, Any]]:
     if c is None:
         return None
-    return {"genotype": encode(c.genotype), "fitness": c.fitness, "costs": dict(c.costs), "label": c.label}
+    return {"genotype": space.encode(c.genotype) if space is not None else encode(c.genotype), "fitness": c.fitness, "costs": dict(c.costs), "label": c.label}
 
 
 def searched_genotype(run: Run) -> Genotype:
@@ -269,14 +269,14 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
     marker = os.path.join(out, "genotype.json")
     if os.path.exists(marker):
         previous = read_json(marker, "Retraining genotype")
-        if previous.get("genotype") != encode(genotype) or previous.get("baseline") != baseline:
+        if previous.get("genotype") != run.space.encode(genotype) or previous.get("baseline") != baseline:
             raise RunDirError(
                 f"{out} holds a retraining of genotype {previous.get('genotype')} (baseline "
-                f"{previous.get('baseline')}), not {encode(genotype)} (baseline {baseline}); `--restart-from "
+                f"{previous.get('baseline')}), not {run.space.encode(genotype)} (baseline {baseline}); `--restart-from "
                 f"retrain` (or another --search name) retrains"
             )
     elif worker.is_chief:
-        atomic_write_json(marker, {"genotype": encode(genotype), "init_from_supernet": bool(init),
+        atomic_write_json(marker, {"genotype": run.space.encode(genotype), "init_from_supernet": bool(init),
                                    "baseline": baseline})
     teacher = None
     if uses_teacher(cfg, "retrain"):
@@ -310,11 +310,11 @@ def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_sup
                   validation=data.eval_batches("holdout"), callbacks=callbacks, verbose=run.verbose, teacher=teacher)
     test_acc = accuracy(lambda x: model(x, training=False), data.eval_batches("test"))
     if worker.is_chief:
-        title = f"Retraining {encode(genotype)} from scratch" + (" (step 2)" if step1 else "")
+        title = f"Retraining {run.space.encode(genotype)} from scratch" + (" (step 2)" if step1 else "")
         plots.plot_training_history(history, run.search_path("plots", "final_training.png"), title=title)
         step1_done = read_json(os.path.join(out, "step1", "done.json"), "Step 1 result") if step1 else None
         atomic_write_json(os.path.join(out, "done.json"),
-                          {"genotype": encode(genotype), "test_accuracy": test_acc, "epochs": cfg.retrain.epochs,
+                          {"genotype": run.space.encode(genotype), "test_accuracy": test_acc, "epochs": cfg.retrain.epochs,
                            "seconds": round(time.time() - start, 1), "init_from_supernet": bool(init),
                            "baseline": baseline, "loss": cfg.retrain.loss, "optimizer": cfg.retrain.optimizer,
                            **_options(run), "two_step": bool(cfg.retrain.two_step), "step1": step1_done,
@@ -374,7 +374,7 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_misma
                            labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff)
     path = output or run.search_path("model.tflite")
     refused = run.search_path("export_refused.json")
-    out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline,
+    out = {"tflite": os.path.abspath(path), "genotype": run.space.encode(genotype), "baseline": baseline,
            **report.to_json()}
     if report.verify is not None:
         try:
@@ -386,7 +386,7 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_misma
                                     exc.failures) from None
             log.warning("export.allow_mismatch: writing %s although %s", path, "; ".join(exc.failures))
             report.allowed_mismatch = True
-            out = {"tflite": os.path.abspath(path), "genotype": encode(genotype), "baseline": baseline,
+            out = {"tflite": os.path.abspath(path), "genotype": run.space.encode(genotype), "baseline": baseline,
            **report.to_json()}
     write_tflite(report.flatbuffer, path)
     atomic_write_json(run.search_path("export.json"), out)
