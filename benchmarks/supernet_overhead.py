@@ -6,10 +6,19 @@ real groups of one genotype, run by TensorFlow's grouped Conv2D (the package's l
 through tf-keras's own XLA-compiled wrapper for grouped convs (what the layers inherited before).
 Target: supernet step <= 1.3x the fixed g=1 step.
 
+With ``--space-genes joint`` (or ``width``), the elastic supernet of a width x groups space instead: its mean
+train step over genotypes sampled as the supernet trains (under ``--budget-fraction`` x the FLOPs of the uniform
+g=1 model at the base width) against the dense largest network (the widest blocks, one group), the two timed in
+alternation, step by step, so that a loaded machine slows both alike. Target: <= 0.6x.
+
     python benchmarks/supernet_overhead.py [--module m1] [--input-size 32] [--width 0.5] [--batch 64]
+    python benchmarks/supernet_overhead.py --space-genes joint --input-size 28 --batch 128 --budget-fraction 0.5 \
+        --json benchmarks/results/elastic_step.json
 """
 
 import argparse
+import json
+import os
 import random
 import statistics
 import time
@@ -52,6 +61,54 @@ def xla_grouped_step_times(args, genotype, shape, x, y):
             del cls._jit_compiled_convolution_op
 
 
+def elastic_rows(args, shape, x, y):
+    """Alternating train steps: the dense largest network, then the elastic supernet at a sampled genotype."""
+    from larq_mobisearch.fileio import atomic_write_json
+    from larq_mobisearch.nn.models import build_network, fixed_conv_factory
+    from larq_mobisearch.search.costs import count_costs, flops_cost_model
+
+    arch = lm.architecture(args.module, shape, args.classes, args.width)
+    space = lm.SearchSpace(arch, genes=args.space_genes)
+    widest, _ = space.resolve(space.largest())
+    dense = build_network(widest, fixed_conv_factory((1,) * arch.num_genes), name="dense_largest")
+    supernet = sn.build_supernet(space)
+    cost = flops_cost_model(space)
+    budget = args.budget_fraction * count_costs(arch, 1).flops if args.budget_fraction else None
+    for m in (dense, supernet):
+        compile_model(m, TrainConfig(epochs=1), steps_per_epoch=args.steps + args.warmup)
+        m.train_on_batch(x, y)
+    dense_t, elastic_t, flops = [], [], []
+    for i in range(args.warmup + args.steps):
+        genotype = sn.sample_genotype(space, sn.step_rng(args.seed, i), cost, budget)
+        t = time.perf_counter()
+        dense.train_on_batch(x, y)
+        t_dense = time.perf_counter() - t
+        sn.set_genotype(supernet, genotype)
+        t = time.perf_counter()
+        supernet.train_on_batch(x, y)
+        t_elastic = time.perf_counter() - t
+        if i >= args.warmup:
+            dense_t.append(t_dense)
+            elastic_t.append(t_elastic)
+            flops.append(cost.cost(genotype))
+    ratio = statistics.mean(elastic_t) / statistics.mean(dense_t)
+    print(f"\n{args.module.upper()} {shape} base width {args.width}, {args.space_genes} space, batch {args.batch}, "
+          f"{args.steps} alternating steps, TF {tf.__version__}")
+    print(f"dense largest network ({cost.cost(space.largest()):.3g} FLOPs): mean {statistics.mean(dense_t) * 1e3:.1f} ms")
+    print(f"elastic supernet, sampled genotypes (mean {statistics.mean(flops):.3g} FLOPs"
+          f"{f', budget {budget:.3g}' if budget else ''}): mean {statistics.mean(elastic_t) * 1e3:.1f} ms")
+    print(f"ratio {ratio:.2f}x (target <= 0.6x)")
+    if args.json:
+        atomic_write_json(args.json, {
+            "command": "python benchmarks/supernet_overhead.py " + " ".join(args.argv),
+            "module": args.module, "input_shape": list(shape), "width": args.width, "space_genes": args.space_genes,
+            "batch": args.batch, "steps": args.steps, "budget": budget,
+            "largest_flops": cost.cost(space.largest()), "sampled_mean_flops": statistics.mean(flops),
+            "dense_largest_ms": [t * 1e3 for t in dense_t], "elastic_ms": [t * 1e3 for t in elastic_t],
+            "ratio_of_means": ratio, "load_average": os.getloadavg()[0], "tensorflow": tf.__version__,
+        })
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--module", default="m1", choices=["m1", "m2", "m3"])
@@ -65,9 +122,22 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--genotype", default=None, help="groups of the fixed rows, e.g. 1-1-2-2-1-2-8-4-4-1-8-1-4 "
                    "(default: a random one)")
+    p.add_argument("--space-genes", default="groups", choices=["groups", "width", "joint"],
+                   help="width / joint: the elastic supernet against the dense largest network")
+    p.add_argument("--budget-fraction", type=float, default=0.5,
+                   help="width / joint: sample under this x the FLOPs of the uniform g=1 model (0: no budget)")
+    p.add_argument("--json", default=None, help="width / joint: write the step times here")
+    import sys
+
     args = p.parse_args()
+    args.argv = sys.argv[1:]
 
     shape = (args.input_size, args.input_size, args.channels)
+    if args.space_genes != "groups":
+        rng = np.random.default_rng(args.seed)
+        x = rng.uniform(-1, 1, (args.batch,) + shape).astype(np.float32)
+        y = rng.integers(0, args.classes, args.batch).astype(np.int32)
+        return elastic_rows(args, shape, x, y)
     arch = lm.architecture(args.module, shape, args.classes, args.width)
     space = lm.SearchSpace(arch)
     rng = np.random.default_rng(args.seed)
