@@ -315,7 +315,8 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
 
 @main.command()
 @click.option("--module", type=click.Choice(["m1", "m2", "m3"], case_sensitive=False), required=True)
-@click.option("--groups", required=True, help="One int (uniform) or a comma/dash-separated gene list.")
+@click.option("--groups", required=True, help="One int (uniform) or a comma/dash-separated gene list, optionally with "
+              "block widths after '_w' (1-2-4-..._w32-64-96-...).")
 @click.option("--input-size", default=224, show_default=True, type=int)
 @click.option("--channels", default=3, show_default=True, type=int)
 @click.option("--num-classes", default=1000, show_default=True, type=int)
@@ -333,6 +334,14 @@ def flops(module, groups, input_size, channels, num_classes, width_multiplier, s
     arch = architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
     genes = decode(groups)
     spec = genes[0] if len(genes) == 1 else genes
+    if "_w" in groups:  # group counts, then one width per block: counted at those widths
+        from .nn.space import SearchSpace
+
+        n = arch.num_genes
+        if len(genes) != n + len(arch.blocks):
+            raise click.BadParameter(f"received {len(genes)} genes; a genotype with widths has {n} group counts and "
+                                     f"{len(arch.blocks)} block widths", param_hint="--groups")
+        arch, spec = SearchSpace(arch, space_mode, genes="joint").resolve(genes)
     costs = count_costs(arch, spec, check=True, lce_compatible=space_mode == "lce")
     if as_json:
         click.echo(json.dumps(costs.as_dict()))
