@@ -109,7 +109,8 @@ def config_error(exc: ValidationError, models: Mapping[str, type], prefix: Tuple
         elif error["type"] in ("model_type", "model_attributes_type", "dict_type"):
             fields = ", ".join(keys_of(models, section)) if section else ", ".join(SECTIONS)
             lines.append(f"{key or 'config'}: expected a mapping of fields ({fields}), received {error['input']!r}")
-        elif error["type"] == "value_error" and str(error["msg"]).startswith("Value error, " + (section or "~")):
+        elif error["type"] == "value_error" and str(error["msg"]).startswith(
+                tuple(f"Value error, {s}." for s in ([section] if section else SECTIONS))):
             lines.append(str(error["msg"]).removeprefix("Value error, "))  # cross-field checks name their key
         else:
             lines.append(f"{key}: received {received_text(error.get('input'))}; {_requirement(error, model, name)}")

@@ -92,6 +92,14 @@ class SearchSpace:
         """The uniform genotype, with each layer clamped to its largest legal count <= groups."""
         return tuple(max(g for g in c if g <= groups) for c in self.candidates)
 
+    def largest(self) -> Genotype:
+        """The genotype with the most FLOPs: every layer at its smallest group count."""
+        return tuple(min(c) for c in self.candidates)
+
+    def smallest(self) -> Genotype:
+        """The genotype with the fewest FLOPs: every layer at its largest group count."""
+        return tuple(max(c) for c in self.candidates)
+
     def sample(self, rng: random.Random) -> Genotype:
         """A uniformly random genotype."""
         return tuple(rng.choice(c) for c in self.candidates)

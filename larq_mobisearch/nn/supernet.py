@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -103,6 +103,13 @@ class SearchableConv(tf.keras.layers.Layer):
 
     def masked_kernel(self) -> tf.Tensor:
         raise NotImplementedError
+
+    def kernel_mask(self) -> tf.Tensor:
+        """A 0/1 float tensor of the kernel's full shape (k, k, Cin, Cout): 1 where the current genotype uses
+        the kernel entry (the block-diagonal mask of the active group count)."""
+        mask = block_diagonal_mask(self.in_channels, self.filters, self.groups)
+        return tf.broadcast_to(mask[None, None], (self.kernel_size, self.kernel_size, self.in_channels,
+                                                   self.filters))
 
     def call(self, inputs):
         raise NotImplementedError
@@ -236,6 +243,24 @@ def searchable_layers(model: tf.keras.Model) -> List[SearchableConv]:
     if not layers:
         raise ValueError(f"Model {model.name!r} has no searchable layers: it is not a supernet")
     return sorted(layers, key=lambda l: l.gene)
+
+
+def genotype_variables(model: tf.keras.Model) -> List[tf.Variable]:
+    """The int32 scalar variables that hold the genotype, one per gene in genotype order.
+
+    Assigning ``genotype[i]`` to variable ``i`` (eagerly or inside a `tf.function`) switches the supernet to
+    that genotype, as `set_genotype` does, without checking the values.
+    """
+    return [layer.groups for layer in searchable_layers(model)]
+
+
+def inactive_masks(model: tf.keras.Model) -> List[Tuple[tf.Variable, tf.Tensor]]:
+    """``(kernel variable, 0/1 mask of its entries the current genotype uses)`` for every searchable kernel.
+
+    Entries where the mask is 0 get no gradient in this genotype; `supernet_training` keeps them (and their
+    optimizer state) unchanged with ``masked_updates``.
+    """
+    return [(layer.kernel, layer.kernel_mask()) for layer in searchable_layers(model)]
 
 
 def is_supernet(model: tf.keras.Model) -> bool:

@@ -70,7 +70,7 @@ def feasible_summary(feasible) -> Dict[str, Any]:
 
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from ..distribute import check_global_batch
-    from ..nn.supernet import RandomGenotype, build_supernet
+    from ..nn.supernet import build_supernet
     from ..training import fit
 
     run.begin_stage(run.cfg.supernet.seed)
@@ -88,21 +88,48 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
             teacher = load_teacher(run)
     with strategy.scope():
         supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm, **_options(run))
-    budget = run.flops_budget() if cfg.supernet.flops_bounded_sampling else None
-    sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
-                             budget=budget, max_tries=cfg.search.max_tries)
+    sampler, trainer = supernet_sampling(run)
     start = time.time()
     history = fit(supernet, data.train_from, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
-                  callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher)
+                  callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher, trainer=trainer)
     if run.worker.is_chief:
         plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
         atomic_write_json(os.path.join(out, "done.json"),
                           {"epochs": cfg.supernet.epochs, "seconds": round(time.time() - start, 1),
                            "final_train_accuracy": (history.get("accuracy") or [None])[-1],
                            "loss": cfg.supernet.loss, "optimizer": cfg.supernet.optimizer, **_options(run),
+                           **cfg.supernet.model_dump(include={"sampling", "sandwich", "sandwich_random",
+                                                              "inplace_distillation", "masked_updates"}),
                            "replicas": strategy.num_replicas_in_sync, "workers": run.worker.count})
     run.barrier()  # the other workers go on once the chief's weights and marker are written
     return supernet
+
+
+def supernet_sampling(run: Run):
+    """The genotype callback of the supernet's training and the `fit` trainer (None: plain `fit`) of the run's
+    ``supernet`` settings: budget or uniform sampling, the sandwich rule, in-place distillation, masked
+    updates (`supernet_training`)."""
+    from ..nn.supernet import RandomGenotype
+    from ..supernet_training import SubnetSampler, SupernetTrainer, subnet_count
+
+    cfg = run.cfg.supernet
+    budget = run.flops_budget() if cfg.sampling == "budget" else None
+    if cfg.sampling == "budget" and budget is None:
+        log.info("supernet.sampling=budget: the run has no FLOPs budget, so subnets are sampled uniformly")
+    cost_model = run.flops_model() if budget is not None else None
+    max_tries = run.cfg.search.max_tries
+    if not (cfg.sandwich or cfg.masked_updates):
+        return RandomGenotype(run.space, seed=cfg.seed, cost_model=cost_model, budget=budget,
+                              max_tries=max_tries), None
+    sampler = SubnetSampler(run.space, cfg.seed, sandwich=cfg.sandwich, random=cfg.sandwich_random,
+                            cost_model=cost_model, budget=budget, max_tries=max_tries)
+    subnets = subnet_count(cfg.sandwich, cfg.sandwich_random)
+
+    def trainer(supernet, teacher):
+        return SupernetTrainer(supernet, subnets, inplace_distillation=cfg.inplace_distillation,
+                               masked_updates=cfg.masked_updates, teacher=teacher)
+
+    return sampler, trainer
 
 
 def load_supernet(run: Run):
