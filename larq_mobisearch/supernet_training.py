@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from .distillation import check_teacher, distributional_loss
 from .nn.space import Genotype, SearchSpace
-from .nn.supernet import genotype_variables, inactive_masks, optimizer_step, sample_genotype, step_rng
+from .nn.supernet import RandomGenotype, genotype_variables, inactive_masks, optimizer_step, sample_genotype, step_rng
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,30 @@ def optimizer_slots(optimizer, variable) -> List[tf.Variable]:
         except KeyError:
             pass
     return [s for s in slots if s.shape == variable.shape]
+
+
+def sampling_setup(space: SearchSpace, cfg, *, cost_model=None, budget: Optional[float] = None,
+                   max_tries: int = 1000):
+    """The genotype callback and the `training.fit` trainer of the settings `cfg` (a `config.SupernetConfig`).
+
+    # Arguments
+        space: the search space; cost_model, budget: the FLOPs bound of sampled subnets (None: uniform).
+
+    # Returns
+        ``(callback, trainer)``: `RandomGenotype` and None (plain `fit`) without ``sandwich`` and
+        ``masked_updates``; else `SubnetSampler` and ``trainer(supernet, teacher) -> SupernetTrainer``.
+    """
+    if not (cfg.sandwich or cfg.masked_updates):
+        return RandomGenotype(space, seed=cfg.seed, cost_model=cost_model, budget=budget, max_tries=max_tries), None
+    sampler = SubnetSampler(space, cfg.seed, sandwich=cfg.sandwich, random=cfg.sandwich_random,
+                            cost_model=cost_model, budget=budget, max_tries=max_tries)
+    subnets = subnet_count(cfg.sandwich, cfg.sandwich_random)
+
+    def trainer(supernet: tf.keras.Model, teacher: Optional[tf.keras.Model] = None) -> "SupernetTrainer":
+        return SupernetTrainer(supernet, subnets, inplace_distillation=cfg.inplace_distillation,
+                               masked_updates=cfg.masked_updates, teacher=teacher)
+
+    return sampler, trainer
 
 
 class SupernetTrainer(tf.keras.Model):

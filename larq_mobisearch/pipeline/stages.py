@@ -106,30 +106,14 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
 
 
 def supernet_sampling(run: Run):
-    """The genotype callback of the supernet's training and the `fit` trainer (None: plain `fit`) of the run's
-    ``supernet`` settings: budget or uniform sampling, the sandwich rule, in-place distillation, masked
-    updates (`supernet_training`)."""
-    from ..nn.supernet import RandomGenotype
-    from ..supernet_training import SubnetSampler, SupernetTrainer, subnet_count
+    """The genotype callback and `fit` trainer of the run's ``supernet`` settings (`supernet_training`)."""
+    from ..supernet_training import sampling_setup
 
-    cfg = run.cfg.supernet
-    budget = run.flops_budget() if cfg.sampling == "budget" else None
-    if cfg.sampling == "budget" and budget is None:
+    budget = run.flops_budget() if run.cfg.supernet.sampling == "budget" else None
+    if run.cfg.supernet.sampling == "budget" and budget is None:
         log.info("supernet.sampling=budget: the run has no FLOPs budget, so subnets are sampled uniformly")
-    cost_model = run.flops_model() if budget is not None else None
-    max_tries = run.cfg.search.max_tries
-    if not (cfg.sandwich or cfg.masked_updates):
-        return RandomGenotype(run.space, seed=cfg.seed, cost_model=cost_model, budget=budget,
-                              max_tries=max_tries), None
-    sampler = SubnetSampler(run.space, cfg.seed, sandwich=cfg.sandwich, random=cfg.sandwich_random,
-                            cost_model=cost_model, budget=budget, max_tries=max_tries)
-    subnets = subnet_count(cfg.sandwich, cfg.sandwich_random)
-
-    def trainer(supernet, teacher):
-        return SupernetTrainer(supernet, subnets, inplace_distillation=cfg.inplace_distillation,
-                               masked_updates=cfg.masked_updates, teacher=teacher)
-
-    return sampler, trainer
+    return sampling_setup(run.space, run.cfg.supernet, cost_model=run.flops_model() if budget is not None else None,
+                          budget=budget, max_tries=run.cfg.search.max_tries)
 
 
 def load_supernet(run: Run):
