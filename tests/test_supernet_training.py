@@ -166,8 +166,9 @@ def test_masked_updates_refuse_optimizers_without_slots():
 # ----------------------------------------------------------------------------------------------------------
 # Sandwich + in-place distillation in the pipeline: loss falls, resume is exact, genotypes from (seed, step)
 
-SETTINGS = ["data.image_size=16", "model.width_multiplier=0.25", "supernet.epochs=2", "data.augment=true", "data.batch_size=128",
-            "supernet.sandwich=true", "supernet.sandwich_random=1", "supernet.inplace_distillation=true",
+SETTINGS = ["data.image_size=16", "model.width_multiplier=0.25", "supernet.epochs=2", "data.augment=true",
+            "data.batch_size=128", "supernet.sandwich=true", "supernet.sandwich_random=1",
+            "supernet.inplace_distillation=true",
             "supernet.masked_updates=true", "supernet.learning_rate=5e-3"]
 
 
