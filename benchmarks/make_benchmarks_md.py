@@ -9,6 +9,7 @@ command line and the machine); nothing is typed in. Plots go next to the JSON fi
 - ``methods_accuracy_latency.png``: the same for the related methods of ``methods.py`` (`methods_md.py`).
 
     python benchmarks/make_benchmarks_md.py        # reads benchmarks/results/{peers,ablation}.json
+    python benchmarks/make_benchmarks_md.py --check    # writes nothing; fails if BENCHMARKS.md is stale
 """
 
 from __future__ import annotations
@@ -411,6 +412,57 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _plot(write: bool, fn, data: Dict[str, Any], path: str, *rest) -> str:
+    """`fn(data, path, *rest)` when `write`; the plot's path either way (``--check`` writes no file)."""
+    return fn(data, path, *rest) if write else path
+
+
+def render(peers_path: str, ablation_path: str, measured_path: str, out: str, plots_dir: Optional[str] = None, *,
+           write_plots: bool = True) -> Optional[str]:
+    """BENCHMARKS.md's text from the JSON results (None when neither peers nor ablation results exist).
+
+    # Arguments
+        peers_path, ablation_path, measured_path: the results files; the other results (``ablation_fashion``,
+            ``efficiency``, ``ranking``, ``methods``) are read next to `peers_path`.
+        out: where the markdown goes (plot links are relative to its directory).
+        plots_dir: where the PNGs go (default: the directory of `peers_path`).
+        write_plots: False links the plots without drawing them (nothing is written).
+    """
+    peers, ablation = _read(peers_path), _read(ablation_path)
+    if peers is None and ablation is None:
+        return None
+    plots_dir = Path(plots_dir or Path(peers_path).parent)
+    out_dir = Path(out).resolve().parent
+    rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
+    peers_plot = ablation_plot = None
+    if peers is not None:
+        peers_plot = rel(_plot(write_plots, plot_peers, peers, str(plots_dir / "peers_latency.png")))
+    if ablation is not None:
+        ablation_plot = rel(_plot(write_plots, plot_ablation, ablation, str(plots_dir / "ablation_accuracy_latency.png")))
+    results = Path(peers_path).parent
+    fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
+                               (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
+                                ("methods", "methods"))}
+    if fashion["methods"] is not None:
+        fashion["methods_plot"] = rel(_plot(write_plots, methods_md.plot_methods, fashion["methods"],
+                                            str(plots_dir / "methods_accuracy_latency.png")))
+    if fashion["ablation"] is not None:
+        fashion["ablation_plot"] = rel(_plot(write_plots, plot_ablation, fashion["ablation"],
+                                             str(plots_dir / "ablation_fashion_accuracy_latency.png")))
+    if fashion["efficiency"] is not None:
+        fashion["efficiency_plot"] = rel(_plot(write_plots, fashion_md.plot_efficiency, fashion["efficiency"],
+                                               str(plots_dir / "efficiency.png")))
+    if fashion["ranking"] is not None:
+        ranking = lambda rank, path, key, title: fashion_md.plot_ranking(rank, key, path, title)  # noqa: E731
+        fashion["ranking_plots"] = [
+            rel(_plot(write_plots, ranking, fashion["ranking"], str(plots_dir / "ranking_recalibrated.png"),
+                      "supernet_recalibrated", "BN recalibrated")),
+            rel(_plot(write_plots, ranking, fashion["ranking"], str(plots_dir / "ranking_no_recalibration.png"),
+                      "supernet_no_recalibration", "no BN recalibration")),
+        ]
+    return build_markdown(peers, ablation, peers_plot, ablation_plot, _read(measured_path), fashion)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peers", default=str(ROOT / "benchmarks" / "results" / "peers.json"))
@@ -418,46 +470,28 @@ def main(argv=None) -> int:
     p.add_argument("--measured", default=str(ROOT / "benchmarks" / "results" / "measured.json"))
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     p.add_argument("--plots-dir", default=None, help="default: the directory of --peers")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 (with a diff) if --out differs from what the results generate")
     args = p.parse_args(argv)
-    peers, ablation = _read(args.peers), _read(args.ablation)
-    if peers is None and ablation is None:
+    text = render(args.peers, args.ablation, args.measured, args.out, args.plots_dir, write_plots=not args.check)
+    if text is None:
         print(f"No results at {args.peers} or {args.ablation}: run {PEERS_CMD} and {ABLATION_CMD} first")
         return 2
-    plots_dir = Path(args.plots_dir or Path(args.peers).parent)
-    out_dir = Path(args.out).resolve().parent
-    peers_plot = ablation_plot = None
-    if peers is not None:
-        path = plot_peers(peers, str(plots_dir / "peers_latency.png"))
-        peers_plot = os.path.relpath(path, out_dir)
-    if ablation is not None:
-        path = plot_ablation(ablation, str(plots_dir / "ablation_accuracy_latency.png"))
-        ablation_plot = os.path.relpath(path, out_dir)
-    results = Path(args.peers).parent
-    rel = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
-    fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
-                               (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
-                                ("methods", "methods"))}
-    if fashion["methods"] is not None:
-        fashion["methods_plot"] = rel(methods_md.plot_methods(fashion["methods"],
-                                                              str(plots_dir / "methods_accuracy_latency.png")))
-    if fashion["ablation"] is not None:
-        fashion["ablation_plot"] = rel(plot_ablation(fashion["ablation"],
-                                                     str(plots_dir / "ablation_fashion_accuracy_latency.png")))
-    if fashion["efficiency"] is not None:
-        fashion["efficiency_plot"] = rel(fashion_md.plot_efficiency(fashion["efficiency"],
-                                                                    str(plots_dir / "efficiency.png")))
-    if fashion["ranking"] is not None:
-        fashion["ranking_plots"] = [
-            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_recalibrated",
-                                        str(plots_dir / "ranking_recalibrated.png"), "BN recalibrated")),
-            rel(fashion_md.plot_ranking(fashion["ranking"], "supernet_no_recalibration",
-                                        str(plots_dir / "ranking_no_recalibration.png"), "no BN recalibration")),
-        ]
+    if args.check:
+        current = Path(args.out).read_text(encoding="utf-8") if os.path.isfile(args.out) else ""
+        if current == text:
+            print(f"{args.out} is what the results generate")
+            return 0
+        import difflib
+
+        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                                   f"{args.out} (committed)", f"{args.out} (generated)"))
+        print(f"{args.out} differs from what the results generate: run {MD_CMD}")
+        return 1
     from larq_mobisearch.fileio import atomic_write_text
 
-    atomic_write_text(args.out, build_markdown(peers, ablation, peers_plot, ablation_plot, _read(args.measured),
-                                               fashion))
-    print(f"Wrote {args.out}" + "".join(f", {x}" for x in (peers_plot, ablation_plot) if x))
+    atomic_write_text(args.out, text)
+    print(f"Wrote {args.out}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """larq_mobisearch: binary MobileNets with evolutionary group-convolution search, on Larq and LCE.
 
 Importing this package selects Keras 2 (``tf-keras``) for TensorFlow by setting ``TF_USE_LEGACY_KERAS=1``
-before TensorFlow is imported (Larq 0.14 needs Keras 2); if TensorFlow was already imported and bound to
-Keras 3, an ImportError explains what to do. The package itself loads lazily: ``import larq_mobisearch``
+before TensorFlow is imported (Larq 0.14 and LCE's converter need Keras 2); if TensorFlow was already imported
+and bound to Keras 3, or the environment asks for Keras 3 (``TF_USE_LEGACY_KERAS=0``), an ImportError explains
+what to do. TensorFlow's log level is left as it is. The package itself loads lazily: ``import larq_mobisearch``
 does not import TensorFlow; the names below load their module on first use.
 
 Stages, one sub-package each: `nn` (what a binary MobileNet is), `search` (what to look for), `deploy`
@@ -11,18 +12,17 @@ Stages, one sub-package each: `nn` (what a binary MobileNet is), `search` (what 
 
 import importlib
 
-from . import _compat, _keras, _startup
+from . import _compat, _keras
 
 __version__ = "0.1.0"
 
-_startup.quiet_cli_startup()  # the `mobisearch` CLI only: TensorFlow's C++ start-up lines off unless -v
-_keras.select_legacy_keras()
+_keras.select_legacy_keras()  # TensorFlow's log level is left alone: only the `mobisearch` CLI quiets it
 _compat.install(__name__)
 
 #: Public names of the package and the module each lives in (loaded on first use).
 _API = {
     "quantizers": "nn.quantizers",
-    "BinaryGroupConv2D": "nn.layers", "GroupConv2D": "nn.layers", "custom_objects": "nn.layers",
+    "BinaryGroupConv2D": "nn.layers", "GroupConv2D": "nn.layers", "custom_objects": "nn.registry",
     "LearnableThreshold": "nn.reactnet", "RPReLU": "nn.reactnet",
     "Architecture": "nn.specs", "architecture": "nn.specs", "allowed_group_counts": "nn.specs",
     "SearchSpace": "nn.space", "encode": "nn.space", "decode": "nn.space",

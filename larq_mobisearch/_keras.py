@@ -1,5 +1,6 @@
-"""Keras 2 for TensorFlow, selected before TensorFlow loads (Larq 0.14 needs it), and AutoGraph told to
-leave Keras 2 and Larq alone. `select_legacy_keras` runs when the package is imported (no TensorFlow import
+"""Keras 2 for TensorFlow, selected before TensorFlow loads (Larq 0.14 and LCE's converter need it), and AutoGraph
+told to leave Keras 2 and Larq alone. An environment that asks for Keras 3 (``TF_USE_LEGACY_KERAS=0``) is refused
+with an ImportError, not overridden. `select_legacy_keras` runs when the package is imported (no TensorFlow import
 unless TensorFlow is already loaded); `skip_autograph_for_keras2` runs when a module that builds models loads.
 """
 
@@ -11,13 +12,35 @@ _KERAS3_MESSAGE = (
     "larq_mobisearch and is already using Keras 3. Import larq_mobisearch before tensorflow, or start "
     "Python with the environment variable TF_USE_LEGACY_KERAS=1 (e.g. `TF_USE_LEGACY_KERAS=1 python ...`)."
 )
+#: Values of TF_USE_LEGACY_KERAS that ask for Keras 2 (TensorFlow itself only reads "1", "true" and "True", so the
+#: others are rewritten to "1") and those that ask for Keras 3 (refused: Larq and LCE's converter need Keras 2).
+LEGACY_ON = ("1", "true", "yes", "on")
+LEGACY_OFF = ("0", "false", "no", "off")
+_KERAS3_REQUESTED = (
+    "larq_mobisearch needs Keras 2 (the tf-keras package): Larq 0.14 builds its layers and quantizers on Keras 2 "
+    "and the Larq Compute Engine converter reads Keras 2 models, and neither works with Keras 3. The environment "
+    "sets TF_USE_LEGACY_KERAS={value!r}, which asks TensorFlow for Keras 3. Unset it (larq_mobisearch then sets "
+    "TF_USE_LEGACY_KERAS=1 itself) or set TF_USE_LEGACY_KERAS=1 for this process; Keras 3 code has to run in "
+    "another process."
+)
 
 
 def select_legacy_keras() -> None:
-    """Set ``TF_USE_LEGACY_KERAS=1``; if TensorFlow is loaded already, check it is bound to Keras 2."""
+    """Set ``TF_USE_LEGACY_KERAS=1`` unless the environment says otherwise; if TensorFlow is loaded already, check
+    it is bound to Keras 2. TensorFlow's log level is left alone (only the `mobisearch` CLI quiets it).
+
+    # Raises
+        ImportError: ``TF_USE_LEGACY_KERAS`` asks for Keras 3 (0/false/no/off) or is not a yes/no value, or
+            TensorFlow was loaded with Keras 3 before this call.
+    """
     tf_already_loaded = "tensorflow" in sys.modules
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("TF_USE_LEGACY_KERAS", "").lower() not in ("1", "true", "yes"):
+    value = os.environ.get("TF_USE_LEGACY_KERAS", "")
+    if value.strip().lower() in LEGACY_OFF:
+        raise ImportError(_KERAS3_REQUESTED.format(value=value))
+    if value.strip() and value.strip().lower() not in LEGACY_ON:
+        raise ImportError(f"TF_USE_LEGACY_KERAS: received {value!r}; allowed: unset, or one of {list(LEGACY_ON)} "
+                          f"(larq_mobisearch needs Keras 2, the tf-keras package)")
+    if value not in ("1", "true", "True"):  # the spellings TensorFlow reads
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
     if not tf_already_loaded:
         return  # TensorFlow will bind tf.keras to tf-keras when it loads

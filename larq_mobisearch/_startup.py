@@ -2,10 +2,11 @@
 
 TensorFlow prints C++ log lines when it loads ("Unable to register cuDNN/cuFFT/cuBLAS factory" on a CPU
 machine, oneDNN notices, XLA service lines) that a user reads as errors. Their level must be chosen by
-environment variables *before* TensorFlow loads, and the package's ``__init__`` imports TensorFlow, so the CLI
-cannot do it in `cli.py`: ``__init__`` calls `quiet_cli_startup` first. It only acts when this process runs
-the ``mobisearch`` command (the console script, ``python -m larq_mobisearch.cli``, or a caller that set
-``MOBISEARCH_CLI=1``); library users keep TensorFlow's defaults. Pure Python, standard library only.
+environment variables *before* TensorFlow loads. `cli.py` calls `quiet_cli_startup` first thing (the package's
+``__init__`` does not import TensorFlow, so nothing has loaded it yet). It only acts when this process runs the
+``mobisearch`` command (the console script, ``python -m larq_mobisearch.cli``, or a caller that set
+``MOBISEARCH_CLI=1``): ``import larq_mobisearch`` never changes TensorFlow's log level, and library users keep
+TensorFlow's defaults. Pure Python, standard library only.
 
 Verbosity is counted from the ``-v`` / ``--verbose`` options before the subcommand: 0 sets
 ``TF_CPP_MIN_LOG_LEVEL=3`` (errors reach the user as Python exceptions, which the CLI prints), 1 sets 1 (warnings

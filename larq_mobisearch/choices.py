@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Tuple, Type
 
 MODULES: Tuple[str, ...] = ("m1", "m2", "m3")  #: binary MobileNet modules (paper §3.2.2)
+SPACE_GENES: Tuple[str, ...] = ("groups", "width", "joint")  #: genes searched: group counts, block widths, both
 SPACE_MODES: Tuple[str, ...] = ("lce", "paper")  #: search spaces: LCE-lowerable group counts, or all divisors
 SCHEDULES: Tuple[str, ...] = ("cosine", "linear", "constant")  #: learning-rate schedules
 #: "bop": larq's Bop for the binary kernels (CaseOptimizer), Adam for every other weight

@@ -10,16 +10,20 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import os
-import sys
-from typing import Optional
+from . import _startup
 
-import click
+_startup.quiet_cli_startup()  # TensorFlow's C++ log level, before anything loads TensorFlow (the CLI process only)
 
-from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS
+import functools  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import click  # noqa: E402
+
+from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/digits"
 
@@ -49,7 +53,7 @@ def _config_options(fn):
                       help="JSON or YAML config file (merged over the run's saved config, or the preset).")(fn)
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                       help="Override a config value, e.g. --set search.population=20 (repeatable).")(fn)
-    fn = click.option("--quiet", is_flag=True, help="No progress bars.")(fn)
+    fn = click.option("--quiet", is_flag=True, help="No progress bars (they are only drawn on a terminal; otherwise one line per epoch).")(fn)
     return fn
 
 
@@ -239,7 +243,8 @@ def train(run_dir, preset, config_path, overrides, quiet, search_name, restart_f
               help="Export even if some binary conv cannot be lowered to LceBconv2d (it stays float).")
 @click.option("--allow-mismatch", is_flag=True, default=None,
               help="Write the .tflite even if it disagrees with Keras beyond export.max_abs_diff on samples "
-                   "without near ties (export.json marks it).")
+                   "without near ties (export.json marks it); with --set export.verify_samples=0, export "
+                   "unverified.")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Where to write the .tflite.")
 @_friendly_errors
 def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_from, allow_float_fallback,
@@ -250,9 +255,12 @@ def export(run_dir, preset, config_path, overrides, quiet, search_name, restart_
     differs from Keras by more than export.max_abs_diff x logit scale, or top-1 agreement on those samples
     is below 100%, unless --allow-mismatch.
     """
+    from .config import parse_override
     from .pipeline import export as run_export
     from .pipeline import write_report
 
+    if allow_mismatch and any(parse_override(o) == ("export.verify_samples", 0) for o in overrides):
+        overrides = (*overrides, "export.allow_mismatch=true")  # no verification is a mismatch allowed
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=False, search=search_name,
                   restart_from=restart_from)
     out = run_export(r, allow_float_fallback=allow_float_fallback, allow_mismatch=allow_mismatch, output=output)
@@ -301,7 +309,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     kwargs = {"runs": runs} if runs else {}
     path = output or r.path("latency_table.json")
     table = build_latency_table(r.arch, allowed=r.space.candidates, threads=threads, out_path=path,
-                                cache_dir=r.path("latency_cache"), progress=not quiet, **kwargs)
+                                cache_dir=r.path("latency_cache"), progress=not quiet and sys.stderr.isatty(), **kwargs)
     click.echo(f"latency table: {path} ({len(table.entries)} layer configurations, fixed {table.fixed_ms:.3f} ms)")
 
 
@@ -381,7 +389,7 @@ def latency_build(module, input_size, channels, num_classes, width_multiplier, t
     arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
     kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
     table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
-                                out_path=out, cache_dir=cache_dir, **kwargs)
+                                out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
     click.echo(f"Wrote {out}: {len(table.entries)} entries, fixed_ms={table.fixed_ms:.3f}")
 
 

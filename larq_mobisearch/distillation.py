@@ -84,7 +84,7 @@ def check_teacher(teacher: tf.keras.Model, student: tf.keras.Model) -> None:
 def load_teacher_model(path: str) -> tf.keras.Model:
     """A user's saved Keras model (``.keras``, ``.h5`` or SavedModel directory) to distill from; it must output
     logits (no softmax). Layers of this package and Larq load without extra arguments."""
-    from .nn.layers import custom_objects
+    from .nn.registry import custom_objects
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"teacher.path: no saved Keras model at {path!r}")

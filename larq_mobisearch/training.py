@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
@@ -174,6 +175,26 @@ def resume_epoch(backup_dir: str) -> int:
     return saved + 1 if saved >= 0 else 0
 
 
+def keras_verbose(verbose: int, stream=None) -> int:
+    """Keras's ``fit(verbose=...)`` for `verbose`: its progress bar only on a terminal, one line per epoch otherwise.
+
+    Keras redraws its bar with ``\\r`` after every batch, even when the output goes to a file or a pipe (thousands
+    of updates per epoch in a log); ``verbose=2`` prints one line per epoch instead.
+
+    # Arguments
+        verbose: 0 (silent), 1 (progress) or 2 (one line per epoch).
+        stream: where Keras prints (default: ``sys.stdout``).
+
+    # Returns
+        `verbose`, with 1 turned into 2 when `stream` is not a terminal.
+    """
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    if verbose == 1 and not (isatty is not None and isatty()):
+        return 2
+    return verbose
+
+
 def fit(
     model: tf.keras.Model,
     train: Union[tf.data.Dataset, Callable[[int], tf.data.Dataset]],
@@ -193,6 +214,9 @@ def fit(
     `Dataset.train_from`; a resumed run gets the stream at the epoch it resumes from, so it ends with the
     weights of an uninterrupted run), or a `tf.data.Dataset` read from its start whatever the epoch.
     `steps_per_epoch` batches make one epoch.
+
+    `verbose` is Keras's; its progress bar is drawn only on a terminal (`keras_verbose`: one line per epoch when
+    the output goes to a file or a pipe).
 
     With a `teacher`, `model` learns with the distributional loss against it (`distillation.Distiller`;
     the backup holds both, ``weights.h5`` the student's weights only). With a `trainer`, the model that
@@ -243,7 +267,7 @@ def fit(
         steps_per_epoch=steps_per_epoch,
         validation_data=validation,
         callbacks=cbs,
-        verbose=verbose if private == out_dir else 0,
+        verbose=keras_verbose(verbose) if private == out_dir else 0,
     )
     atomic_save_weights(model, os.path.join(private, "weights.h5"))
     return read_history(history_path)

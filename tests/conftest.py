@@ -1,15 +1,13 @@
-"""Shared test set-up: select Keras 2 before any test module imports TensorFlow or Larq (what importing
-larq_mobisearch does, without importing TensorFlow here); a seeded NumPy generator; TFLite ops through the
-library's flatbuffer reader."""
+"""Shared test set-up: select Keras 2 before any test module imports TensorFlow or Larq (by importing
+larq_mobisearch, which does not import TensorFlow: the same rule as for users, an explicit TF_USE_LEGACY_KERAS=0
+is refused); a seeded NumPy generator; TFLite ops through the library's flatbuffer reader."""
 
-import os
 from collections import namedtuple
 
 import numpy as np
 import pytest
 
-if os.environ.get("TF_USE_LEGACY_KERAS", "").lower() not in ("1", "true", "yes"):
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import larq_mobisearch  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before any test imports TensorFlow)
 
 TfliteOp = namedtuple("TfliteOp", "name inputs outputs options")
 

@@ -386,6 +386,37 @@ def test_make_benchmarks_md_writes_file_and_pngs(tmp_path):
                     "--out", str(tmp_path / "x.md")]) == 2
 
 
+def _results_state():
+    results = BENCH / "results"
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in results.iterdir()}
+
+
+def test_committed_benchmarks_md_is_what_the_committed_results_generate(capsys):
+    """BENCHMARKS.md is regenerated from benchmarks/results/*.json (without writing anything) and must match."""
+    committed = (BENCH.parent / "BENCHMARKS.md").read_text(encoding="utf-8")
+    before = _results_state()
+    assert md.main(["--check"]) == 0, capsys.readouterr().out
+    assert _results_state() == before  # --check draws no plot and writes no file
+    assert (BENCH.parent / "BENCHMARKS.md").read_text(encoding="utf-8") == committed
+    # the generated text carries numbers of the JSON (not a file compared with itself)
+    table = json.loads((BENCH / "results" / "ablation_fashion.json").read_text())
+    assert f"Command: `{table['command']}`" in committed
+
+
+def test_check_reports_a_stale_benchmarks_md(tmp_path, capsys):
+    text = md.render(str(BENCH / "results" / "peers.json"), str(BENCH / "results" / "ablation.json"),
+                     str(BENCH / "results" / "measured.json"), str(tmp_path / "BENCHMARKS.md"), write_plots=False)
+    stale = tmp_path / "BENCHMARKS.md"
+    stale.write_text(text)
+    assert md.main(["--check", "--out", str(stale)]) == 0
+    first = next(line for line in text.splitlines() if line.startswith("|") and any(c.isdigit() for c in line))
+    stale.write_text(text.replace(first, first + " 99.99 |", 1))
+    assert md.main(["--check", "--out", str(stale)]) == 1
+    out = capsys.readouterr().out
+    assert f"-{first} 99.99 |" in out and "differs from what the results generate" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md"]  # no plots drawn
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Plain TFLite runtime in the round-robin timer (the float reference of peers.py)
 

@@ -1,6 +1,7 @@
 """Image folders: loading, splits, errors, channel count from the files, and training batches that mix
 every class although the files are sorted by class (issue 17)."""
 
+import json
 import logging
 import os
 
@@ -14,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from data_helpers import assert_same_batches, batches, images_of, labels_of, write_image_folder  # noqa: E402
 from larq_mobisearch.config import ConfigError, DataConfig  # noqa: E402
-from larq_mobisearch.data import DatasetNotAvailableError, load_dataset, resize_scale  # noqa: E402
+from larq_mobisearch.data import CorruptDatasetError, DatasetNotAvailableError, load_dataset, resize_scale  # noqa: E402
 
 CLASSES = tuple(f"class{i:02d}" for i in range(10))
 
@@ -127,3 +128,146 @@ def test_channels_follow_the_files(tmp_path, caplog):
     assert ds.input_shape == (8, 8, 3) and "all read as colour" in ds.description
     gray_part = [x for x, y in ds.examples("train") if int(y) == 1]
     assert gray_part and all(np.array_equal(g[..., 0], g[..., 2]) for g in gray_part)
+
+
+# ---- unreadable files: checked once when the folder is listed, refused or skipped (issue 24) ----
+
+
+@pytest.fixture(autouse=True)
+def image_check_cache(tmp_path, monkeypatch):
+    """The verdict cache of every test here lives in the test's tmp dir (never the user's cache)."""
+    cache = tmp_path / "check_cache"
+    monkeypatch.setenv("MOBISEARCH_CACHE_DIR", str(cache))
+    return cache
+
+
+def add_unreadable(root):
+    """A truncated PNG (half of a good one) and a JPEG of random bytes; their paths."""
+    good = (root / "cat" / "0000.png").read_bytes()
+    truncated, noise = root / "cat" / "truncated.png", root / "dog" / "noise.jpg"
+    truncated.write_bytes(good[:len(good) // 2])
+    noise.write_bytes(np.random.default_rng(7).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    return truncated, noise
+
+
+def test_unreadable_files_are_refused_naming_them(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", per_class=8, size=(8, 8))
+    truncated, noise = add_unreadable(root)
+    cfg = DataConfig(name="folder", data_dir=str(root), image_size=8, batch_size=4)
+    with pytest.raises(CorruptDatasetError) as info:
+        load_dataset(cfg)
+    msg = str(info.value)
+    assert "2 of 26 files cannot be decoded" in msg
+    assert "cat/truncated.png: Invalid PNG data" in msg and "dog/noise.jpg: Unknown image file format" in msg
+    assert "data.skip_unreadable=true" in msg
+    ds = load_dataset(DataConfig(**{**cfg.__dict__, "skip_unreadable": True}))
+    assert [f for f, _ in ds.skipped_files] == [str(truncated), str(noise)]
+    assert ds.train_size + ds.holdout_size + ds.test_size == 24 and "2 unreadable files skipped" in ds.description
+
+
+def test_many_unreadable_files_are_counted(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=6, size=(8, 8))
+    for i in range(8):
+        (root / "a" / f"bad{i}.png").write_bytes(b"not a png")
+    with pytest.raises(CorruptDatasetError) as info:
+        load_dataset(DataConfig(name="folder", data_dir=str(root), image_size=8, batch_size=4))
+    msg = str(info.value)
+    assert "8 of 20 files" in msg and msg.count("a/bad") == 5 and "... and 3 more" in msg
+    # Skipping every image of a class leaves a folder that cannot be used, and says why.
+    for f in (root / "b").iterdir():
+        f.write_bytes(b"")
+    with pytest.raises(DatasetNotAvailableError, match=r"these classes have no images: \['b'\]"):
+        load_dataset(DataConfig(name="folder", data_dir=str(root), image_size=8, batch_size=4, skip_unreadable=True))
+
+
+def test_a_file_the_check_passes_decodes_in_every_pipeline(tmp_path):
+    """Edge cases of the decoder: what the check says of each file is what the input pipeline does with it."""
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=5, size=(8, 8))
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    jpeg = tf.io.encode_jpeg(pixels).numpy()
+    (root / "a" / "good.jpg").write_bytes(jpeg)
+    (root / "a" / "half.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    Image.fromarray(pixels).save(root / "a" / "good.gif")
+    Image.fromarray(pixels).save(root / "b" / "good.bmp")
+    Image.fromarray(pixels[..., 0]).convert("LA").save(root / "b" / "gray_alpha.png")
+    (root / "b" / "empty.png").write_bytes(b"")
+    (root / "b" / "text.jpeg").write_text("hello")
+    ds = load_dataset(DataConfig(name="folder", data_dir=str(root), image_size=8, batch_size=2,
+                                 skip_unreadable=True, cache="none"))
+    skipped = {os.path.basename(f) for f, _ in ds.skipped_files}
+    assert {"empty.png", "text.jpeg"} <= skipped
+    assert not skipped & {"good.jpg", "good.gif", "good.bmp", "gray_alpha.png"}
+    # Independently of the check: decode each file through the pipeline's own op, eagerly.
+    from larq_mobisearch.data.folder import decode_with_channels
+
+    for f in sorted((root / "a").iterdir()) + sorted((root / "b").iterdir()):
+        try:
+            decode_with_channels(tf.io.read_file(str(f)), 3)
+            readable = True
+        except tf.errors.InvalidArgumentError:
+            readable = False
+        assert readable == (f.name not in skipped), f.name
+    # Every split, and a training epoch read from the files, go through without an error.
+    for split in ("train", "holdout", "test"):
+        assert len(images_of(ds.eval_batches(split))) == ds.size(split)
+    batches(ds.train, ds.steps_per_epoch)
+
+
+def test_verdicts_are_cached_by_path_size_and_mtime(tmp_path, image_check_cache):
+    root = write_image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=6, size=(8, 8))
+    bad = root / "a" / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    cfg = DataConfig(name="folder", data_dir=str(root), image_size=8, batch_size=2, skip_unreadable=True,
+                     test_fraction=0.25, holdout_fraction=0.25)
+    assert [f for f, _ in load_dataset(cfg).skipped_files] == [str(bad)]
+    (cache_file,) = (image_check_cache / "image_checks").iterdir()
+    files = json.loads(cache_file.read_text())["files"]
+    assert len(files) == 13 and files["a/bad.png"][2] and files["b/0000.png"][2] is None
+    assert files["b/0000.png"][:2] == [os.stat(root / "b" / "0000.png").st_size,
+                                       os.stat(root / "b" / "0000.png").st_mtime_ns]
+    # Same size and mtime: the cached verdict is used (the file is not decoded again) ...
+    good = root / "b" / "0000.png"
+    st = os.stat(good)
+    good.write_bytes(b"\0" * st.st_size)
+    os.utime(good, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [f for f, _ in load_dataset(cfg).skipped_files] == [str(bad)]
+    # ... a changed size or mtime is checked again: the broken file is found, the repaired one passes.
+    os.utime(good, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    bad.write_bytes((root / "a" / "0000.png").read_bytes())
+    assert [f for f, _ in load_dataset(cfg).skipped_files] == [str(good)]
+    # A damaged cache file is ignored (every file checked again) and rewritten.
+    cache_file.write_text("{not json")
+    assert [f for f, _ in load_dataset(cfg).skipped_files] == [str(good)]
+    assert json.loads(cache_file.read_text())["files"]["b/0000.png"][2]
+
+
+def test_run_refuses_unreadable_files_before_training_or_skips_and_reports_them(tmp_path):
+    from click.testing import CliRunner
+
+    from larq_mobisearch.cli import main
+
+    root = write_image_folder(tmp_path / "imgs", per_class=12, size=(16, 16), channels=1)
+    truncated, noise = add_unreadable(root)
+    tiny = ["--set", "data.name=folder", "--set", f"data.data_dir={root}", "--set", "data.image_size=16",
+            "--set", "data.batch_size=8", "--set", "model.width_multiplier=0.25", "--set", "supernet.epochs=1",
+            "--set", "retrain.epochs=1", "--set", "search.population=2", "--set", "search.top_k=1",
+            "--set", "search.iterations=1", "--set", "search.recalibration_batches=1",
+            "--set", "search.random_baseline_samples=1", "--set", "search.flops_budget=null",
+            "--set", "search.flops_budget_fraction=null", "--set", "export.verify_samples=4"]
+    run_dir = tmp_path / "run"
+    refused = CliRunner().invoke(main, ["run", "--quiet", "--run-dir", str(run_dir), *tiny], catch_exceptions=False)
+    assert refused.exit_code != 0
+    assert "cat/truncated.png" in refused.output and "dog/noise.jpg" in refused.output
+    assert "data.skip_unreadable=true" in refused.output and "Traceback" not in refused.output
+    assert not (run_dir / "supernet").exists()  # nothing trained
+    done = CliRunner().invoke(main, ["run", "--quiet", "--run-dir", str(run_dir), *tiny,
+                                     "--set", "data.skip_unreadable=true"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [s["file"] for s in report["skipped_files"]] == [str(truncated), str(noise)]
+    assert "Invalid PNG data" in report["skipped_files"][0]["reason"]
+    md = (run_dir / "report.md").read_text()
+    assert "## Skipped image files (2" in md and f"`{truncated}`" in md and f"`{noise}`" in md

@@ -1,4 +1,5 @@
-"""Package import behaviour, in fresh interpreters: Keras 2 selection, the Keras 3 error, no global seeding."""
+"""Package import behaviour, in fresh interpreters: Keras 2 selection, the Keras 3 errors (TensorFlow first, or
+TF_USE_LEGACY_KERAS=0 in the environment), TensorFlow's log level left alone, no global seeding."""
 
 import json
 import os
@@ -11,12 +12,14 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_python(code: str, *, legacy_env=None):
-    """Start `python -c code` with TF_USE_LEGACY_KERAS removed (or set to `legacy_env`); return the process."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+def run_python(code: str, *, legacy_env=None, log_level="3"):
+    """Start `python -c code` with TF_USE_LEGACY_KERAS removed (or set to `legacy_env`) and TF_CPP_MIN_LOG_LEVEL
+    set to `log_level` (None: removed); return the process."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
     if legacy_env is not None:
         env["TF_USE_LEGACY_KERAS"] = legacy_env
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if log_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = log_level
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -99,6 +102,17 @@ def processes():
         }))
     """
     procs["good"] = run_python(good_order)
+    # TensorFlow's log level: untouched by the import and by loading TensorFlow through the package.
+    procs["log_level"] = run_python(
+        """
+        import json, os
+        import larq_mobisearch
+        after_import = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+        larq_mobisearch.BinaryGroupConv2D  # loads TensorFlow, Larq and the layers
+        print(json.dumps({"after_import": after_import, "after_layers": os.environ.get("TF_CPP_MIN_LOG_LEVEL")}))
+        """,
+        log_level=None,
+    )
     yield procs
     for p in procs.values():
         if p.poll() is None:
@@ -149,3 +163,68 @@ def test_import_does_not_seed_anything(results):
     r = last_json(out)
     assert r["same_np_state"] and r["same_py_state"]  # NumPy and `random` states untouched by the import
     assert r["tf_seed"] == [None, None]  # no TensorFlow global seed
+
+
+def test_import_leaves_tensorflow_log_level_alone(results):
+    code, out, err = results["log_level"]
+    assert code == 0, err
+    assert last_json(out) == {"after_import": None, "after_layers": None}
+
+
+ENV_CHECK = """
+    import json, os, sys
+    try:
+        import larq_mobisearch
+    except ImportError as e:
+        print(json.dumps({"error": str(e)}))
+    else:
+        print(json.dumps({"env": os.environ["TF_USE_LEGACY_KERAS"], "tf_loaded": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("value", ["0", "false", "No", "off"])
+def test_environment_asking_for_keras3_is_refused_with_the_reason(value):
+    code, out, err = finish(run_python(ENV_CHECK, legacy_env=value))
+    assert code == 0, err
+    msg = last_json(out)["error"]
+    assert f"TF_USE_LEGACY_KERAS={value!r}" in msg  # what was received
+    assert "Keras 2" in msg and "tf-keras" in msg and "Larq 0.14" in msg and "Compute Engine converter" in msg  # why
+    assert "Unset it" in msg and "TF_USE_LEGACY_KERAS=1" in msg  # what to do
+
+
+@pytest.mark.parametrize("value, expected", [(None, "1"), ("", "1"), ("1", "1"), ("true", "true"), ("True", "True"),
+                                             ("yes", "1"), ("ON", "1")])
+def test_keras2_values_are_kept_or_spelled_as_tensorflow_reads_them(value, expected):
+    code, out, err = finish(run_python(ENV_CHECK, legacy_env=value))
+    assert code == 0, err
+    # TensorFlow binds tf.keras to tf-keras only for "1", "true" and "True" (tensorflow/__init__.py)
+    assert last_json(out) == {"env": expected, "tf_loaded": False}
+
+
+def test_unknown_legacy_keras_value_names_what_is_allowed():
+    code, out, err = finish(run_python(ENV_CHECK, legacy_env="maybe"))
+    assert code == 0, err
+    msg = last_json(out)["error"]
+    assert "received 'maybe'" in msg and "allowed" in msg and "'1'" in msg
+
+
+CLI_LOG_LEVEL = """
+    import json, os, sys
+    import larq_mobisearch.cli
+    print(json.dumps({"level": os.environ.get("TF_CPP_MIN_LOG_LEVEL"), "tf_loaded": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("cli, verbosity, expected", [(False, [], None), (True, [], "3"), (True, ["-v"], "1"),
+                                                     (True, ["-vv"], "0")])
+def test_only_the_cli_process_quiets_tensorflow(cli, verbosity, expected, monkeypatch):
+    """`larq_mobisearch.cli` sets TensorFlow's C++ log level from -v before TensorFlow loads, in the CLI process
+    only (``MOBISEARCH_CLI=1`` stands for the console script here); a program importing the module is left alone."""
+    monkeypatch.delenv("MOBISEARCH_CLI", raising=False)
+    if cli:
+        monkeypatch.setenv("MOBISEARCH_CLI", "1")
+    code = CLI_LOG_LEVEL.replace("import larq_mobisearch.cli", f"sys.argv[1:] = {verbosity + ['flops']!r}\n"
+                                 "    import larq_mobisearch.cli")
+    code, out, err = finish(run_python(code, log_level=None))
+    assert code == 0, err
+    assert last_json(out) == {"level": expected, "tf_loaded": False}

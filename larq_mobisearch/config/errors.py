@@ -92,6 +92,12 @@ def keys_of(models: Mapping[str, type], section: Optional[str] = None) -> Tuple[
     return tuple(f"{s}.{f}" for s in ([section] if section else models) for f in models[s].model_fields)
 
 
+def _names_a_key(message: str, sections: Sequence[str]) -> bool:
+    """Whether `message` starts with a dotted key of one of `sections` (``search.top_k: ...``)."""
+    key = message.split(":", 1)[0]
+    return "." in key and key.split(".", 1)[0] in sections and " " not in key
+
+
 def config_error(exc: ValidationError, models: Mapping[str, type], prefix: Tuple[str, ...] = ()) -> ConfigError:
     """One `ConfigError` for a pydantic `ValidationError` of (a section of) a tree whose sections are the
     pydantic models `models` (section name -> model), one line per problem."""
@@ -109,9 +115,10 @@ def config_error(exc: ValidationError, models: Mapping[str, type], prefix: Tuple
         elif error["type"] in ("model_type", "model_attributes_type", "dict_type"):
             fields = ", ".join(keys_of(models, section)) if section else ", ".join(SECTIONS)
             lines.append(f"{key or 'config'}: expected a mapping of fields ({fields}), received {error['input']!r}")
-        elif error["type"] == "value_error" and str(error["msg"]).startswith(
-                tuple(f"Value error, {s}." for s in ([section] if section else SECTIONS))):
-            lines.append(str(error["msg"]).removeprefix("Value error, "))  # cross-field checks name their key
+        elif error["type"] == "value_error" and _names_a_key(str(error["msg"]).removeprefix("Value error, "), SECTIONS):
+            # cross-field checks name their key; so does the `ConfigError` of a section validated inside the
+            # tree (pydantic reports it at the tree's level, with the whole tree as input)
+            lines.append(str(error["msg"]).removeprefix("Value error, "))
         else:
             lines.append(f"{key}: received {received_text(error.get('input'))}; {_requirement(error, model, name)}")
     return ConfigError("\n".join(lines))

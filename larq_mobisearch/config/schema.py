@@ -13,6 +13,33 @@ from .errors import config_error, keys_of
 
 MIN_IMAGE_SIZE = 8
 MAX_SEED = 2**32 - 1  # numpy / scikit-learn seeds must fit in uint32
+# Upper bounds: far above any sensible run, low enough that a typo (an extra digit, a value meant for
+# another key) is refused when the config is loaded instead of failing or exhausting memory hours later.
+#: The paper trains at 224; a 1024x1024 M1 at width 1 costs ~21x the ImageNet model's FLOPs per image.
+MAX_IMAGE_SIZE = 1024
+#: The global batch over all replicas (the paper: 512; large-batch ImageNet recipes reach 64k).
+MAX_BATCH_SIZE = 65536
+#: Examples held by the shuffle window of streamed TFDS splits (1M ImageNet images would be ~150 GB).
+MAX_SHUFFLE_BUFFER = 1_000_000
+#: Channel multiplier of M1/M2/M3 (the paper: 1.0; 4 gives 4096 channels in the last blocks).
+MAX_WIDTH_MULTIPLIER = 4.0
+MAX_EPOCHS = 10_000
+#: Adam (and Bop's real-valued weights) diverge far below this: it catches 2e3 typed for 2e-3.
+MAX_LEARNING_RATE = 10.0
+#: Bop flips a weight when its gradient moving average exceeds the threshold: 1 would flip nothing.
+MAX_BOP_THRESHOLD = 1.0
+#: Genotypes per generation (the paper: 50); each is one BatchNorm recalibration + one held-out evaluation.
+MAX_POPULATION = 10_000
+MAX_ITERATIONS = 10_000
+#: BatchNorm recalibration batches per evaluated genotype (the paper's SPOS practice: ~20).
+MAX_RECALIBRATION_BATCHES = 10_000
+#: Evaluations of the random-search baseline (each as costly as one genotype of the search).
+MAX_EVALUATIONS = 1_000_000
+#: Rejection-sampling draws per bounded genotype: more only spends time before the same "no genotype" error.
+MAX_TRIES = 10_000_000
+MAX_THREADS = 1024
+#: Test images run through both Keras and the LCE interpreter at export (fewer if the test split is smaller).
+MAX_VERIFY_SAMPLES = 1_000_000
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -79,24 +106,31 @@ class DataConfig(Section):
     #: "digits" | "fashion_mnist" | "mnist" | "idx" | "folder" | a TFDS name ("cifar10", "imagenet2012", ...)
     name: Annotated[str, Field(min_length=1)] = "digits"
     data_dir: Optional[str] = None  # TFDS data_dir, the image folder (folder) or the IDX files' directory
-    image_size: Annotated[Int, Field(ge=MIN_IMAGE_SIZE)] = 32
-    batch_size: Annotated[Int, Field(ge=1)] = 64
+    image_size: Annotated[Int, Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)] = 32
+    batch_size: Annotated[Int, Field(ge=1, le=MAX_BATCH_SIZE)] = 64
     holdout_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.15  # out of the training split; search only
     seed: Seed = 0  # shuffling and augmentation
     test_fraction: Annotated[Float, Field(gt=0, le=0.5)] = 0.2  # digits / folder (IDX, TFDS: their test split)
     split_seed: Seed = 0  # fixes the digits / IDX / folder splits independently of `seed`
     augment: bool = True  # training augmentation (shifts for digits; crop + flip for natural images)
     cache: Choice(C.CACHE_MODES) = "auto"  # "auto": cache in memory when the split is small
-    shuffle_buffer: Annotated[Int, Field(ge=1)] = 10000  # shuffle window of streamed TFDS training splits
-    #                                                       (every other source: a full permutation per epoch)
+    #: shuffle window of streamed TFDS training splits (every other source: a full permutation per epoch)
+    shuffle_buffer: Annotated[Int, Field(ge=1, le=MAX_SHUFFLE_BUFFER)] = 10000
+    #: image folders: leave out files that cannot be decoded (listed in the run report) instead of refusing them
+    skip_unreadable: bool = False
 
 
 class ModelConfig(Section):
     section: ClassVar[str] = "model"
 
     module: Choice(C.MODULES) = "m1"
-    width_multiplier: Annotated[Float, Field(gt=0)] = 0.5
+    width_multiplier: Annotated[Float, Field(gt=0, le=MAX_WIDTH_MULTIPLIER)] = 0.5
     space: Choice(C.SPACE_MODES) = "lce"
+    #: genes searched: "groups" (the paper: group counts), "width" (block widths) or "joint" (both)
+    space_genes: Choice(C.SPACE_GENES) = "groups"
+    #: width genes' choices: multipliers of each block's channels at `width_multiplier` (rounded to multiples of
+    #: 32 from 64 channels on, else of 8; `nn.specs.round_channels`); the supernet holds the largest
+    width_choices: Tuple[Annotated[Float, Field(gt=0, le=4)], ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
     #: binary activation: "approx_sign" (the paper) or "rsign" (ReActNet: sign(x - alpha_c), learnable alpha_c)
     activation: Choice(C.ACTIVATIONS) = "approx_sign"
     #: after each residual add: "none" (the paper) or "rprelu" (ReActNet: PReLU_c(x - gamma_c) + zeta_c)
@@ -105,16 +139,29 @@ class ModelConfig(Section):
     rprelu_init_slope: Annotated[Float, Field(ge=0, le=1)] = 0.25
 
 
+    @model_validator(mode="after")
+    def _width_choices(self) -> "ModelConfig":
+        if not self.width_choices or 1.0 not in self.width_choices:
+            raise ValueError(f"model.width_choices: received {list(self.width_choices)}; must include 1.0 (the "
+                             f"blocks at model.width_multiplier, what a groups-only genotype means)")
+        if self.space_genes != "groups" and (self.activation != "approx_sign" or self.nonlinearity != "none"):
+            raise ValueError(f"model.space_genes: received {self.space_genes!r}; width genes need "
+                             f"model.activation='approx_sign' and model.nonlinearity='none' (RSign and RPReLU hold one "
+                             f"parameter per channel of a fixed width); allowed with them: ['groups']")
+        return self
+
+
 class TrainConfig(Section):
     section: ClassVar[str] = "train"
 
-    epochs: Annotated[Int, Field(ge=1)] = 20
-    learning_rate: Annotated[Float, Field(gt=0)] = 2e-3
+    epochs: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] = 20
+    learning_rate: Annotated[Float, Field(gt=0, le=MAX_LEARNING_RATE)] = 2e-3
     schedule: Choice(C.SCHEDULES) = "cosine"
     #: "bop": larq's Bop for the binary kernels, Adam (learning_rate) for everything else
     optimizer: Choice(C.OPTIMIZERS) = "adam"
     seed: Seed = 0
-    bop_threshold: Annotated[Float, Field(gt=0)] = 1e-8  #: Bop's flip threshold tau (Helwegen et al.: 1e-8)
+    #: Bop's flip threshold tau (Helwegen et al.: 1e-8)
+    bop_threshold: Annotated[Float, Field(gt=0, le=MAX_BOP_THRESHOLD)] = 1e-8
     #: Bop's adaptivity rate gamma (Helwegen et al.: 1e-4), decayed by `schedule` like the learning rate
     bop_gamma: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
     #: "cross_entropy" with the labels, or "distributional": ReActNet's distillation from the `teacher`
@@ -158,22 +205,25 @@ class SupernetConfig(TrainConfig):
 class SearchConfig(Section):
     section: ClassVar[str] = "search"
 
-    population: Annotated[Int, Field(ge=1)] = 50
-    top_k: Annotated[Int, Field(ge=1)] = 10
-    crossover: Annotated[Int, Field(ge=0)] = 25
-    mutation: Annotated[Int, Field(ge=0)] = 25
+    population: Annotated[Int, Field(ge=1, le=MAX_POPULATION)] = 50
+    top_k: Annotated[Int, Field(ge=1, le=MAX_POPULATION)] = 10
+    crossover: Annotated[Int, Field(ge=0, le=MAX_POPULATION)] = 25  # 0: no crossover children
+    mutation: Annotated[Int, Field(ge=0, le=MAX_POPULATION)] = 25  # 0: no mutated children
     mutation_prob: Annotated[Float, Field(ge=0, le=1)] = 0.1
-    iterations: Annotated[Int, Field(ge=1)] = 20
-    flops_budget: Optional[Annotated[Float, Field(gt=0)]] = None  # None: no FLOPs constraint (presets fill it)
+    iterations: Annotated[Int, Field(ge=1, le=MAX_ITERATIONS)] = 20
+    #: None: no FLOPs constraint (presets fill it). Budgets have no upper bound: a huge one only never binds.
+    flops_budget: Optional[Annotated[Float, Field(gt=0)]] = None
     #: Used when flops_budget is None: budget = fraction x FLOPs of the uniform groups=1 model of this run
     #: (so a budget stays meaningful when the input size or width changes). None: no FLOPs constraint.
     flops_budget_fraction: Optional[Annotated[Float, Field(gt=0, le=1)]] = None
     latency_budget_ms: Optional[Annotated[Float, Field(gt=0)]] = None
     latency_table: Optional[str] = None
-    latency_threads: Optional[Annotated[Int, Field(ge=1)]] = None  # the table must have this many threads
-    recalibration_batches: Annotated[Int, Field(ge=0)] = 8
-    random_baseline_samples: Optional[Annotated[Int, Field(ge=0)]] = None  # None: as many as the search; 0: none
-    max_tries: Annotated[Int, Field(ge=1)] = 1000
+    #: the table must have this many threads
+    latency_threads: Optional[Annotated[Int, Field(ge=1, le=MAX_THREADS)]] = None
+    recalibration_batches: Annotated[Int, Field(ge=1, le=MAX_RECALIBRATION_BATCHES)] = 8
+    #: None: as many as the search; 0: none
+    random_baseline_samples: Optional[Annotated[Int, Field(ge=0, le=MAX_EVALUATIONS)]] = None
+    max_tries: Annotated[Int, Field(ge=1, le=MAX_TRIES)] = 1000
     seed: Seed = 0
     #: Parents of each generation: "elitist" = the top_k of every genotype evaluated so far (SPOS /
     #: MetaPruning code); "generation" = the top_k of the current generation only (the paper's Algorithm 1).
@@ -198,7 +248,7 @@ class RetrainConfig(TrainConfig):
     #: ReActNet's two steps: step 1 binary activations with real-valued weights, step 2 both binary from step 1
     two_step: bool = False
     #: epochs of step 1 (null: `epochs`, as ReActNet trains each step for the full schedule)
-    step1_epochs: Optional[Annotated[Int, Field(ge=1)]] = None
+    step1_epochs: Optional[Annotated[Int, Field(ge=1, le=MAX_EPOCHS)]] = None
 
     @model_validator(mode="after")
     def _step1_needs_two_steps(self) -> "RetrainConfig":
@@ -217,8 +267,8 @@ class TeacherConfig(Section):
 
     source: Choice(C.TEACHER_SOURCES) = "twin"
     path: Optional[Annotated[str, Field(min_length=1)]] = None  # a saved Keras model (.keras, .h5, SavedModel)
-    epochs: Annotated[Int, Field(ge=1)] = 20
-    learning_rate: Annotated[Float, Field(gt=0)] = 2e-3
+    epochs: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] = 20
+    learning_rate: Annotated[Float, Field(gt=0, le=MAX_LEARNING_RATE)] = 2e-3
     schedule: Choice(C.SCHEDULES) = "cosine"
     optimizer: Choice(C.FLOAT_OPTIMIZERS) = "adam"
     seed: Seed = 0
@@ -239,11 +289,20 @@ class ExportConfig(Section):
 
     target: Choice(C.EXPORT_TARGETS) = "arm"
     allow_float_fallback: bool = False
-    verify_samples: Annotated[Int, Field(ge=0)] = 256
+    #: 0 turns the numerics gate off: allowed only with allow_mismatch (checked below)
+    verify_samples: Annotated[Int, Field(ge=0, le=MAX_VERIFY_SAMPLES)] = 256
     #: numerics gate: max |logit diff| on samples without near ties, times the logit scale max(1, max |logit|)
     max_abs_diff: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
     allow_mismatch: bool = False  # write model.tflite even if the numerics gate fails (export.json marks it)
     fuse_pointwise: bool = True  # export M3's pointwise pairs as one binary conv each (same logits)
+
+    @model_validator(mode="after")
+    def _gate_off_needs_allow_mismatch(self) -> "ExportConfig":
+        if self.verify_samples == 0 and not self.allow_mismatch:
+            raise ValueError("export.verify_samples: received 0; must be >= 1: 0 verifies nothing, so the numerics "
+                             "gate would be off. Set export.allow_mismatch=true (or export with --allow-mismatch) "
+                             "to export unverified")
+        return self
 
 
 class DistributeConfig(Section):

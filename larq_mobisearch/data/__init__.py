@@ -7,17 +7,16 @@ image folders and prepared TFDS datasets.
 - `preprocessing`: resize, evaluation view, seeded augmentation (`Preprocessing`);
 - `source`: what a source provides (`Source`); `splits`: seeded stratified splits;
 - `arrays` (in-memory arrays, digits), `idx` (IDX files), `folder` (image folders), `tfds` (TFDS): the sources;
+  `filecheck`: every image file decoded once before training (verdicts cached);
 - `streams`: the epoch-seeded training stream and recalibration samples; `dataset`: `Dataset`;
   `load`: `load_dataset`.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+from .. import _keras
 
-if "tensorflow" not in sys.modules:  # loaded standalone (the package __init__ normally does this)
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+_keras.select_legacy_keras()  # idempotent: the package __init__ has selected Keras 2 (TF_USE_LEGACY_KERAS) already
 
 from .dataset import Dataset  # noqa: E402
 from .errors import CorruptDatasetError, DatasetNotAvailableError, UnknownDatasetError  # noqa: E402

@@ -47,6 +47,7 @@ class Dataset:
     Attributes: `name`, `num_classes`, `input_shape` (H, W, C), `train_size`, `holdout_size`, `test_size`,
     `batch_size`, `class_names`, `config` (the `DataConfig`), `description`, `normalization`, `split_indices`
     (each split's indices into the source's arrays / file list / official training file; None for TFDS),
+    `skipped_files` (``(file, reason)`` of unreadable files left out of an image folder),
     `holdout`, `test` (batches of (float32 [B, H, W, C], int32 [B])), `source`.
 
     Methods: `train_from(epoch)` (and `train` = `train_from(0)`), `examples(split)` (unbatched, unshuffled),
@@ -74,6 +75,7 @@ class Dataset:
         self.batch_size = int(cfg.batch_size)
         self.description = source.description
         self.split_indices: Optional[Dict[str, np.ndarray]] = source.indices
+        self.skipped_files: Tuple[Tuple[str, str], ...] = tuple(source.skipped)
         self.holdout = self._evaluation("holdout")
         self.test = self._evaluation("test")
         self._train: Optional[tf.data.Dataset] = None

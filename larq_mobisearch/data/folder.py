@@ -7,19 +7,25 @@ files: every file's header is read (Pillow, no pixel decoding; a seeded sample o
 files in larger folders) and the images are read as grayscale (1 channel) when grayscale files are the
 majority, else as colour (3 channels). A mixed folder is converted to the majority, which the dataset
 description and a logged warning say.
+
+Every file is decoded once when the folder is listed, as the input pipeline decodes it (`filecheck`; the
+verdicts are cached by path, size and modification time). Unreadable files (truncated, not an image) are
+refused before anything trains, naming them; ``data.skip_unreadable=true`` drops them with a warning, and
+the source's `skipped` (and so the run report) lists them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from ..config import ConfigError, DataConfig
-from .errors import DatasetNotAvailableError
+from .errors import CorruptDatasetError, DatasetNotAvailableError
+from .filecheck import decode_image_file, unreadable_files
 from .preprocessing import Preprocessing, kind_for
 from .source import Source
 from .splits import three_way_split
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 #: At most this many file headers are read to decide the channel count (a seeded uniform sample beyond).
 CHANNEL_PROBE_LIMIT = 20000
+#: Unreadable files named in the error (the rest are counted).
+NAMED_UNREADABLE = 5
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
@@ -61,7 +69,7 @@ def count_grayscale(paths: Sequence[str], seed: int) -> Tuple[int, int]:
 def decode_with_channels(contents: tf.Tensor, channels: int) -> tf.Tensor:
     """Decode an image file to uint8 [H, W, `channels`] whatever its own channel count (1, 2, 3 or 4):
     colour -> grayscale by luminance, grayscale -> colour by repetition, alpha dropped."""
-    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+    image = decode_image_file(contents)
     own = tf.shape(image)[-1]
     if channels == 1:
         image = tf.cond(
@@ -80,7 +88,7 @@ class FileSource(Source):
     """Splits given as lists of image files (image folders); random access by index into each list."""
 
     def __init__(self, name, files: Dict[str, Tuple[List[str], np.ndarray]], num_classes, class_names,
-                 prep: Preprocessing, description: str = ""):
+                 prep: Preprocessing, description: str = "", skipped: Mapping[str, str] = ()):
         self.name = name
         self.files = {k: (list(p), np.asarray(y, np.int32)) for k, (p, y) in files.items()}
         self.num_classes = int(num_classes)
@@ -88,6 +96,7 @@ class FileSource(Source):
         self.prep = prep
         self.sizes = {k: int(len(y)) for k, (_, y) in self.files.items()}
         self.description = description
+        self.skipped = tuple(dict(skipped).items())
 
     def _load(self, path, label):
         image = decode_with_channels(tf.io.read_file(path), self.prep.channels)
@@ -149,6 +158,37 @@ def list_image_folder(root: str) -> Tuple[List[str], List[str], np.ndarray]:
     return class_dirs, files, np.asarray(labels, dtype=np.int32)
 
 
+def drop_unreadable(root: str, class_names: Sequence[str], files: List[str], labels: np.ndarray,
+                    skip: bool) -> Tuple[List[str], np.ndarray, Dict[str, str]]:
+    """Check every file (`filecheck.unreadable_files`); refuse unreadable ones, or drop them if `skip`.
+
+    # Returns
+        ``(files, labels, {unreadable file: reason})``, the files and labels without the unreadable ones.
+
+    # Raises
+        CorruptDatasetError: unreadable files and not `skip` (names the first `NAMED_UNREADABLE` and the count).
+        DatasetNotAvailableError: `skip` leaves a class without images or fewer than 3 images.
+    """
+    bad = unreadable_files(root, files)
+    if not bad:
+        return files, labels, {}
+    named = "\n  ".join(f"{os.path.relpath(p, root)}: {reason}" for p, reason in list(bad.items())[:NAMED_UNREADABLE])
+    more = f"\n  ... and {len(bad) - NAMED_UNREADABLE} more" if len(bad) > NAMED_UNREADABLE else ""
+    what = f"Image folder {root!r}: {len(bad)} of {len(files)} files cannot be decoded as images:\n  {named}{more}"
+    if not skip:
+        raise CorruptDatasetError(f"{what}\nRepair or remove them, or set data.skip_unreadable=true to train "
+                                  f"without them (the run report then lists them).")
+    log.warning("%s\nSkipped (data.skip_unreadable=true).", what)
+    keep = np.asarray([f not in bad for f in files])
+    files, labels = [f for f, k in zip(files, keep) if k], labels[keep]
+    empty = [class_names[c] for c in range(len(class_names)) if not np.any(labels == c)]
+    if empty:
+        raise DatasetNotAvailableError(f"{what}\nWithout them these classes have no images: {empty}")
+    if len(files) < 3:
+        raise DatasetNotAvailableError(f"{what}\nWithout them {len(files)} images are left; need at least 3")
+    return files, labels, bad
+
+
 def folder_source(cfg: DataConfig) -> FileSource:
     """The `FileSource` of the image folder ``cfg.data_dir`` (see the module docstring)."""
     if not cfg.data_dir:
@@ -158,6 +198,7 @@ def folder_source(cfg: DataConfig) -> FileSource:
         )
     root = os.path.expanduser(str(cfg.data_dir))
     class_dirs, files, labels = list_image_folder(root)
+    files, labels, skipped = drop_unreadable(root, class_dirs, files, labels, cfg.skip_unreadable)
     parts = three_way_split(labels, cfg)
     gray, inspected = count_grayscale(files, cfg.split_seed)
     colour = inspected - gray
@@ -178,7 +219,9 @@ def folder_source(cfg: DataConfig) -> FileSource:
         class_names=class_dirs,
         prep=prep,
         description=(f"image folder {root} ({len(files)} images, {len(class_dirs)} classes, "
-                     f"{'grayscale' if channels == 1 else 'colour'}){mixed}"),
+                     f"{'grayscale' if channels == 1 else 'colour'}){mixed}"
+                     + (f"; {len(skipped)} unreadable files skipped" if skipped else "")),
+        skipped=skipped,
     )
     source.indices = parts
     return source

@@ -48,7 +48,8 @@ class Source:
 
     Attributes: `name`, `num_classes`, `class_names`, `prep` (`Preprocessing`), `sizes` (split -> count),
     `description` (one line for logs and reports), `indices` (split -> indices into the source's files or
-    arrays, where that means something; else None), `in_memory` (the splits are numpy arrays already).
+    arrays, where that means something; else None), `in_memory` (the splits are numpy arrays already),
+    `skipped` (``(file, reason)`` of the unreadable files left out, ``data.skip_unreadable``).
     """
 
     in_memory: bool = False
@@ -60,6 +61,7 @@ class Source:
     sizes: Dict[str, int]
     description: str = ""
     indices: Optional[Dict[str, np.ndarray]] = None
+    skipped: Tuple[Tuple[str, str], ...] = ()
 
     def stream(self, split: str) -> tf.data.Dataset:
         """Unbatched (image after `prep.base`, int32 label) of `split`, every example once, fixed order."""

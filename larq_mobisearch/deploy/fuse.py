@@ -228,7 +228,7 @@ def fuse_pointwise_pairs(model: tf.keras.Model, *, name: Optional[str] = None) -
     pairs = fusable_pairs(model)
     if not pairs:
         return model
-    from ..nn.layers import custom_objects
+    from ..nn.registry import custom_objects
 
     config = copy.deepcopy(model.get_config())
     if name is not None:

@@ -7,7 +7,7 @@
 import importlib
 
 _API = {
-    "BinaryGroupConv2D": "layers", "GroupConv2D": "layers", "custom_objects": "layers",
+    "BinaryGroupConv2D": "layers", "GroupConv2D": "layers", "custom_objects": "registry",
     "LearnableThreshold": "reactnet", "RPReLU": "reactnet",
     "Architecture": "specs", "ConvSpec": "specs", "BlockSpec": "specs", "architecture": "specs",
     "allowed_group_counts": "specs", "mobinet_genotype": "specs", "baseline_genotype": "specs",

@@ -39,11 +39,22 @@ def _stats_fn(model: tf.keras.Model):
     return fn
 
 
+def _assign_prefix(variable: tf.Variable, value: np.ndarray) -> None:
+    """Assign `value` to the first len(value) entries (an elastic BatchNorm at a narrower width keeps the rest)."""
+    value = value.astype(np.float32)
+    n = value.shape[0]
+    if n == variable.shape[0]:
+        variable.assign(value)
+    else:
+        variable.assign(np.concatenate([value, variable.numpy()[n:]]))
+
+
 def recalibrate_batchnorm(model: tf.keras.Model, batches: Iterable) -> int:
     """Reset and recompute every BatchNorm's moving mean/variance of `model` over `batches`.
 
     Each BatchNorm's statistics become the exact mean and (biased) variance of its input over all samples
-    of `batches` (images, or (images, labels) tuples), computed in training mode.
+    of `batches` (images, or (images, labels) tuples), computed in training mode (an elastic BatchNorm: the
+    statistics of the channels its input has).
 
     # Returns
         The number of samples used.
@@ -67,6 +78,6 @@ def recalibrate_batchnorm(model: tf.keras.Model, batches: Iterable) -> int:
         v_b = np.stack([v[i] for v in variances])
         mean = np.tensordot(w, m_b, axes=1)
         var = np.tensordot(w, v_b + (m_b - mean) ** 2, axes=1)
-        bn.moving_mean.assign(mean.astype(np.float32))
-        bn.moving_variance.assign(var.astype(np.float32))
+        _assign_prefix(bn.moving_mean, mean)
+        _assign_prefix(bn.moving_variance, var)
     return total

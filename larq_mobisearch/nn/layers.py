@@ -1,13 +1,12 @@
 """Keras layers: binary group convolution (LCE-lowerable) and a validated real-valued group convolution.
 
-Both are plain `tf.keras` layers (Keras 2 / tf-keras), serializable with `custom_objects()` and usable in any
+Both are plain `tf.keras` layers (Keras 2 / tf-keras), serializable with `nn.registry.custom_objects()` and usable in any
 functional or sequential model.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Dict
 
 import larq as lq
 import tensorflow as tf
@@ -147,18 +146,45 @@ class GroupConv2D(_PlainGroupedConvolution, tf.keras.layers.Conv2D):
         super().build(input_shape)
 
 
-def custom_objects() -> Dict[str, object]:
-    """Objects to pass to `tf.keras.models.load_model(..., custom_objects=...)`.
+@tf.keras.utils.register_keras_serializable(package=PACKAGE)
+class ChannelFit(tf.keras.layers.Layer):
+    """Part `part` of `parts` equal channel slices of the input, cropped or zero-padded to `channels`: a shortcut
+    between tensors of different widths (width genes). TFLite runs it as a slice and a pad.
 
-    Every class this package registers with Keras (``@register_keras_serializable(package="larq_mobisearch")``:
-    the layers here, ReActNet's layers, the supernet layers, the quantizers), under its registered and its short
-    name.
+    # Arguments
+        channels: output channels.
+        part, parts: which of `parts` equal slices of the input channels to take (M3's "split" shortcut).
     """
-    from . import reactnet, supernet  # noqa: F401  (register their layers; loaded lazily by the package)
 
-    objs: Dict[str, object] = {"XnorWeight": quantizers.XnorWeight}
-    for key, obj in tf.keras.utils.get_custom_objects().items():
-        if key.startswith(PACKAGE + ">"):
-            objs[key] = obj
-            objs[key.split(">", 1)[1]] = obj
-    return objs
+    def __init__(self, channels: int, part: int = 0, parts: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.channels, self.part, self.parts = int(channels), int(part), int(parts)
+        if self.channels < 1 or self.parts < 1 or not 0 <= self.part < self.parts:
+            raise ValueError(f"ChannelFit: received channels={channels}, part={part}, parts={parts}; need channels "
+                             f">= 1 and 0 <= part < parts")
+
+    def call(self, inputs):
+        c = inputs.shape[-1] // self.parts
+        x = inputs[..., self.part * c:(self.part + 1) * c] if self.parts > 1 else inputs
+        if self.channels < c:
+            return x[..., : self.channels]
+        if self.channels > c:
+            return tf.pad(x, [[0, 0]] * (len(x.shape) - 1) + [[0, self.channels - c]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)[:-1].concatenate([self.channels])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels, "part": self.part, "parts": self.parts}
+
+    @staticmethod
+    def fit(x, channels: int, *, name: str, part: int = 0, parts: int = 1):
+        """`x` fitted to `channels`: `x` itself or its plain slice where no crop or pad is needed (the graph
+        without width genes is unchanged), else a `ChannelFit` layer."""
+        c = x.shape[-1]
+        if parts == 1 and c == channels:
+            return x
+        if c == parts * channels:
+            return x[..., part * channels:(part + 1) * channels]
+        return ChannelFit(channels, part, parts, name=name)(x)

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import tensorflow as tf
 
 from ..choices import ACTIVATIONS, NONLINEARITIES, check_choice
-from .layers import BinaryGroupConv2D, GroupConv2D
+from .layers import BinaryGroupConv2D, ChannelFit, GroupConv2D
 from .reactnet import LearnableThreshold, RPReLU
 from .specs import Architecture, ConvSpec, architecture
 
@@ -100,6 +100,22 @@ def float_conv_factory(genes: Sequence[int]) -> ConvFactory:
     return make
 
 
+class FixedKit:
+    """What `build_network` asks for besides the convs, in a fixed model: Keras BatchNorm, Dense classifier and
+    `ChannelFit` shortcuts (only where width genes make a shortcut's channels differ). The supernet passes
+    `elastic.ElasticKit` instead."""
+
+    def batchnorm(self, name: str, channels: int, *, momentum: float, epsilon: float, synchronized: bool):
+        return tf.keras.layers.BatchNormalization(momentum=momentum, epsilon=epsilon, name=name,
+                                                  synchronized=synchronized)
+
+    def classifier(self, units: int, inputs: int, name: str):
+        return tf.keras.layers.Dense(units, name=name)
+
+    def fit(self, x, like, name: str, part: int = 0, parts: int = 1):
+        return ChannelFit.fit(x, like.shape[-1], name=name, part=part, parts=parts)
+
+
 def network_options(model: tf.keras.Model) -> dict:
     """The `build_network` options a model was built with, read from its layers:
     ``{"activation": "approx_sign" | "rsign", "nonlinearity": "none" | "rprelu"}``."""
@@ -110,7 +126,7 @@ def network_options(model: tf.keras.Model) -> dict:
 
 def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
                   sync_batchnorm: bool = False, activation: str = "approx_sign",
-                  nonlinearity: str = "none", rprelu_init_slope: float = 0.25) -> tf.keras.Model:
+                  nonlinearity: str = "none", rprelu_init_slope: float = 0.25, kit=None) -> tf.keras.Model:
     """Build the functional Keras model of `arch`, creating every block conv with `make_conv(spec)`.
 
     # Arguments
@@ -123,10 +139,14 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
         nonlinearity: "none" (the paper) or "rprelu" (after each residual add, see the module docstring).
         rprelu_init_slope: initial negative slope of every RPReLU (0.25: PyTorch's PReLU, ReActNet; 1.0 starts
             as the identity).
+        kit: BatchNorm / classifier / shortcut factory (default `FixedKit`; the supernet's `elastic.ElasticKit`).
     """
     check_choice("Unknown activation", activation, ACTIVATIONS)
     check_choice("Unknown nonlinearity", nonlinearity, NONLINEARITIES)
-    _bn = functools.partial(_bn_layer, synchronized=sync_batchnorm)
+    kit = kit or FixedKit()
+
+    def _bn(name: str, channels: int):
+        return kit.batchnorm(name, channels, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=sync_batchnorm)
 
     def binary_input(t, spec_name: str):
         return LearnableThreshold(name=f"{spec_name}_rsign")(t) if activation == "rsign" else t
@@ -142,12 +162,12 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
         stem.out_channels, 3, strides=2, padding="same", use_bias=False, name=stem.name
     )(inputs)
     # No ReLU after the stem: the next layer binarizes with sign(), and sign(ReLU(x)) would be +1 everywhere.
-    x = _bn("stem_bn")(x)
+    x = _bn_layer("stem_bn", synchronized=sync_batchnorm)(x)
 
     for block in arch.blocks:
         conv3, pointwise = block.convs[0], block.convs[1:]
         y = make_conv(conv3)(binary_input(x, conv3.name))
-        y = _bn(f"{conv3.name}_bn")(y)
+        y = _bn(f"{conv3.name}_bn", conv3.out_channels)(y)
         shortcut = x
         if block.stride > 1:
             shortcut = tf.keras.layers.AveragePooling2D(
@@ -157,33 +177,28 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
         x = rprelu(x, f"block{block.index}_rprelu3x3")
 
         if len(pointwise) == 2:  # M3: two binary halves Cin -> Cout/2
-            cin, half = block.in_channels, block.out_channels // 2
             outs = []
             shared = binary_input(x, f"block{block.index}_pw")
             for k, spec in enumerate(pointwise):
                 y = make_conv(spec)(shared)
-                y = _bn(f"{spec.name}_bn")(y)
-                if half == cin:
-                    sc = x
-                elif 2 * half == cin:
-                    sc = x[..., k * half : (k + 1) * half]
-                else:
-                    sc = None
-                if sc is not None:
+                y = _bn(f"{spec.name}_bn", spec.out_channels)(y)
+                if block.pw_shortcut in ("full", "split"):  # the whole input, or this half's half of it
+                    parts = 1 if block.pw_shortcut == "full" else 2
+                    sc = kit.fit(x, y, f"{spec.name}_fit", part=k if parts == 2 else 0, parts=parts)
                     y = tf.keras.layers.Add(name=f"{spec.name}_add")([y, sc])
                 outs.append(y)
             x = tf.keras.layers.Concatenate(name=f"block{block.index}_concat")(outs)
         else:
             spec = pointwise[0]
             y = make_conv(spec)(binary_input(x, spec.name) if spec.binary else x)
-            y = _bn(f"{spec.name}_bn")(y)
-            if spec.binary and spec.in_channels == spec.out_channels:
-                y = tf.keras.layers.Add(name=f"{spec.name}_add")([y, x])
+            y = _bn(f"{spec.name}_bn", spec.out_channels)(y)
+            if spec.binary and block.pw_shortcut == "identity":
+                y = tf.keras.layers.Add(name=f"{spec.name}_add")([y, kit.fit(x, y, f"{spec.name}_fit")])
             x = y
         x = rprelu(x, f"block{block.index}_rprelu")
 
     x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = tf.keras.layers.Dense(arch.num_classes, name="classifier")(x)
+    outputs = kit.classifier(arch.num_classes, arch.blocks[-1].out_channels, name="classifier")(x)
     return tf.keras.Model(inputs, outputs, name=name)
 
 

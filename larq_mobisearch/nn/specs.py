@@ -10,7 +10,7 @@ This module is pure Python (no TensorFlow) so the search and the cost model can 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple
 
 from ..choices import BASELINES, MODULES, check_choice, not_allowed
@@ -37,10 +37,33 @@ STEM_CHANNELS = 32
 #: Input channels per group that Larq Compute Engine needs to lower a *grouped* binary conv.
 LCE_CHANNELS_PER_GROUP = 32
 
+#: Width genes (the ``width`` and ``joint`` spaces): multipliers of a block's output channels at the model's
+#: width (MetaPruning's per-layer width, OFA's elastic width). The supernet holds the largest.
+DEFAULT_WIDTH_CHOICES: Tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+#: Channel counts of width genes are rounded to a multiple of 32 from 64 channels on (so that every count c admits
+#: the grouped binary convs LCE lowers: g divides c / 32), below that to a multiple of 8 (narrow layers, one group).
+WIDE_CHANNELS = 64
+NARROW_CHANNEL_QUANTUM = 8
+
 
 def divisors(n: int) -> Tuple[int, ...]:
     """All positive divisors of `n`, ascending."""
     return tuple(d for d in range(1, n + 1) if n % d == 0)
+
+
+def round_channels(channels: float) -> int:
+    """The channel count of a width gene: ``channels`` rounded half up to a multiple of 32 from 64 on (LCE's 32
+    input channels per group: every divisor of ``c / 32`` is then a legal group count), below 64 to a multiple of
+    8 (at least 8; such narrow convs take one group).
+
+    # Examples
+        ``round_channels(96) == 96``, ``round_channels(80) == 96``, ``round_channels(48) == 48``,
+        ``round_channels(20) == 24``.
+    """
+    if not channels > 0:
+        raise ValueError(f"channels must be > 0, received {channels!r}")
+    q = LCE_CHANNELS_PER_GROUP if channels >= WIDE_CHANNELS else NARROW_CHANNEL_QUANTUM
+    return max(q, int(math.floor(channels / q + 0.5)) * q)
 
 
 def allowed_group_counts(
@@ -105,6 +128,11 @@ class BlockSpec:
     in_size: Tuple[int, int]
     out_size: Tuple[int, int]
     convs: Tuple[ConvSpec, ...]
+    #: Shortcut of the pointwise part, fixed by the block's channels at the model's width (kept when width genes
+    #: change them): "identity" (M1/M2 binary 1x1, Cin = Cout), "full" (M3: each half adds the whole input),
+    #: "split" (M3: each half adds its half of the input) or "none". Where width genes make the channels differ,
+    #: the shortcut is cropped or zero-padded to the conv's output channels (`layers.ChannelFit`).
+    pw_shortcut: str = "none"
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,37 @@ class Architecture:
     @property
     def num_genes(self) -> int:
         return len(self.gene_layers)
+
+    @property
+    def block_channels(self) -> Tuple[int, ...]:
+        """Output channels of blocks 1..13 (what width genes set)."""
+        return tuple(b.out_channels for b in self.blocks)
+
+    def with_widths(self, channels: Sequence[int]) -> "Architecture":
+        """The same network with block i's output channels set to ``channels[i]`` (and block i+1's input): the
+        architecture of a genotype with width genes. Layer kinds, genes and shortcuts stay this one's."""
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != len(self.blocks) or any(c < 1 for c in channels):
+            raise ValueError(f"channels must be {len(self.blocks)} positive block widths, received {channels}")
+        if self.module == "m3" and any(c % 2 for c in channels):
+            raise ValueError(f"M3 needs even block widths (two pointwise halves), received {channels}")
+        if channels == self.block_channels:
+            return self
+        blocks = []
+        cin = self.stem.out_channels
+        for block, cout in zip(self.blocks, channels):
+            convs = []
+            for conv in block.convs:
+                if conv.kernel == 3:
+                    new = dict(in_channels=cin, out_channels=cin)
+                elif self.module == "m3":
+                    new = dict(in_channels=cin, out_channels=cout // 2)
+                else:
+                    new = dict(in_channels=cin, out_channels=cout)
+                convs.append(replace(conv, **new))
+            blocks.append(replace(block, in_channels=cin, out_channels=cout, convs=tuple(convs)))
+            cin = cout
+        return replace(self, blocks=tuple(blocks))
 
     @property
     def classifier_macs(self) -> int:
@@ -227,9 +286,11 @@ def architecture(
         cout = _scaled(cout0, width_multiplier)
         out = _out_size(size, stride)
         convs = [ConvSpec(f"block{i}_conv3x3", i, "binary", 3, cin, cin, stride, size, out, gene=i - 1)]
+        shortcut = "identity" if cin == cout else "none"
         if module == "m3":
             if cout % 2:
                 raise ValueError(f"M3 needs even output channels; block {i} has {cout} at width {width_multiplier}")
+            shortcut = "full" if cout // 2 == cin else "split" if cout == cin else "none"
             for half in ("a", "b"):
                 convs.append(ConvSpec(f"block{i}_pw_{half}", i, "binary", 1, cin, cout // 2, 1, out, out))
         elif cin != cout:
@@ -240,9 +301,25 @@ def architecture(
             convs.append(ConvSpec(f"block{i}_pw", i, "float", 1, cin, cout, 1, out, out, gene=gene))
         else:
             convs.append(ConvSpec(f"block{i}_pw", i, "binary", 1, cin, cout, 1, out, out))
-        blocks.append(BlockSpec(i, cin, cout, stride, size, out, tuple(convs)))
+        blocks.append(BlockSpec(i, cin, cout, stride, size, out, tuple(convs), shortcut))
         size = out
     return Architecture(module, (h, w, c), int(num_classes), float(width_multiplier), stem, tuple(blocks))
+
+
+def width_candidates(arch: Architecture, multipliers: Sequence[float] = DEFAULT_WIDTH_CHOICES) -> Tuple[Tuple[int, ...], ...]:
+    """Channel counts each block's width gene may take: ``round_channels(multiplier x channels)`` for every
+    multiplier, distinct and ascending (two multipliers may round to one count). The block's own channel count
+    (multiplier 1) is always a candidate, so a groups-only genotype means the same network in a width space."""
+    mults = tuple(float(m) for m in multipliers)
+    if not mults or any(not m > 0 for m in mults):
+        raise ValueError(f"width multipliers must be positive numbers, received {list(multipliers)}")
+    out = []
+    for block in arch.blocks:
+        values = {round_channels(m * block.out_channels) for m in mults} | {block.out_channels}
+        if arch.module == "m3":
+            values = {v for v in values if v % 2 == 0}
+        out.append(tuple(sorted(values)))
+    return tuple(out)
 
 
 def mobinet_genotype(arch: Architecture) -> Tuple[int, ...]:

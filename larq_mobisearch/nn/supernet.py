@@ -1,10 +1,11 @@
-"""Weight-sharing supernet (paper §3.2.3, Figure 4; Algorithm 2 lines 1-6).
+"""Weight-sharing supernet (paper §3.2.3, Figure 4; Algorithm 2 lines 1-6) on elastic layers (`elastic.py`).
 
-Each searchable convolution holds one full shared kernel (k, k, Cin, Cout). The active group count lives in
-a non-trainable `tf.Variable`, so switching genotype never retraces a compiled function. The forward pass
-masks the kernel block-diagonally; for binary convs the XNOR scale is computed over the active group's
-inputs only, so the output equals a true grouped conv whose weights are the diagonal blocks
-(`extract_subnet` builds exactly that model).
+Each searchable convolution holds one shared kernel at the largest width (k, k, Cin_max, Cout_max). A genotype
+sets, per layer, the active slice (block widths, in the ``width`` / ``joint`` spaces) and group count in
+non-trainable `tf.Variable`s, so switching genotype never retraces a compiled function. The forward pass gathers
+the slice's block-diagonal blocks into a true grouped conv; for binary convs the XNOR scale is computed over each
+output channel's own group, so the output equals the fixed model with those weights (`extract_subnet` builds
+exactly that model).
 
 Training samples a new genotype every step (`RandomGenotype` callback, seeded by the optimizer step so it
 is reproducible and resumes with `BackupAndRestore`), through the normal Keras `fit` API.
@@ -14,15 +15,14 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 from larq.quantized_variable import QuantizedVariable
 
-from .layers import PACKAGE, BinaryGroupConv2D
+from .elastic import ElasticBinaryConv2D, ElasticConv, ElasticConv2D, ElasticKit, conv_channels
 from .models import build_network, fixed_conv_factory, network_options
-from .quantizers import approx_sign, xnor_weight_sign
 from .space import Genotype, SearchSpace, encode
 from .specs import Architecture, ConvSpec
 from ..choices import not_allowed
@@ -38,195 +38,43 @@ def block_diagonal_mask(in_channels: int, out_channels: int, groups) -> tf.Tenso
     return tf.cast(tf.equal(rows[:, None], cols[None, :]), tf.float32)
 
 
-def _same_padding(size: int, kernel: int, stride: int):
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-class SearchableConv(tf.keras.layers.Layer):
-    """Shared-kernel conv whose group count is a variable (base of the binary and float versions)."""
-
-    binary = False
-
-    def __init__(self, filters: int, kernel_size: int, strides: int = 1, candidates: Sequence[int] = (1,),
-                 gene: Optional[int] = None, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.strides = int(strides)
-        self.candidates = tuple(int(c) for c in candidates)
-        if not self.candidates or any(c < 1 or self.filters % c for c in self.candidates):
-            raise ValueError(
-                f"Layer {self.name!r}: candidate group counts {list(self.candidates)} must be positive divisors "
-                f"of filters={self.filters}"
-            )
-        self.gene = gene
-        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
-
-    def build(self, input_shape):
-        cin = tf.TensorShape(input_shape)[-1]
-        if cin is None:
-            raise ValueError(f"Layer {self.name!r}: the channel dimension of the input must be known")
-        self.in_channels = int(cin)
-        bad = [g for g in self.candidates if self.in_channels % g]
-        if bad:
-            raise ValueError(
-                f"Layer {self.name!r}: candidate group counts {bad} do not divide the {self.in_channels} input channels"
-            )
-        k = self.kernel_size
-        self.kernel = self.add_weight(
-            "kernel", shape=(k, k, self.in_channels, self.filters), initializer=self.kernel_initializer,
-            constraint=self._constraint(), trainable=True,
-        )
-        self.groups = self.add_weight(
-            "groups", shape=(), dtype=tf.int32, initializer=tf.keras.initializers.Constant(1), trainable=False,
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        )
-        super().build(input_shape)
-
-    def _constraint(self):
-        return None
-
-    def _pad(self, inputs, value: float):
-        if self.kernel_size == 1 and self.strides == 1:
-            return inputs
-        h, w = inputs.shape[1], inputs.shape[2]
-        ph = _same_padding(h, self.kernel_size, self.strides)
-        pw = _same_padding(w, self.kernel_size, self.strides)
-        return tf.pad(inputs, [[0, 0], list(ph), list(pw), [0, 0]], constant_values=value)
-
-    def set_groups(self, groups: int) -> None:
-        if int(groups) not in self.candidates:
-            raise not_allowed(f"Layer {self.name!r}: group count {groups} not allowed", self.candidates)
-        self.groups.assign(int(groups))
-
-    def masked_kernel(self) -> tf.Tensor:
-        raise NotImplementedError
-
-    def kernel_mask(self) -> tf.Tensor:
-        """A 0/1 float tensor of the kernel's full shape (k, k, Cin, Cout): 1 where the current genotype uses
-        the kernel entry (the block-diagonal mask of the active group count)."""
-        mask = block_diagonal_mask(self.in_channels, self.filters, self.groups)
-        return tf.broadcast_to(mask[None, None], (self.kernel_size, self.kernel_size, self.in_channels,
-                                                   self.filters))
-
-    def call(self, inputs):
-        raise NotImplementedError
-
-    def crop_kernel(self, groups: int) -> np.ndarray:
-        """The grouped kernel (k, k, Cin/g, Cout) of a true `groups=g` conv: the diagonal blocks."""
-        w = self.kernel.numpy()
-        k, cin, cout, g = w.shape[0], self.in_channels, self.filters, int(groups)
-        blocks = w.reshape(k, k, g, cin // g, g, cout // g)
-        diag = np.einsum("abjcjd->abcjd", blocks)  # (k, k, Cin/g, g, Cout/g)
-        return np.ascontiguousarray(diag.reshape(k, k, cin // g, cout))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "candidates": list(self.candidates),
-            "gene": self.gene,
-            "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
-        }
-
-
-@tf.keras.utils.register_keras_serializable(package=PACKAGE)
-class SearchableBinaryConv2D(SearchableConv):
-    """Binary conv ("same" padding with +1) whose shared kernel is masked to the active group count.
-
-    Forward: ApproxSign on the input, XNOR-scaled sign of the kernel with alpha over the active group's
-    inputs only, block-diagonal mask, one dense conv. Equals `BinaryGroupConv2D(groups=g)` with the
-    diagonal blocks of the kernel.
-    """
-
-    binary = True
-    #: Why LCE cannot lower this layer (read by `deploy` when checking a model before export).
-    lce_problem = (
-        "weight-sharing supernet conv: its masked block-diagonal kernel is ternary (0 outside the active "
-        "groups) and never lowers; materialise the model with nn.supernet.extract_subnet(supernet, genotype)"
-    )
-
-    def __init__(self, *args, clip_value: Optional[float] = 1.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.clip_value = clip_value
-
-    def _constraint(self):
-        return tf.keras.constraints.get("weight_clip")
-
-    def _add_variable_with_custom_getter(self, name: str, **kwargs):
-        """The shared kernel is a larq `QuantizedVariable` of precision 1 without a quantizer (it reads as
-        the latent kernel; `masked_kernel` binarizes it), so larq's `Bop.is_binary_variable` (and
-        `CaseOptimizer`) recognise it as binary, as the kernels of `BinaryGroupConv2D`."""
-        if name != "kernel":
-            return super()._add_variable_with_custom_getter(name, **kwargs)
-        old_getter = kwargs.pop("getter")
-
-        def getter(*args, **kw):
-            return QuantizedVariable.from_variable(old_getter(*args, **kw), quantizer=None, precision=1)
-
-        return super()._add_variable_with_custom_getter(name, getter=getter, **kwargs)
-
-    def masked_kernel(self) -> tf.Tensor:
-        mask = block_diagonal_mask(self.in_channels, self.filters, self.groups)[None, None]
-        return xnor_weight_sign(self.kernel, clip_value=self.clip_value, mask=mask)
-
-    def call(self, inputs):
-        return _binary_call(self, inputs)
-
-    def get_config(self):
-        return {**super().get_config(), "clip_value": self.clip_value}
-
-
-@tf.keras.utils.register_keras_serializable(package=PACKAGE)
-class SearchableConv2D(SearchableConv):
-    """Real-valued conv ("same" zero padding) whose shared kernel is masked to the active group count (M2)."""
-
-    def masked_kernel(self) -> tf.Tensor:
-        mask = block_diagonal_mask(self.in_channels, self.filters, self.groups)[None, None]
-        return self.kernel * mask
-
-    def call(self, inputs):
-        return _float_call(self, inputs)
-
-
-@tf.autograph.experimental.do_not_convert
-def _binary_call(layer: SearchableBinaryConv2D, inputs):
-    x = layer._pad(approx_sign(inputs), 1.0)
-    return tf.nn.conv2d(x, layer.masked_kernel(), strides=layer.strides, padding="VALID")
-
-
-@tf.autograph.experimental.do_not_convert
-def _float_call(layer: SearchableConv2D, inputs):
-    x = layer._pad(inputs, 0.0)
-    return tf.nn.conv2d(x, layer.masked_kernel(), strides=layer.strides, padding="VALID")
+#: The searchable convs of a supernet (elastic layers; the names of the masked layers they replaced).
+SearchableConv = ElasticConv
+SearchableBinaryConv2D = ElasticBinaryConv2D
+SearchableConv2D = ElasticConv2D
 
 
 def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batchnorm: bool = False,
                    activation: str = "approx_sign", nonlinearity: str = "none",
                    rprelu_init_slope: float = 0.25) -> tf.keras.Model:
-    """Build the weight-sharing supernet of `space.arch`, with `space.candidates` per searchable layer.
+    """Build the weight-sharing supernet of `space`: elastic convs at the space's largest widths, with
+    `space.candidates` group counts per searchable layer.
 
-    Non-searchable convs are ordinary fixed layers; the graph and layer names equal `models.build_model`
-    (with the same `activation` / `nonlinearity` options, see `models.build_network`). The model starts at
-    the all-ones genotype.
+    Non-searchable convs are elastic too where width genes change their channels (fixed layers otherwise); the
+    graph and layer names equal `models.build_model` (with the same `activation` / `nonlinearity` options, see
+    `models.build_network`). The model starts at the largest genotype (`space.largest()`).
     """
-    fixed = fixed_conv_factory((1,) * space.arch.num_genes)
+    static = not space.has_widths
+    if not static and (activation != "approx_sign" or nonlinearity != "none"):
+        raise ValueError(f"Width genes (model.space_genes={space.genes!r}) need per-channel-free activations: received "
+                         f"activation={activation!r}, nonlinearity={nonlinearity!r}; allowed: approx_sign / none "
+                         f"(RSign and RPReLU have one parameter per channel of a fixed width)")
+    widest = space.arch.with_widths(tuple(c[-1] for c in space.widths)) if space.widths else space.arch
+    group_candidates = space.group_candidates
 
     def make(spec: ConvSpec):
-        if spec.gene is None:
-            return fixed(spec)
-        cls = SearchableBinaryConv2D if spec.binary else SearchableConv2D
-        return cls(spec.out_channels, spec.kernel, strides=spec.stride, candidates=space.candidates[spec.gene],
-                   gene=spec.gene, name=spec.name)
+        if spec.gene is None and static:
+            return fixed_conv_factory((1,) * space.arch.num_genes)(spec)
+        cls = ElasticBinaryConv2D if spec.binary else ElasticConv2D
+        candidates = (1,) if spec.gene is None else group_candidates[spec.gene]
+        return cls(spec.out_channels, spec.kernel, strides=spec.stride, in_channels=spec.in_channels,
+                   candidates=candidates, gene=spec.gene, static_channels=static, name=spec.name)
 
-    model = build_network(space.arch, make, name=name or f"supernet_{space.arch.module}",
+    model = build_network(widest, make, name=name or f"supernet_{space.arch.module}",
                           sync_batchnorm=sync_batchnorm, activation=activation, nonlinearity=nonlinearity,
-                          rprelu_init_slope=rprelu_init_slope)
+                          rprelu_init_slope=rprelu_init_slope, kit=ElasticKit(widest, static))
     model._lm_space = space  # in-process convenience; extract_subnet also accepts an explicit space
+    set_genotype(model, space.largest(), space=space)
     return model
 
 
@@ -236,54 +84,88 @@ def _all_layers(model: tf.keras.layers.Layer):
         yield from _all_layers(layer)
 
 
-def searchable_layers(model: tf.keras.Model) -> List[SearchableConv]:
-    """The searchable convs of a supernet, in gene order (also inside a wrapping model, e.g. a
+def searchable_layers(model: tf.keras.Model) -> List[ElasticConv]:
+    """The searchable (gene) convs of a supernet, in gene order (also inside a wrapping model, e.g. a
     `distillation.Distiller` training the supernet)."""
-    layers = [l for l in _all_layers(model) if isinstance(l, SearchableConv)]
+    layers = [l for l in _all_layers(model) if isinstance(l, ElasticConv) and l.gene is not None]
     if not layers:
         raise ValueError(f"Model {model.name!r} has no searchable layers: it is not a supernet")
     return sorted(layers, key=lambda l: l.gene)
 
 
-def genotype_variables(model: tf.keras.Model) -> List[tf.Variable]:
-    """The int32 scalar variables that hold the genotype, one per gene in genotype order.
-
-    Assigning ``genotype[i]`` to variable ``i`` (eagerly or inside a `tf.function`) switches the supernet to
-    that genotype, as `set_genotype` does, without checking the values.
-    """
-    return [layer.groups for layer in searchable_layers(model)]
-
-
-def inactive_masks(model: tf.keras.Model) -> List[Tuple[tf.Variable, tf.Tensor]]:
-    """``(kernel variable, 0/1 mask of its entries the current genotype uses)`` for every searchable kernel.
-
-    Entries where the mask is 0 get no gradient in this genotype; `supernet_training` keeps them (and their
-    optimizer state) unchanged with ``masked_updates``.
-    """
-    return [(layer.kernel, layer.kernel_mask()) for layer in searchable_layers(model)]
+def _elastic_layers(model: tf.keras.Model) -> List[ElasticConv]:
+    return [l for l in _all_layers(model) if isinstance(l, ElasticConv)]
 
 
 def is_supernet(model: tf.keras.Model) -> bool:
-    return any(isinstance(l, SearchableConv) for l in _all_layers(model))
+    return any(isinstance(l, ElasticConv) for l in _all_layers(model))
 
 
-def set_genotype(model: tf.keras.Model, genotype: Sequence[int]) -> None:
+def _space_of(model: tf.keras.Model, space: Optional[SearchSpace]) -> Optional[SearchSpace]:
+    if space is not None:
+        return space
+    for m in [model] + [l for l in _all_layers(model) if isinstance(l, tf.keras.Model)]:
+        if getattr(m, "_lm_space", None) is not None:
+            return m._lm_space
+    return None
+
+
+def set_genotype(model: tf.keras.Model, genotype: Sequence[int], space: Optional[SearchSpace] = None) -> None:
     """Switch the supernet to `genotype` (no retracing: only variables change)."""
     layers = searchable_layers(model)
-    if len(genotype) != len(layers):
+    space = _space_of(model, space)
+    genotype = tuple(int(g) for g in genotype)
+    n_groups = len(layers)
+    if space is not None and space.has_widths:
+        if len(genotype) == n_groups:
+            genotype = space.expand(genotype)
+        arch, groups = space.resolve(genotype)
+        expected = n_groups + len(space.widths)
+    else:
+        arch, groups, expected = None, genotype, n_groups
+    if len(genotype) != expected:
         raise ValueError(
-            f"Genotype {encode(genotype)} has {len(genotype)} genes; this supernet has {len(layers)} searchable "
-            f"layers ({', '.join(l.name for l in layers)})"
+            f"Genotype {encode(genotype)} has {len(genotype)} genes; this supernet has {n_groups} searchable "
+            f"layers ({', '.join(l.name for l in layers)})" + (f" and {len(space.widths)} block widths"
+                                                                 if arch is not None else "")
         )
-    for layer, g in zip(layers, genotype):
+    for layer, g in zip(layers, groups):
         if int(g) not in layer.candidates:
             raise not_allowed(f"Invalid group count {g} for layer {layer.name}", layer.candidates)
-    for layer, g in zip(layers, genotype):
-        layer.groups.assign(int(g))
+    if arch is None:
+        for layer, g in zip(layers, groups):
+            layer.set_active(layer.in_channels, layer.filters, g)
+        return
+    if space is not None:
+        space.validate(genotype)
+    channels = conv_channels(arch)
+    for layer in _elastic_layers(model):
+        cin, cout, gene = channels[layer.name]
+        layer.set_active(cin, cout, 1 if gene is None else groups[gene])
 
 
-def get_genotype(model: tf.keras.Model) -> Genotype:
-    return tuple(int(l.groups.numpy()) for l in searchable_layers(model))
+def get_genotype(model: tf.keras.Model, space: Optional[SearchSpace] = None) -> Genotype:
+    groups = tuple(int(l.groups.numpy()) for l in searchable_layers(model))
+    space = _space_of(model, space)
+    if space is None or not space.has_widths:
+        return groups
+    outs = {l.name: int(l.active_out.numpy()) for l in _elastic_layers(model)}
+    widths = []
+    for block in space.arch.blocks:
+        pw = block.convs[1:]
+        widths.append(sum(outs[c.name] for c in pw))
+    return groups + tuple(widths)
+
+
+def genotype_variables(model: tf.keras.Model) -> List[tf.Variable]:
+    """The int32 variables holding the group counts, one per group gene in genotype order (assigning genotype[i] to
+    variable i switches a groups-only supernet, also inside a `tf.function`)."""
+    return [l.groups for l in searchable_layers(model)]
+
+
+def inactive_masks(model: tf.keras.Model) -> List[tuple]:
+    """``(kernel, 0/1 mask of the entries the current genotype uses)`` for every elastic conv."""
+    return [(l.kernel, l.kernel_mask()) for l in _elastic_layers(model)]
 
 
 def sample_genotype(space: SearchSpace, rng: random.Random, cost_model=None, budget: Optional[float] = None,
@@ -335,25 +217,35 @@ class RandomGenotype(tf.keras.callbacks.Callback):
 
 def extract_subnet(supernet: tf.keras.Model, genotype: Sequence[int], space: Optional[SearchSpace] = None,
                    arch: Optional[Architecture] = None, *, sync_batchnorm: bool = False) -> tf.keras.Model:
-    """A fixed model with real `groups=g` layers, the cropped shared weights and the BatchNorm state.
+    """A fixed model with real `groups=g` layers at the genotype's widths, the cropped shared weights and the
+    BatchNorm state.
 
     Built with the supernet's own options (RSign thresholds, RPReLU: `models.network_options`), whose
     weights are copied by layer name. Its logits equal the supernet's under the same genotype (up to float
     summation order).
     """
-    space = space or getattr(supernet, "_lm_space", None)
+    space = _space_of(supernet, space)
     if space is None:
         raise ValueError("extract_subnet needs the SearchSpace of this supernet (pass space=...)")
-    genotype = space.validate(tuple(genotype))
-    fixed = build_network(space.arch, fixed_conv_factory(genotype, lce_compatible=space.mode == "lce"),
-                          name=f"binary_mobilenet_{space.arch.module}_{encode(genotype)}",
+    genotype = space.validate(genotype)
+    resolved, groups = space.resolve(genotype)
+    fixed = build_network(resolved, fixed_conv_factory(groups, lce_compatible=space.mode == "lce"),
+                          name=f"binary_mobilenet_{space.arch.module}_{space.encode(genotype)}",
                           sync_batchnorm=sync_batchnorm, **network_options(supernet))
+    channels = conv_channels(resolved)
     for layer in fixed.layers:
         if not layer.weights:
             continue
         source = supernet.get_layer(layer.name)
-        if isinstance(source, SearchableConv):
-            layer.set_weights([source.crop_kernel(genotype[source.gene])])
+        if isinstance(source, ElasticConv):
+            cin, cout, gene = channels[layer.name]
+            layer.set_weights([source.crop_kernel(cin, cout, 1 if gene is None else groups[gene])])
         else:
-            layer.set_weights(source.get_weights())
+            shapes = [w.shape for w in layer.weights]
+            weights = source.get_weights()
+            if isinstance(layer, tf.keras.layers.Dense):  # the classifier reads the first C features
+                weights = [weights[0][: shapes[0][0]], weights[1]]
+            else:  # BatchNorm (and RSign / RPReLU at static widths): the first C channels
+                weights = [w[tuple(slice(0, d) for d in shape)] for w, shape in zip(weights, shapes)]
+            layer.set_weights(weights)
     return fixed

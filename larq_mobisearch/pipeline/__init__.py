@@ -58,7 +58,8 @@ def run_all(run: Run, *, echo: Callable[[str], None] = print, baselines: Sequenc
         stages = (("teacher", train_teacher),) + stages
     worker = run.worker if run.cfg.distribute.strategy != "default" else None
     if run.search is not None and not run.done("search"):
-        check_budgets(run)  # an impossible budget is refused before the supernet trains
+        feasible = check_budgets(run)  # an impossible budget is refused before the supernet trains
+        echo(f"[search] {feasible.describe()}")
     for name, fn in stages:
         if name == "export" and worker is not None and not worker.is_chief:
             echo(f"[worker {worker.index}/{worker.count}] training and search done; the chief exports")

@@ -14,6 +14,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..nn.space import decode
 from ..search.costs import count_costs
 from .rundir import Run, read_json
+from .clock import TIMED_STAGES, stage_seconds
 from .stages import final_baseline, load_final
 
 #: What the report says about each named baseline.
@@ -72,11 +73,25 @@ def search_summary(run: Run) -> Dict[str, Any]:
     }
     if genotype:
         genes = decode(genotype)
-        row["flops"] = count_costs(run.arch, genes).flops
+        row["flops"] = run.genotype_costs(genes).flops
         latency = run.latency_model()
         if latency is not None and row["baseline"] is None:
             row["latency_ms"] = latency.cost(genes)
     return row
+
+
+def skipped_files(run: Run) -> List[Dict[str, str]]:
+    """The unreadable image files the run's data left out (``data.skip_unreadable``), with the reason."""
+    if run.cfg.data.name.strip().lower() != "folder":
+        return []
+    return [{"file": path, "reason": reason} for path, reason in run.data.skipped_files]
+
+
+def skipped_markdown(skipped: List[Dict[str, str]]) -> List[str]:
+    if not skipped:
+        return []
+    return (["", f"## Skipped image files ({len(skipped)}, `data.skip_unreadable=true`)", ""]
+            + [f"- `{s['file']}`: {s['reason']}" for s in skipped])
 
 
 def list_searches(run: Run) -> List[Dict[str, Any]]:
@@ -113,7 +128,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     search_result = {} if baseline else read_json(run.search_path("search", "result.json"), "Search result")
     exported = read_json(run.search_path("export.json"), "Export result")
     verify = exported.get("verify") or {}
-    costs = count_costs(arch, decode(final["genotype"]))
+    costs = run.genotype_costs(decode(final["genotype"]))
     model, _ = load_final(run)
     plot_dir = run.search_path("plots")
     report = {
@@ -139,10 +154,14 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "tflite_bytes": exported.get("tflite_bytes"),
         "float_tflite_bytes": exported.get("float_tflite_bytes"),
         "op_census": exported.get("op_census"),
+        # wall seconds of each stage, measured by the run (resumed stages add up); the supernet's is shared by
+        # every search of the run directory
+        "stage_seconds": {stage: stage_seconds(run, stage) for stage in TIMED_STAGES},
         "search_result": {k: search_result.get(k) for k in ("fitness", "evaluations", "random_best",
                                                              "random_evaluations", "uniform", "feasible")},
         "plots": sorted(os.path.join("plots", p) for p in os.listdir(plot_dir) if p.endswith(".png"))
         if os.path.isdir(plot_dir) else [],
+        "skipped_files": skipped_files(run),
     }
     atomic_write_json(run.search_path("report.json"), report)
     atomic_write_text(run.search_path("report.md"), _search_markdown(report))
@@ -169,8 +188,14 @@ def _baseline_markdown(r: Dict[str, Any]) -> str:
         f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes); ops: {r.get('op_census')}",
         "",
         "## Plots", "",
-    ] + [f"![{p}]({p})" for p in r["plots"]]
+    ] + [f"![{p}]({p})" for p in r["plots"]] + skipped_markdown(r.get("skipped_files") or [])
     return "\n".join(lines) + "\n"
+
+
+def _seconds_line(r: Dict[str, Any]) -> str:
+    times = r.get("stage_seconds") or {}
+    return "- wall time per stage (measured by the run; a resumed stage adds its sessions): " + ", ".join(
+        f"{stage} {_num(seconds, '{:,.0f}')} s" for stage, seconds in times.items())
 
 
 def _search_markdown(r: Dict[str, Any]) -> str:
@@ -191,6 +216,7 @@ def _search_markdown(r: Dict[str, Any]) -> str:
         f"- parameter memory: {r['parameter_memory']['bytes']:,} bytes "
         f"(float32 equivalent {r['parameter_memory']['float32_bytes']:,})",
         f"- .tflite: {r['tflite']} ({r['tflite_bytes']:,} bytes; float TFLite {r['float_tflite_bytes'] or '-'} bytes)",
+        _seconds_line(r),
         "",
         "## Search vs baselines at the same budget (supernet held-out top-1 after BatchNorm recalibration)",
         "",
@@ -206,6 +232,7 @@ def _search_markdown(r: Dict[str, Any]) -> str:
         lines.append(f"| {u.get('label') or 'uniform'} | `{u['genotype']}` | {u['fitness']:.4f} | "
                      f"{_num(u['costs'].get('flops'))} |")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in r["plots"]]
+    lines += skipped_markdown(r.get("skipped_files") or [])
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +252,8 @@ def write_run_report(run: Run) -> Dict[str, Any]:
             plot_paths.append(path)
     baselines = baseline_rows(run, rows)
     report = {"run_dir": os.path.abspath(run.run_dir), "module": run.cfg.model.module, "dataset": run.cfg.data.name,
-              "supernet": supernet, "searches": rows, "baselines": baselines, "plots": plot_paths}
+              "supernet": supernet, "searches": rows, "baselines": baselines, "plots": plot_paths,
+              "skipped_files": skipped_files(run)}
     atomic_write_json(run.path("report.json"), report)
     lines = [f"# larq_mobisearch run: {run.cfg.model.module.upper()} on {run.cfg.data.name}", "",
              f"Supernet: {supernet.get('epochs', '-')} epochs, final train accuracy "
@@ -236,7 +264,7 @@ def write_run_report(run: Run) -> Dict[str, Any]:
     for b in baselines:
         lines.append(f"| {b['label']} | `{b['genotype']}` | {_num(b['flops'])} | {_num(b['test_accuracy'])} | "
                      f"{b['note']} |")
-    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths]
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plot_paths] + skipped_markdown(report["skipped_files"])
     atomic_write_text(run.path("report.md"), "\n".join(lines) + "\n")
     return report
 
@@ -253,7 +281,7 @@ def baseline_rows(run: Run, rows: Optional[List[Dict[str, Any]]] = None) -> List
         genes = baseline_genotype(run.arch, name)
         trained = [r for r in rows if r.get("baseline") == name and r.get("test_accuracy") is not None]
         out.append({"baseline": name, "label": f"{name} (MoBiNet-style, depthwise)" if name == "mobinet" else name,
-                    "genotype": encode(genes), "flops": count_costs(run.arch, genes).flops,
+                    "genotype": encode(genes), "flops": run.genotype_costs(genes).flops,
                     "test_accuracy": max((r["test_accuracy"] for r in trained), default=None),
                     "searches": [r["name"] for r in trained],
                     "note": note + ("" if trained else f" Train it with `mobisearch train --baseline {name}`.")})

@@ -42,7 +42,7 @@ from ..fileio import atomic_write_json
 from ..fingerprint import diff_keys
 from ..nn.space import SearchSpace
 from ..nn.specs import Architecture, architecture
-from ..search.costs import FlopsCostModel, count_costs
+from ..search.costs import count_costs, flops_cost_model
 from ..search.state import RANDOM_STATE_FILENAME, STATE_FILENAME
 
 log = logging.getLogger(__name__)
@@ -192,10 +192,11 @@ class Run:
         run_level = {"teacher": [self.path("teacher")], "supernet": [self.path("supernet"), self.path("searches")]}
         paths = {
             **run_level,
-            "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search")],
+            "search": [self.search_path(p) for p in (STATE_FILENAME, RANDOM_STATE_FILENAME, "search",
+                                                     "search_wall_seconds.json")],
             "retrain": [self.search_path("final")],
             "export": [self.search_path(p) for p in ("model.tflite", "export.json", "export_refused.json", "report.md",
-                                                     "report.json")],
+                                                     "report.json", "export_wall_seconds.json")],
         } if self.search is not None else run_level
         for s in [s for s in RESTART_STAGES[RESTART_STAGES.index(stage):] if s in paths]:
             for p in paths[s]:
@@ -301,7 +302,15 @@ class Run:
 
     @property
     def space(self) -> SearchSpace:
-        return SearchSpace(self.arch, self.cfg.model.space)
+        m = self.cfg.model
+        return SearchSpace(self.arch, m.space, genes=m.space_genes, width_choices=m.width_choices)
+
+    def genotype_costs(self, genotype):
+        """BOPs / FLOPs of a genotype of this run (at its block widths, with width genes)."""
+        space = self.space
+        if space.has_widths:
+            return count_costs(*space.resolve(space.expand(tuple(genotype))))
+        return count_costs(self.arch, genotype)
 
     def flops_budget(self) -> Optional[float]:
         """`search.flops_budget`, else `search.flops_budget_fraction` x FLOPs of the uniform g=1 model (of the
@@ -315,9 +324,8 @@ class Run:
         """The search settings with the FLOPs budget resolved to an absolute number."""
         return self.cfg.search.model_copy(update={"flops_budget": self.flops_budget()})
 
-    def flops_model(self) -> FlopsCostModel:
-        space = self.space
-        return FlopsCostModel(space.arch, space.candidates)
+    def flops_model(self):
+        return flops_cost_model(self.space)
 
     def latency_model(self):
         if not self.cfg.search.latency_table:
@@ -325,6 +333,10 @@ class Run:
         from ..deploy.latency_table import load_latency_table
         from ..search.costs import LatencyCostModel
 
+        if self.space.has_widths:
+            raise RunDirError(f"search.latency_table: received {self.cfg.search.latency_table!r}; latency tables "
+                              f"cover group genes only, not model.space_genes={self.cfg.model.space_genes!r} (use a "
+                              f"FLOPs budget with width genes)")
         table = load_latency_table(self.cfg.search.latency_table)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)
 

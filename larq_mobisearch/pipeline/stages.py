@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -29,6 +30,7 @@ from ..fileio import atomic_write_json
 from ..nn.space import Genotype, SearchSpace, decode, encode
 from ..search.state import STATE_FILENAME
 from .rundir import Run, RunDirError, read_json, uses_teacher
+from .clock import timed
 from .files import sha256_file
 from .methods import load_teacher, model_options as _options, retrain_step1, train_teacher
 
@@ -63,11 +65,19 @@ def check_budgets(run: Run):
     return feasible
 
 
+def progress_bars(run: Run, stream=None) -> bool:
+    """Whether the search draws tqdm bars: verbose, the chief, and `stream` (default stderr) is a terminal (a
+    log file gets the search's own lines, not thousands of bar redraws)."""
+    stream = sys.stderr if stream is None else stream
+    return bool(run.verbose > 0 and run.worker.is_chief and getattr(stream, "isatty", lambda: False)())
+
+
 def feasible_summary(feasible) -> Dict[str, Any]:
     return {"count": feasible.count, "space_size": feasible.space_size, "fraction": feasible.fraction,
             "exact": feasible.exact, "method": feasible.method, "standard_error": feasible.standard_error}
 
 
+@timed("supernet")
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from ..distribute import check_global_batch
     from ..nn.supernet import build_supernet
@@ -131,6 +141,7 @@ def load_supernet(run: Run):
 # Stage 2: search
 
 
+@timed("search")
 def search(run: Run) -> Dict[str, Any]:
     from ..distribute import ShardedEvaluator
     from ..search import (RANDOM_STATE_FILENAME, constraints_from_config, evaluation_budget_note,
@@ -158,14 +169,14 @@ def search(run: Run) -> Dict[str, Any]:
     ])
     start = time.time()
     evo = evolutionary_search(space, evaluator, constraints, scfg, state_path=run.search_path(STATE_FILENAME),
-                              context=context, progress=run.verbose > 0 and worker.is_chief,
+                              context=context, progress=progress_bars(run),
                               write_state=worker.is_chief)
     samples = evo.num_evaluations if scfg.random_baseline_samples is None else scfg.random_baseline_samples
     rnd = None
     if samples > 0:  # 0: no random baseline
         rnd = random_search(space, evaluator, constraints, scfg, num_samples=samples,
                             state_path=run.search_path(RANDOM_STATE_FILENAME), context=context,
-                            progress=run.verbose > 0 and worker.is_chief, write_state=worker.is_chief)
+                            progress=progress_bars(run), write_state=worker.is_chief)
     uni = uniform_baselines(space, evaluator, constraints)
     local.restore()
     if evo.best is None:
@@ -227,7 +238,9 @@ def build_final(run: Run, genotype: Genotype, *, sync_batchnorm: bool = False, b
     "lce" (a baseline outside it, e.g. MoBiNet's depthwise convs, passes False)."""
     from ..nn.models import build_network, fixed_conv_factory
 
-    arch = run.arch
+    arch, space = run.arch, run.space
+    if space.has_widths and len(genotype) == space.num_groups + len(space.widths):
+        arch, genotype = space.resolve(genotype)  # block widths from the genotype's width genes
     lce = run.cfg.model.space == "lce" if lce_compatible is None else lce_compatible
     return build_network(arch, fixed_conv_factory(genotype, lce_compatible=lce, binary_weights=binary_weights),
                          name=f"binary_mobilenet_{arch.module}", sync_batchnorm=sync_batchnorm, **_options(run))
@@ -238,6 +251,7 @@ def baseline_space(run: Run, baseline: Optional[str]) -> SearchSpace:
     return SearchSpace(run.arch, "paper") if baseline else run.space
 
 
+@timed("retrain")
 def retrain(run: Run, genotype: Optional[Sequence[int]] = None, *, init_from_supernet: Optional[bool] = None,
             callbacks: Sequence = (), baseline: Optional[str] = None):
     """Train `genotype` (default: the search's winner; with `baseline`, that named baseline's genotype, e.g.
@@ -342,6 +356,7 @@ def load_final(run: Run):
 # Stage 4: export
 
 
+@timed("export")
 def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_mismatch: Optional[bool] = None,
            output: Optional[str] = None) -> Dict[str, Any]:
     """Stage 4: convert the retrained model with LCE (M3 pointwise pairs fused), verify it against Keras, and

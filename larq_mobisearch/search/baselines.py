@@ -125,7 +125,8 @@ def uniform_baselines(
     constraints: Sequence[ConstraintLike] = (),
     groups: Sequence[int] = DEFAULT_UNIFORM_GROUPS,
 ) -> SearchResult:
-    """Evaluate the uniform genotypes ``space.uniform(g)`` for g in `groups` that fit the budgets.
+    """Evaluate the uniform genotypes ``space.uniform(g)`` for g in `groups` that fit the budgets (in a space
+    with width genes, ``space.uniform(g, w)`` for every width multiplier w of the space too, labelled ``"g2w0.75"``).
 
     Duplicates (after per-layer clamping) are evaluated once, labelled e.g. ``"g16/g32"``. Those over budget
     are listed in `SearchResult.skipped` with their costs (``best`` is None when none fits). All are scored in
@@ -135,9 +136,11 @@ def uniform_baselines(
     problem.check_reachable()
     evaluator = as_evaluator(evaluator)
     labels: Dict[Genotype, List[str]] = {}
-    for g in groups:
-        genotype = tuple(int(x) for x in space.uniform(int(g)))
-        labels.setdefault(genotype, []).append(f"g{int(g)}")
+    widths = getattr(space, "width_choices", ()) or (None,)
+    for w in widths:  # width spaces: the uniform (width, groups) grid
+        for g in groups:
+            genotype = tuple(int(x) for x in (space.uniform(int(g)) if w is None else space.uniform(int(g), w)))
+            labels.setdefault(genotype, []).append(f"g{int(g)}" + ("" if w is None else f"w{w:g}"))
     feasible: List[Genotype] = []
     skipped: List[Dict[str, Any]] = []
     for genotype, names in labels.items():

@@ -11,6 +11,7 @@ additive term per gene, looked up by the gene's group count. The search only cal
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -23,7 +24,7 @@ from ..deploy.latency_table import (
     layer_key,
     load_latency_table,
 )
-from ..nn.specs import Architecture
+from ..nn.specs import Architecture, allowed_group_counts
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
 BOPS_PER_FLOP = 64
@@ -111,6 +112,68 @@ class FlopsCostModel(AdditiveCostModel):
             scale = 1.0 / BOPS_PER_FLOP if conv.binary else 1.0
             table.append({g: conv.macs(g) * scale for g in values})
         super().__init__(fixed, table)
+
+
+class WidthFlopsCostModel:
+    """FLOPs of a genotype with width genes (`nn.space.SearchSpace` ``width`` / ``joint``): counted on the
+    genotype's architecture (`SearchSpace.resolve`). Not additive per gene (a conv's cost depends on two block
+    widths), so its minimum is an exact dynamic programme over the chain of blocks."""
+
+    unit = "FLOPs"
+    name = "flops"
+
+    def __init__(self, space):
+        if not getattr(space, "has_widths", False):
+            raise ValueError("WidthFlopsCostModel is for spaces with width genes; use FlopsCostModel")
+        self.space = space
+        self.arch = space.arch
+        self._min: Optional[float] = None
+
+    def cost(self, genotype: Sequence[int]) -> float:
+        arch, groups = self.space.resolve(genotype)
+        return count_costs(arch, groups).flops
+
+    def _block_cost(self, arch: Architecture, index: int) -> float:
+        """Cheapest FLOPs of block `index` (1-based) of `arch` over the group counts the space allows there."""
+        total = 0.0
+        lce = self.space.mode == "lce"
+        for conv in arch.blocks[index - 1].convs:
+            values = (1,) if conv.gene is None else self.space.group_candidates[conv.gene]
+            legal = [g for g in values if g in allowed_group_counts(conv.in_channels, conv.out_channels,
+                                                                   binary=conv.binary, lce_compatible=lce)] or [1]
+            scale = 1.0 / BOPS_PER_FLOP if conv.binary else 1.0
+            total += min(conv.macs(g) for g in legal) * scale
+        return total
+
+    def min_cost(self, allowed=None) -> float:
+        """The cheapest genotype's FLOPs (`allowed` is ignored: the space's own candidates)."""
+        if self._min is None:
+            base = list(self.arch.block_channels)
+            widths = self.space.widths
+            fixed = self.arch.stem.macs()
+            best = {None: float(fixed)}  # width of the previous block -> cheapest cost so far
+            for i, choices in enumerate(widths, start=1):
+                nxt: Dict[int, float] = {}
+                for prev, so_far in best.items():
+                    for c in choices:
+                        w = list(base)
+                        if prev is not None:
+                            w[i - 2] = prev
+                        w[i - 1] = c
+                        cost = so_far + self._block_cost(self.arch.with_widths(w), i)
+                        if cost < nxt.get(c, math.inf):
+                            nxt[c] = cost
+                best = nxt
+            self._min = min(v + c * self.arch.num_classes for c, v in best.items())
+        return self._min
+
+
+def flops_cost_model(space):
+    """The FLOPs cost model of `space`: additive per gene (`FlopsCostModel`) for group genes, `WidthFlopsCostModel`
+    with width genes."""
+    if getattr(space, "has_widths", False):
+        return WidthFlopsCostModel(space)
+    return FlopsCostModel(space.arch, space.candidates)
 
 
 class LatencyCostModel(AdditiveCostModel):

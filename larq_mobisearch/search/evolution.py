@@ -88,6 +88,7 @@ def breed(
     counts = {"crossover": 0, "mutation": 0, "random": 0}
 
     def accept(child: Genotype) -> bool:
+        child = problem.canonical(child)
         if child in taken or not problem.feasible(child):
             return False
         children.append(child)

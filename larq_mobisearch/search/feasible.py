@@ -102,7 +102,8 @@ def count_feasible(
     if samples < 1:
         raise ValueError(f"samples must be >= 1, received {samples!r}")
     rng = random.Random(seed)
-    hits = sum(problem.within_budget(tuple(rng.choice(c) for c in problem.candidates)) for _ in range(samples))
+    hits = sum(problem.within_budget(problem.canonical(tuple(rng.choice(c) for c in problem.candidates)))
+               for _ in range(samples))
     p = hits / samples
     se = math.sqrt(p * (1.0 - p) / samples) * size
     return FeasibleCount(p * size, size, p, False, "sampling", standard_error=se, samples=samples, budgets=budgets)

@@ -124,11 +124,9 @@ def constraints_from_config(space, config: SearchConfig, latency_model=None) -> 
 
     The FLOPs model is always included (report-only when ``flops_budget`` is None) so results carry FLOPs.
     """
-    from .costs import FlopsCostModel
+    from .costs import flops_cost_model
 
-    constraints: List[Tuple[Any, Optional[float]]] = [
-        (FlopsCostModel(space.arch, space.candidates), config.flops_budget)
-    ]
+    constraints: List[Tuple[Any, Optional[float]]] = [(flops_cost_model(space), config.flops_budget)]
     if latency_model is not None:
         constraints.append((latency_model, config.latency_budget_ms))
     elif config.latency_budget_ms is not None:
@@ -186,6 +184,12 @@ class Problem:
         self.size = 1
         for c in self.candidates:
             self.size *= len(c)
+        self._canonical = getattr(space, "canonical", None)
+
+    def canonical(self, g: Genotype) -> Genotype:
+        """The space's canonical form of `g` (a joint width x groups space moves group counts its widths make
+        illegal; identity otherwise): what crossover, mutation and sampling children become."""
+        return tuple(self._canonical(g)) if self._canonical is not None else tuple(g)
 
     @property
     def cost_names(self) -> List[str]:
@@ -200,7 +204,8 @@ class Problem:
         return {c.name: c.unit for c in self.constraints}
 
     def legal(self, g: Genotype) -> bool:
-        return len(g) == len(self._allowed) and all(x in a for x, a in zip(g, self._allowed))
+        return (len(g) == len(self._allowed) and all(x in a for x, a in zip(g, self._allowed))
+                and (self._canonical is None or self.canonical(g) == tuple(g)))
 
     def costs(self, g: Genotype) -> Dict[str, float]:
         return {c.name: float(c.model.cost(g)) for c in self.constraints}
@@ -241,7 +246,7 @@ class Problem:
         ``max_tries // 10`` bounded random repairs (move random genes to values that shrink the overshoot).
         """
         for _ in range(self.max_tries):
-            g = tuple(rng.choice(c) for c in self.candidates)
+            g = self.canonical(tuple(rng.choice(c) for c in self.candidates))
             if g not in exclude and self.within_budget(g):
                 return g
         if not self.budgeted:
@@ -264,8 +269,8 @@ class Problem:
                         options.append((value, tv))
                 if options:
                     genes[i], v = options[rng.randrange(len(options))]
-            g = tuple(genes)
-            if v <= 0 and g not in exclude and self.within_budget(g):
+            g = self.canonical(tuple(genes))
+            if g not in exclude and self.within_budget(g):
                 return g
         return None
 

@@ -1,0 +1,71 @@
+"""The README quotes real output: its example lines are what the code prints for the configuration they name, so
+the documentation cannot drift from the code."""
+
+import itertools
+import re
+from pathlib import Path
+
+import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
+from larq_mobisearch.config import load_config
+from larq_mobisearch.pipeline import Run, run_all
+from larq_mobisearch.search.costs import FlopsCostModel
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+class _FirstLine(Exception):
+    pass
+
+
+def _first_echo(run):
+    """The first line `run_all` prints for `run` (it stops there: nothing trains)."""
+    lines = []
+
+    def echo(line):
+        lines.append(line)
+        raise _FirstLine
+
+    try:
+        run_all(run, echo=echo)
+    except _FirstLine:
+        pass
+    return lines
+
+
+def test_readme_feasible_count_is_what_mobisearch_run_prints_on_digits(tmp_path):
+    documented = re.search(r"`mobisearch run` on digits prints\s+`(\[search\] [^`]+)`", README)
+    assert documented, "README lost its example of the feasible-genotype line"
+    run = Run.open(str(tmp_path / "run"), load_config(preset="digits"))
+    assert _first_echo(run) == [documented.group(1)]
+    # independent reference: enumerate the whole space against the FLOPs budget
+    space, budget = run.space, run.flops_budget()
+    model = FlopsCostModel(space.arch, space.candidates)
+    genotypes = list(itertools.product(*space.candidates))
+    fit = sum(model.cost(g) <= budget for g in genotypes)
+    count, size = map(lambda s: int(s.replace(",", "")),
+                      re.match(r"\[search\] ([\d,]+) of ([\d,]+) genotypes", documented.group(1)).groups())
+    assert (count, size) == (fit, len(genotypes))
+
+
+def test_readme_fashion_figures_are_those_of_the_json_it_names():
+    import json
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    section = README[README.index("### Fashion-MNIST"):README.index("### Related methods")]
+    eff = json.loads((results / "efficiency.json").read_text())
+    assert "`benchmarks/results/efficiency.json`, `supernet`" in section
+    assert f"{eff['supernet']['seconds']:,.0f} s" in section
+    assert f"last-epoch training top-1 {100 * eff['supernet']['final_train_accuracy']:.1f}%" in section
+    table1 = json.loads((results / "ablation_fashion.json").read_text())["per_seed"]
+    evo, rnd = table1[0]["methods"]["evolution"], table1[0]["methods"]["random"]
+    uniform = table1[0]["methods"]["uniform"]
+    assert f"winner `{evo['genotype']}` at {100 * evo['supernet_fitness']:.2f}% held-out top-1" in section
+    assert f"random search's best {100 * rnd['supernet_fitness']:.2f}%" in section
+    assert f"best uniform (g=2) {100 * uniform['supernet_fitness']:.2f}%" in section and uniform["label"] == "g2"
+    accs = [100 * seed["methods"]["evolution"]["test_accuracy"] for seed in table1]
+    assert f"{accs[0]:.2f}% and {accs[1]:.2f}% test top-1 in seeds 0 and 1" in section
+    assert all(seed["methods"]["evolution"]["genotype"] == evo["genotype"] for seed in table1)
+    assert f"{evo['costs']['flops']:.2e}".replace("e+0", "e") + " FLOPs" in section  # 8.16e5 FLOPs
+    assert f"host LCE latency {evo['latency_ms']:.3f} ms" in section
+    # no stage time or accuracy of the preset's own (uncommitted) run is quoted: the run's report.json has them
+    assert "`stage_seconds`" in section and "`test_accuracy`" in section

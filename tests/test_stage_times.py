@@ -1,0 +1,63 @@
+"""Every stage records its own wall time in the run directory, kept across resumption: an interrupted stage that is
+resumed adds the time of its new session to the time it had spent (`pipeline.stages.stage_seconds`), and
+``--restart-from`` forgets it with the stage's other files."""
+
+import time
+
+import pytest
+
+import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
+import tensorflow as tf
+from larq_mobisearch.config import load_config
+from larq_mobisearch.pipeline import Run, train_supernet
+from larq_mobisearch.pipeline.clock import stage_clock, stage_seconds, stage_seconds_path
+
+# tf_keras's seeded initializers call random.randint with a float bound (not this project's code).
+pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")
+
+
+def test_an_interrupted_stage_keeps_its_time_and_a_resumed_one_adds_to_it(tmp_path):
+    run = Run.open(str(tmp_path / "run"), load_config(preset="digits"))
+    assert stage_seconds(run, "search") is None
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with stage_clock(run, "search"):
+            time.sleep(0.3)
+            raise KeyboardInterrupt  # the user stops the run
+    first = time.monotonic() - t0
+    assert 0.3 <= stage_seconds(run, "search") <= first + 0.05
+    t1 = time.monotonic()
+    with stage_clock(run, "search") as flush:
+        time.sleep(0.2)
+        flush()
+        time.sleep(0.2)
+    second = time.monotonic() - t1
+    assert 0.7 <= stage_seconds(run, "search") <= first + second + 0.1
+    assert stage_seconds(run, "export") is None and stage_seconds(run, "retrain") is None
+    Run.open(run.run_dir, None, search="default", restart_from="search", echo=lambda line: None)
+    assert stage_seconds(run, "search") is None  # deleted with the stage's other files
+    with pytest.raises(ValueError, match=r"stage: received 'teacher'; allowed: \['supernet', 'search'"):
+        stage_seconds_path(run, "teacher")
+
+
+class _StopAfterFirstEpoch(tf.keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt
+
+
+def test_supernet_training_resumed_after_an_interruption_adds_its_time(tmp_path):
+    overrides = ["data.image_size=16", "model.width_multiplier=0.25", "supernet.epochs=2"]
+    run = Run.open(str(tmp_path / "run"), load_config(preset="digits", overrides=overrides), verbose=0)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(run, [_StopAfterFirstEpoch()])
+    first = time.monotonic() - t0
+    interrupted = stage_seconds(run, "supernet")
+    assert 0 < interrupted <= first + 0.1 and not run.done("supernet")
+    t1 = time.monotonic()
+    train_supernet(run)
+    second = time.monotonic() - t1
+    total = stage_seconds(run, "supernet")
+    assert run.done("supernet") and interrupted < total <= first + second + 0.2
+    assert total - interrupted <= second + 0.1  # the resumed session added its own time, not the whole again
