@@ -118,6 +118,8 @@ def sampling_setup(space: SearchSpace, cfg, *, cost_model=None, budget: Optional
         ``(callback, trainer)``: `RandomGenotype` and None (plain `fit`) without ``sandwich`` and
         ``masked_updates``; else `SubnetSampler` and ``trainer(supernet, teacher) -> SupernetTrainer``.
     """
+    if cfg.sampling == "budget" and budget is None:
+        log.info("supernet.sampling=budget: no FLOPs budget is known, so subnets are sampled uniformly")
     if not (cfg.sandwich or cfg.masked_updates):
         return RandomGenotype(space, seed=cfg.seed, cost_model=cost_model, budget=budget, max_tries=max_tries), None
     sampler = SubnetSampler(space, cfg.seed, sandwich=cfg.sandwich, random=cfg.sandwich_random,

@@ -81,6 +81,7 @@ def feasible_summary(feasible) -> Dict[str, Any]:
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from ..distribute import check_global_batch
     from ..nn.supernet import build_supernet
+    from ..supernet_training import sampling_setup
     from ..training import fit
 
     run.begin_stage(run.cfg.supernet.seed)
@@ -98,7 +99,9 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
             teacher = load_teacher(run)
     with strategy.scope():
         supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm, **_options(run))
-    sampler, trainer = supernet_sampling(run)
+    budget = run.flops_budget() if cfg.supernet.sampling == "budget" else None  # None: uniform sampling
+    sampler, trainer = sampling_setup(space, cfg.supernet, cost_model=run.flops_model() if budget else None,
+                                      budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
     history = fit(supernet, data.train_from, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
                   callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher, trainer=trainer)
@@ -113,17 +116,6 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
                            "replicas": strategy.num_replicas_in_sync, "workers": run.worker.count})
     run.barrier()  # the other workers go on once the chief's weights and marker are written
     return supernet
-
-
-def supernet_sampling(run: Run):
-    """The genotype callback and `fit` trainer of the run's ``supernet`` settings (`supernet_training`)."""
-    from ..supernet_training import sampling_setup
-
-    budget = run.flops_budget() if run.cfg.supernet.sampling == "budget" else None
-    if run.cfg.supernet.sampling == "budget" and budget is None:
-        log.info("supernet.sampling=budget: the run has no FLOPs budget, so subnets are sampled uniformly")
-    return sampling_setup(run.space, run.cfg.supernet, cost_model=run.flops_model() if budget is not None else None,
-                          budget=budget, max_tries=run.cfg.search.max_tries)
 
 
 def load_supernet(run: Run):
