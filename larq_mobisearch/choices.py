@@ -34,6 +34,8 @@ MAPPINGS: Tuple[str, ...] = ("auto", "names", "order")  #: profiled ops -> layer
 #: parents of each search generation: the top-K of every genotype evaluated so far ("elitist", SPOS and
 #: MetaPruning code, the default) or of the current generation only ("generation", the paper's literal reading)
 SELECTIONS: Tuple[str, ...] = ("elitist", "generation")
+#: genotypes a supernet trains: within the search's FLOPs budget, or uniform over the whole space
+SUPERNET_SAMPLINGS: Tuple[str, ...] = ("budget", "uniform")
 
 
 def not_allowed(message: str, allowed: Iterable[Any], *, error: Type[Exception] = ValueError) -> Exception:

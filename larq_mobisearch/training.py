@@ -33,6 +33,7 @@ from .nn.space import Genotype
 from .nn.supernet import set_genotype
 from .choices import OPTIMIZERS, SCHEDULES, not_allowed
 from .distillation import Distiller, distillation_loss
+from .supernet_training import SupernetTrainer
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,12 @@ def is_binary_kernel(variable) -> bool:
     return lq.optimizers.Bop.is_binary_variable(variable)
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.keras.Model] = None):
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.keras.Model] = None, *,
+                   legacy: bool = False):
     """The optimizer of ``cfg.optimizer``: "adam", "sgd", or "bop".
+
+    ``legacy=True``: Adam and SGD are Keras's legacy optimizers (the same updates, with per-variable slots,
+    as masked updates need); "bop" always is.
 
     "bop": larq's `CaseOptimizer` with `Bop` (threshold ``cfg.bop_threshold``, adaptivity rate
     ``cfg.bop_gamma`` decayed by ``cfg.schedule`` like the learning rate) for the binary kernels of `model`
@@ -90,10 +95,11 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.ke
           https://arxiv.org/abs/1906.02107) (Bop)
     """
     lr = learning_rate(cfg, steps_per_epoch)
+    optimizers = tf.keras.optimizers.legacy if legacy else tf.keras.optimizers
     if cfg.optimizer == "adam":
-        return tf.keras.optimizers.Adam(lr, beta_1=0.9)
+        return optimizers.Adam(lr, beta_1=0.9)
     if cfg.optimizer == "sgd":
-        return tf.keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
+        return optimizers.SGD(lr, momentum=0.9, nesterov=True)
     if cfg.optimizer == "bop":
         import larq as lq
 
@@ -110,10 +116,13 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.ke
 
 def compile_model(model: tf.keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.Model:
     """Compile with the optimizer of `cfg` and cross-entropy on the labels (a `Distiller`: the
-    distributional loss against its teacher); metric: top-1 accuracy against the labels."""
+    distributional loss against its teacher; a `SupernetTrainer` computes its own training loss); metric:
+    top-1 accuracy against the labels."""
     loss = distillation_loss() if isinstance(model, Distiller) else \
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, model), loss=loss, metrics=["accuracy"])
+    legacy = isinstance(model, SupernetTrainer) and model.masked_updates
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, model, legacy=legacy), loss=loss,
+                  metrics=["accuracy"])
     return model
 
 
@@ -197,6 +206,7 @@ def fit(
     callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     verbose: int = 1,
     teacher: Optional[tf.keras.Model] = None,
+    trainer: Optional[Callable[[tf.keras.Model, Optional[tf.keras.Model]], tf.keras.Model]] = None,
 ) -> Dict[str, List[float]]:
     """Compile and train `model` for `cfg.epochs` epochs in `out_dir`, resuming an interrupted run.
 
@@ -209,7 +219,9 @@ def fit(
     the output goes to a file or a pipe).
 
     With a `teacher`, `model` learns with the distributional loss against it (`distillation.Distiller`;
-    the backup holds both, ``weights.h5`` the student's weights only).
+    the backup holds both, ``weights.h5`` the student's weights only). With a `trainer`, the model that
+    `fit` trains is ``trainer(model, teacher)`` built in the strategy's scope (e.g. a
+    `supernet_training.SupernetTrainer`; its callbacks come in `callbacks`); ``weights.h5`` is `model`'s.
 
     Distributed training: build `model` inside ``strategy.scope()``; it is compiled in the same scope and
     `train` (global batches) is split across the replicas by Keras. In a multi-worker cluster only the chief
@@ -227,7 +239,9 @@ def fit(
     tf.keras.utils.set_random_seed(int(cfg.seed))
     trained = model
     with strategy.scope():
-        if teacher is not None:
+        if trainer is not None:
+            trained = trainer(model, teacher)
+        elif teacher is not None:
             trained = Distiller(model, teacher)
         compile_model(trained, cfg, steps_per_epoch)
     history_path = os.path.join(private, "history.csv")

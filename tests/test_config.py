@@ -139,7 +139,7 @@ def test_yaml_file(tmp_path):
     cfg = load_config(str(path), preset="cifar10")
     assert cfg.search.population == 12 and cfg.search.top_k == 3
     assert cfg.search.flops_budget == 1e7
-    assert cfg.supernet.flops_bounded_sampling is True and cfg.supernet.schedule == "linear"
+    assert cfg.supernet.sampling == "budget" and cfg.supernet.schedule == "linear"
     assert cfg.data.name == "cifar10"
     (tmp_path / "empty.yml").write_text("")
     assert load_config(str(tmp_path / "empty.yml")) == load_config(None)
@@ -210,7 +210,7 @@ def test_override_values_parsed_by_type():
     assert cfg.search.mutation_prob == 0.25
     assert cfg.search.random_baseline_samples is None
     assert cfg.search.latency_budget_ms == 3.5
-    assert cfg.supernet.flops_bounded_sampling is True and cfg.retrain.init_from_supernet is True
+    assert cfg.supernet.sampling == "budget" and cfg.retrain.init_from_supernet is True
     assert cfg.export.allow_float_fallback is False and cfg.data.augment is False
     assert cfg.data.image_size == 64 and isinstance(cfg.data.image_size, int)
     assert cfg.search.population == 100

@@ -169,9 +169,37 @@ class TrainConfig(Section):
 
 
 class SupernetConfig(TrainConfig):
+    """Supernet training: the `TrainConfig` options plus how subnets are chosen and updated each step
+    (`supernet_training`). Every preset used to train with ``sampling="uniform"`` (the old
+    ``flops_bounded_sampling: false``) and one random subnet per step with plain updates."""
+
     section: ClassVar[str] = "supernet"
 
-    flops_bounded_sampling: bool = False
+    #: genotypes trained: "budget" = only those within the search's FLOPs budget (the ones the search scores;
+    #: uniform when the run has no FLOPs budget), "uniform" = the whole space (every preset before issue 22)
+    sampling: Choice(C.SUPERNET_SAMPLINGS) = "budget"
+    #: old name of `sampling` (true = "budget", false = "uniform"), kept so saved run configs load; when given
+    #: it decides `sampling` and is then cleared
+    flops_bounded_sampling: Optional[bool] = None
+    #: sandwich rule (BigNAS): the largest, the smallest and `sandwich_random` sampled subnets every step
+    sandwich: bool = False
+    sandwich_random: Annotated[Int, Field(ge=0, le=16)] = 2
+    #: in-place distillation (OFA, BigNAS; needs `sandwich`): the largest subnet learns from the labels (or the
+    #: teacher), the others from its soft labels
+    inplace_distillation: bool = False
+    #: weights (and their optimizer state) that no subnet of the step uses stay untouched; Adam / SGD become
+    #: Keras's legacy optimizers (same updates), Bop stays larq's CaseOptimizer
+    masked_updates: bool = False
+
+    @model_validator(mode="after")
+    def _sampling_options(self) -> "SupernetConfig":
+        if self.flops_bounded_sampling is not None:
+            self.sampling = "budget" if self.flops_bounded_sampling else "uniform"
+            self.flops_bounded_sampling = None
+        if self.inplace_distillation and not self.sandwich:
+            raise ValueError("supernet.inplace_distillation: received true; must be false unless supernet.sandwich "
+                             "is true (the largest subnet of the sandwich is the teacher)")
+        return self
 
 
 class SearchConfig(Section):
@@ -307,6 +335,16 @@ class RunConfig(Section):
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+
+    @model_validator(mode="after")
+    def _supernet_steps_on_one_device(self) -> "RunConfig":
+        strategy = self.distribute.strategy
+        for key in ("sandwich", "masked_updates"):
+            if getattr(self.supernet, key) and strategy != "default":
+                raise ValueError(f"supernet.{key}: received true; must be false unless distribute.strategy is "
+                                 f"'default' (it is {strategy!r}): its train step switches subnets and restores "
+                                 f"weights between replica updates, which only runs on one device")
+        return self
 
 
 SECTIONS: Tuple[str, ...] = tuple(RunConfig.model_fields)

@@ -80,7 +80,8 @@ def feasible_summary(feasible) -> Dict[str, Any]:
 @timed("supernet")
 def train_supernet(run: Run, callbacks: Sequence = ()):
     from ..distribute import check_global_batch
-    from ..nn.supernet import RandomGenotype, build_supernet
+    from ..nn.supernet import build_supernet
+    from ..supernet_training import sampling_setup
     from ..training import fit
 
     run.begin_stage(run.cfg.supernet.seed)
@@ -98,18 +99,20 @@ def train_supernet(run: Run, callbacks: Sequence = ()):
             teacher = load_teacher(run)
     with strategy.scope():
         supernet = build_supernet(space, sync_batchnorm=run.sync_batchnorm, **_options(run))
-    budget = run.flops_budget() if cfg.supernet.flops_bounded_sampling else None
-    sampler = RandomGenotype(space, seed=cfg.supernet.seed, cost_model=run.flops_model() if budget else None,
-                             budget=budget, max_tries=cfg.search.max_tries)
+    budget = run.flops_budget() if cfg.supernet.sampling == "budget" else None  # None: uniform sampling
+    sampler, trainer = sampling_setup(space, cfg.supernet, cost_model=run.flops_model() if budget else None,
+                                      budget=budget, max_tries=cfg.search.max_tries)
     start = time.time()
     history = fit(supernet, data.train_from, cfg.supernet, out, steps_per_epoch=data.steps_per_epoch,
-                  callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher)
+                  callbacks=[sampler, *callbacks], verbose=run.verbose, teacher=teacher, trainer=trainer)
     if run.worker.is_chief:
         plots.plot_training_history(history, run.path("plots", "supernet_training.png"), title="Supernet training")
         atomic_write_json(os.path.join(out, "done.json"),
                           {"epochs": cfg.supernet.epochs, "seconds": round(time.time() - start, 1),
                            "final_train_accuracy": (history.get("accuracy") or [None])[-1],
                            "loss": cfg.supernet.loss, "optimizer": cfg.supernet.optimizer, **_options(run),
+                           **cfg.supernet.model_dump(include={"sampling", "sandwich", "sandwich_random",
+                                                              "inplace_distillation", "masked_updates"}),
                            "replicas": strategy.num_replicas_in_sync, "workers": run.worker.count})
     run.barrier()  # the other workers go on once the chief's weights and marker are written
     return supernet
