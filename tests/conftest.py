@@ -1,13 +1,18 @@
 """Shared test set-up: select Keras 2 before any test module imports TensorFlow or Larq (by importing
 larq_mobisearch, which does not import TensorFlow: the same rule as for users, an explicit TF_USE_LEGACY_KERAS=0
-is refused); a seeded NumPy generator; TFLite ops through the library's flatbuffer reader."""
+is refused); a seeded NumPy generator; TFLite ops through the library's flatbuffer reader; ONE finished digits
+run (CLI, tiny settings) and one host latency table shared by the CLI, search, report and supernet tests; under CI
+(env var CI set), a session with an unexpected skip fails."""
 
+import os
+import shutil
 from collections import namedtuple
 
 import numpy as np
 import pytest
 
 import larq_mobisearch  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before any test imports TensorFlow)
+from run_helpers import TINY, invoke  # tests/: the shared run's settings (imports no TensorFlow)
 
 TfliteOp = namedtuple("TfliteOp", "name inputs outputs options")
 
@@ -29,3 +34,56 @@ def rng():
 @pytest.fixture(scope="session")
 def tflite_ops():
     return parse_tflite_ops
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One digits run for the whole session
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """(run_dir, output) of `mobisearch run` with `TINY`: supernet, default search, retraining, export.
+    Read-only for tests: one that changes the run works on `copy_run(...)`."""
+    run_dir = tmp_path_factory.mktemp("shared_run") / "digits"
+    result = invoke("run", "--quiet", "--run-dir", run_dir, *TINY)
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+@pytest.fixture(scope="session")
+def host_latency_table(digits_run, tmp_path_factory):
+    """A host latency table (3 timing rounds) of the shared run's architecture and search space."""
+    run_dir, _ = digits_run
+    out = tmp_path_factory.mktemp("latency") / "host.json"
+    result = invoke("latency-table", "--quiet", "--run-dir", run_dir, "--runs", "3", "--output", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CI: no unexpected skips
+
+#: Skips allowed under CI, by test node id, each with why it cannot run there. Empty: everything runs in CI
+#: (.ci/run installs larq-zoo and Fashion-MNIST).
+CI_ALLOWED_SKIPS = {}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = terminalreporter.stats.get("skipped", [])
+    terminalreporter.write_line(f"skipped tests: {len(skipped)}")
+    if not os.environ.get("CI"):
+        return
+    unexpected = [r for r in skipped if r.nodeid not in CI_ALLOWED_SKIPS]
+    if unexpected:
+        terminalreporter.write_line("CI: unexpected skips (install what they need, or add them to "
+                                    "CI_ALLOWED_SKIPS in tests/conftest.py with the reason):", red=True)
+        for r in unexpected:
+            reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
+            terminalreporter.write_line(f"  {r.nodeid}: {reason}", red=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and session.exitstatus == 0:
+        skipped = session.config.pluginmanager.get_plugin("terminalreporter")
+        stats = skipped.stats.get("skipped", []) if skipped else []
+        if any(r.nodeid not in CI_ALLOWED_SKIPS for r in stats):
+            session.exitstatus = 1

@@ -344,3 +344,41 @@ def test_convert_keras_model_lowers_lce_compatible_layers(rng, tflite_ops):
     keras_out = model(x, training=False).numpy()
     scale = max(1.0, float(np.abs(keras_out).max()))
     np.testing.assert_allclose(lce_out, keras_out, rtol=0, atol=1e-5 * scale)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Backward pass of the layer: the input gradient is ApproxSign's (paper eq. 4) times the binary kernel
+
+
+def test_binary_conv_input_gradient_is_eq4_derivative_times_the_binarized_kernel(rng):
+    """A 1x1 BinaryGroupConv2D (groups 2): y[c_out] = sum_c sign(x[c]) q(W)[c, c_out] over the group's inputs,
+    so dL/dx[c] = dA(x[c]) * sum_{c_out} dy[c_out] q(W)[c, c_out] with dA the derivative of eq. 4 (2 - 2|x| on
+    |x| < 1, 0 elsewhere) and q(W) = alpha * sign(W) (eq. 6), everything in NumPy here. A layer whose
+    activation gradient were zero, or a plain straight-through estimator, fails this."""
+    cin, cout, groups = 8, 6, 2
+    layer = BinaryGroupConv2D(cout, 1, groups=groups, lce_compatible=False)  # 4 inputs per group
+    x = rng.uniform(-1.6, 1.6, size=(3, 4, 5, cin)).astype(np.float32)
+    layer.build(x.shape)
+    w = rng.normal(size=(1, 1, cin // groups, cout)).astype(np.float32)
+    layer.set_weights([w])
+    dy = rng.normal(size=(3, 4, 5, cout)).astype(np.float32)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt)
+    g = tape.gradient(y, xt, output_gradients=tf.constant(dy)).numpy()
+
+    w64 = w[0, 0].astype(np.float64)  # (cin / groups, cout)
+    q = np.abs(w64).mean(axis=0) * np_sign(w64)  # alpha per output channel times sign
+    ci, co = cin // groups, cout // groups
+    back = np.zeros(x.shape)
+    for k in range(groups):  # the grouped 1x1 conv's transpose, block by block
+        back[..., k * ci:(k + 1) * ci] = dy[..., k * co:(k + 1) * co].astype(np.float64) @ q[:, k * co:(k + 1) * co].T
+    d_approx_sign = np.where(np.abs(x) < 1, 2 - 2 * np.abs(x.astype(np.float64)), 0.0)
+    np.testing.assert_allclose(g, d_approx_sign * back, rtol=1e-5, atol=1e-5)
+    assert np.count_nonzero(g) > 0.4 * g.size and np.all(g[np.abs(x) > 1] == 0)
+    # the forward pass, too: sign(x) (sign(0) = +1) against q(W)
+    forward = np.zeros(y.shape)
+    for k in range(groups):
+        forward[..., k * co:(k + 1) * co] = np_sign(x[..., k * ci:(k + 1) * ci]) @ q[:, k * co:(k + 1) * co]
+    np.testing.assert_allclose(y.numpy(), forward, rtol=1e-5, atol=1e-5)

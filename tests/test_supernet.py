@@ -132,20 +132,13 @@ def test_recalibration_is_exact_and_changes_statistics():
 
 
 @pytest.fixture(scope="module")
-def trained_digits_supernet():
-    from larq_mobisearch.config import load_config
-    from larq_mobisearch.data import load_dataset
-    from larq_mobisearch.training import compile_model
+def trained_digits_supernet(digits_run):
+    """The session's shared digits supernet (conftest.py: 16x16, width 0.25, 4 epochs), loaded as the search
+    stage loads it."""
+    from larq_mobisearch.pipeline import Run, load_supernet
 
-    cfg = load_config(None, overrides=["model.width_multiplier=0.25", "supernet.epochs=4"])
-    data = load_dataset(cfg.data)
-    space = lm.SearchSpace(lm.architecture("m1", data.input_shape, data.num_classes, 0.25))
-    supernet = sn.build_supernet(space)
-    tf.keras.utils.set_random_seed(0)
-    compile_model(supernet, cfg.supernet, data.steps_per_epoch)
-    supernet.fit(data.train, epochs=cfg.supernet.epochs, steps_per_epoch=data.steps_per_epoch,
-                 callbacks=[sn.RandomGenotype(space, seed=0)], verbose=0)
-    return supernet, space, data
+    run = Run.open(str(digits_run[0]), search=None)
+    return load_supernet(run), run.space, run.data
 
 
 def test_recalibration_does_not_lower_heldout_accuracy(trained_digits_supernet):
@@ -162,7 +155,8 @@ def test_recalibration_does_not_lower_heldout_accuracy(trained_digits_supernet):
     evaluator.restore()
     print(f"held-out top-1 without recalibration {np.mean(without):.3f}, with {np.mean(with_recal):.3f}")
     assert np.mean(with_recal) >= np.mean(without) - 0.01
-    assert np.mean(with_recal) > 0.3, "a briefly trained digits supernet is far above chance (0.1)"
+    # measured ~0.55 for random genotypes of the shared supernet (chance 0.1)
+    assert np.mean(with_recal) > 0.35, "a briefly trained digits supernet is far above chance (0.1)"
 
 
 def test_extracted_subnet_exports_to_lce(trained_digits_supernet):
