@@ -34,7 +34,8 @@ import tensorflow as tf
 
 from .distillation import check_teacher, distributional_loss
 from .nn.space import Genotype, SearchSpace
-from .nn.supernet import RandomGenotype, genotype_variables, inactive_masks, optimizer_step, sample_genotype, step_rng
+from .nn.supernet import (RandomGenotype, assign_genotype, genotype_length, inactive_masks, optimizer_step,
+                          sample_genotype, step_rng)
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class SupernetTrainer(tf.keras.Model):
             check_teacher(teacher, supernet)
             teacher.trainable = False
         self.teacher = teacher
-        genes = len(genotype_variables(supernet))
+        genes = genotype_length(supernet)
         self.genotypes = tf.Variable(tf.ones((self.subnets, genes), tf.int32), trainable=False,
                                      name="subnet_genotypes")
         self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -193,15 +194,13 @@ class SupernetTrainer(tf.keras.Model):
     def train_step(self, data):
         x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
         variables = self.supernet.trainable_variables
-        genes = genotype_variables(self.supernet)
         teacher_logits = None if self.teacher is None else tf.stop_gradient(self.teacher(x, training=False))
         total = None
         grads: List[Optional[tf.Tensor]] = [None] * len(variables)
         used = None
         first_logits = None
         for row in range(self.subnets):  # static count: one traced forward/backward per subnet
-            for i, var in enumerate(genes):
-                var.assign(self.genotypes[row, i])
+            assign_genotype(self.supernet, self.genotypes[row])
             with tf.GradientTape() as tape:
                 logits = self.supernet(x, training=True)
                 loss = self._loss(row, y, logits, first_logits, teacher_logits)

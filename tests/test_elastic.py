@@ -231,3 +231,21 @@ def test_joint_pipeline_on_digits_learns_and_exports_a_narrowed_winner(tmp_path)
     exported = json.loads((run_dir / "searches" / "default" / "export.json").read_text())
     assert exported["verification"]["passed"], exported
     assert report
+
+
+@pytest.mark.parametrize("module", ["m1", "m3"])
+def test_assign_genotype_inside_a_function_sets_what_set_genotype_sets(module):
+    space = _space(module)
+    supernet = sn.build_supernet(space)
+    state = lambda: [(l.groups.numpy(), l.active_in.numpy(), l.active_out.numpy())  # noqa: E731
+                     for l in supernet.layers if isinstance(l, sn.ElasticConv)]
+    assign = tf.function(lambda row: sn.assign_genotype(supernet, row))
+    rng = random.Random(9)
+    for _ in range(3):
+        genotype = space.sample(rng)
+        sn.set_genotype(supernet, genotype)
+        expected = state()
+        sn.set_genotype(supernet, space.largest())
+        assign(tf.constant(genotype, tf.int32))
+        assert state() == expected and sn.get_genotype(supernet) == genotype
+    assert assign.experimental_get_tracing_count() == 1

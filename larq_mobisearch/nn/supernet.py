@@ -159,8 +159,40 @@ def get_genotype(model: tf.keras.Model, space: Optional[SearchSpace] = None) -> 
 
 def genotype_variables(model: tf.keras.Model) -> List[tf.Variable]:
     """The int32 variables holding the group counts, one per group gene in genotype order (assigning genotype[i] to
-    variable i switches a groups-only supernet, also inside a `tf.function`)."""
+    variable i switches a groups-only supernet, also inside a `tf.function`; with width genes, `assign_genotype`
+    switches the widths too)."""
     return [l.groups for l in searchable_layers(model)]
+
+
+def genotype_length(model: tf.keras.Model, space: Optional[SearchSpace] = None) -> int:
+    """How many genes a genotype of this supernet has (group counts, plus block widths in a width space)."""
+    space = _space_of(model, space)
+    n = len(searchable_layers(model))
+    return n + len(space.widths) if space is not None and space.has_widths else n
+
+
+def assign_genotype(model: tf.keras.Model, genotype, space: Optional[SearchSpace] = None) -> None:
+    """Switch the supernet to `genotype` given as an int32 tensor (or sequence), with variable assignments only:
+    usable inside a `tf.function` (e.g. several subnets per training step). Unlike `set_genotype`, nothing is
+    validated: pass canonical genotypes of the space (`SearchSpace.sample`, `largest`, `smallest`)."""
+    space = _space_of(model, space)
+    row = tf.convert_to_tensor(genotype, tf.int32)
+    if space is None or not space.has_widths:
+        for layer in searchable_layers(model):
+            layer.groups.assign(row[layer.gene])
+        return
+    n, arch = space.num_groups, space.arch
+    specs = {c.name: c for b in arch.blocks for c in b.convs}
+    for layer in _elastic_layers(model):
+        spec = specs[layer.name]
+        cin = tf.constant(arch.stem.out_channels, tf.int32) if spec.block == 1 else row[n + spec.block - 2]
+        if spec.kernel == 3:
+            cout = cin
+        else:
+            cout = row[n + spec.block - 1] // (2 if arch.module == "m3" else 1)
+        layer.groups.assign(tf.constant(1, tf.int32) if spec.gene is None else row[spec.gene])
+        layer.active_in.assign(cin)
+        layer.active_out.assign(cout)
 
 
 def inactive_masks(model: tf.keras.Model) -> List[tuple]:
