@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (benchmarks/common.py; pure Python)
 import fashion_md  # noqa: E402
 import methods_md  # noqa: E402
+import elastic_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
@@ -394,6 +395,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         ABLATION_FASHION_CMD,
         fashion_md.RANKING_CMD,
         methods_md.METHODS_CMD,
+        elastic_md.ELASTIC_CMD,
         MD_CMD,
         "```",
         "",
@@ -408,6 +410,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += methods_md.methods_markdown(fashion.get("methods"), fashion.get("methods_plot"))
     lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
     lines += methods_md.ablation_baselines_markdown(ablation)
+    lines += elastic_md.elastic_step_markdown(fashion.get("elastic_step"), fashion.get("elastic_step_plot"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -442,7 +445,10 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
     results = Path(peers_path).parent
     fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
                                (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
-                                ("methods", "methods"))}
+                                ("methods", "methods"), ("elastic_step", "elastic_step"))}
+    if fashion["elastic_step"] is not None:
+        fashion["elastic_step_plot"] = rel(_plot(write_plots, elastic_md.plot_elastic_step, fashion["elastic_step"],
+                                                 str(plots_dir / "elastic_step.png")))
     if fashion["methods"] is not None:
         fashion["methods_plot"] = rel(_plot(write_plots, methods_md.plot_methods, fashion["methods"],
                                             str(plots_dir / "methods_accuracy_latency.png")))
