@@ -63,3 +63,49 @@ def elastic_step_markdown(data: Optional[Dict[str, Any]], plot: Optional[str] = 
     if plot:
         out += [f"![elastic step]({plot})", ""]
     return out
+
+
+FASHION_JOINT_CMD = ("mobisearch run --preset fashion_joint --run-dir runs/fashion_joint --set export.verify_samples=10000"
+                     " && cp runs/fashion_joint/searches/default/report.json benchmarks/results/fashion_joint_run.json")
+
+
+def fashion_joint_run_markdown(report: Optional[Dict[str, Any]]) -> List[str]:
+    """The `fashion_joint` preset end to end: the run's own report.json (stage times measured by the run)."""
+    if not report:
+        return []
+    seconds = report.get("stage_seconds") or {}
+    total = sum(v for v in seconds.values() if v)
+    result = report.get("search_result") or {}
+    uniform = [u for u in (result.get("uniform") or []) if u]
+    best_uniform = max(uniform, key=lambda u: u["fitness"]) if uniform else None
+    rnd = result.get("random_best")
+    out = [
+        "## `fashion_joint` end to end (width x groups, FLOPs <= 0.5x uniform g=1)",
+        "",
+        "```bash",
+        FASHION_JOINT_CMD,
+        "```",
+        "",
+        "One run of the preset, one seed, on this 2-core machine with nothing else running; the stage times are the "
+        "run's own (`stage_seconds`).",
+        "",
+        "| stage | wall seconds |",
+        "|---|---|",
+    ]
+    out += [f"| {stage} | {v:,.0f} |" for stage, v in seconds.items() if v is not None]
+    out += [f"| all | {total:,.0f} ({total / 60:.1f} min) |", ""]
+    out += [
+        f"Winner `{report['genotype']}`: {report['costs']['flops']:.4g} FLOPs (budget {report['flops_budget']:.4g}); "
+        f"test top-1 {100 * report['test_accuracy']:.2f}% (Keras, the whole official test split) and {100 * report['tflite_accuracy']:.2f}% (the `.tflite` through LCE, on "
+        f"{report.get('tflite_samples'):,} test images); `.tflite` {report['tflite_bytes'] / 1e6:.2f} MB.",
+        "",
+        f"On the supernet (held-out top-1 after BatchNorm recalibration): evolution's winner "
+        f"{100 * result['fitness']:.2f}%"
+        + (f", random search's best {100 * rnd['fitness']:.2f}%" if rnd else "")
+        + (f", best uniform (width, groups) point {best_uniform['label']} {100 * best_uniform['fitness']:.2f}%"
+           if best_uniform else "")
+        + ". These are supernet scores of one search; Table 1 on the joint space (winners retrained with several "
+        "seeds) is not measured yet.",
+        "",
+    ]
+    return out

@@ -411,6 +411,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
     lines += methods_md.ablation_baselines_markdown(ablation)
     lines += elastic_md.elastic_step_markdown(fashion.get("elastic_step"), fashion.get("elastic_step_plot"))
+    lines += elastic_md.fashion_joint_run_markdown(fashion.get("fashion_joint_run"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -445,7 +446,8 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
     results = Path(peers_path).parent
     fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
                                (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
-                                ("methods", "methods"), ("elastic_step", "elastic_step"))}
+                                ("methods", "methods"), ("elastic_step", "elastic_step"),
+                                ("fashion_joint_run", "fashion_joint_run"))}
     if fashion["elastic_step"] is not None:
         fashion["elastic_step_plot"] = rel(_plot(write_plots, elastic_md.plot_elastic_step, fashion["elastic_step"],
                                                  str(plots_dir / "elastic_step.png")))

@@ -16,7 +16,7 @@ from larq_mobisearch.config.schema import section_models
 ZERO_ALLOWED = {
     "data.seed", "data.split_seed", "model.rprelu_init_slope", "supernet.seed", "search.crossover",
     "search.mutation", "search.mutation_prob", "search.random_baseline_samples", "search.seed", "retrain.seed",
-    "teacher.seed",
+    "teacher.seed", "supernet.sandwich_random",
 }
 #: Budgets have no upper bound: a huge budget never binds, it cannot fail later. Everything else must refuse
 #: an absurd value.

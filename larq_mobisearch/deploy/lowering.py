@@ -94,8 +94,10 @@ def _is_binary_quantizer(quantizer) -> bool:
 
 
 def is_masked_binary_layer(layer) -> bool:
-    """A weight-sharing (supernet) binary conv: declares `binary = True` and has a `masked_kernel()`."""
-    return getattr(type(layer), "binary", False) is True and callable(getattr(layer, "masked_kernel", None))
+    """A weight-sharing (supernet) binary conv: declares `binary = True` and has a kernel chosen at run time
+    (`active_kernel()`, the elastic layers; `masked_kernel()`, the masked layers they replaced)."""
+    return getattr(type(layer), "binary", False) is True and (
+        callable(getattr(layer, "active_kernel", None)) or callable(getattr(layer, "masked_kernel", None)))
 
 
 def _grouped_problem(in_channels: int, groups: int) -> Optional[str]:
@@ -121,8 +123,8 @@ def binary_convs(model: tf.keras.Model) -> List[ConvLayer]:
     """Every binary convolution of `model` and whether LCE will lower it.
 
     Binary convs are larq `QuantConv2D` layers (`BinaryGroupConv2D` included) whose input and kernel
-    quantizers both have precision 1, and weight-sharing supernet convs with `binary = True` (whose masked
-    block-diagonal kernel never lowers). A layer may also declare ``lce_problem`` (a string, or a method
+    quantizers both have precision 1, and weight-sharing supernet convs with `binary = True` (whose kernel,
+    chosen at run time, never lowers). A layer may also declare ``lce_problem`` (a string, or a method
     returning one or None) to say it will not lower.
     """
     import larq as lq
@@ -162,7 +164,8 @@ def float_convs(model: tf.keras.Model) -> List[ConvLayer]:
     binary = {c.name for c in binary_convs(model)}
     found = []
     for layer in iter_layers(model):
-        if layer.name in binary or is_masked_binary_layer(layer) or callable(getattr(layer, "masked_kernel", None)):
+        if layer.name in binary or is_masked_binary_layer(layer) or callable(getattr(layer, "masked_kernel", None)) \
+                or callable(getattr(layer, "active_kernel", None)):
             continue
         if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
             kernel = getattr(layer, "depthwise_kernel", None)

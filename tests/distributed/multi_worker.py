@@ -23,7 +23,7 @@ run_dir, out_dir = sys.argv[1], sys.argv[2]
 OVERRIDES = [
     "distribute.strategy=multi_worker", "supernet.epochs=2", "data.image_size=16", "data.batch_size=128",
     "search.population=6", "search.top_k=3", "search.crossover=2", "search.mutation=2", "search.iterations=2",
-    "search.recalibration_batches=2",
+    "search.recalibration_batches=2", "supernet.sampling=uniform",  # the expected genotypes: uniform, step-seeded
 ]
 run = Run.open(run_dir, load_config(preset="digits", overrides=OVERRIDES), verbose=0)
 worker = run.worker  # creates the strategy (before any TensorFlow op)
