@@ -17,7 +17,6 @@ alternation, step by step, so that a loaded machine slows both alike. Target: <=
 """
 
 import argparse
-import json
 import os
 import random
 import statistics

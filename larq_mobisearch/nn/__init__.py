@@ -11,12 +11,15 @@ _API = {
     "LearnableThreshold": "reactnet", "RPReLU": "reactnet",
     "Architecture": "specs", "ConvSpec": "specs", "BlockSpec": "specs", "architecture": "specs",
     "allowed_group_counts": "specs", "mobinet_genotype": "specs", "baseline_genotype": "specs",
+    "round_channels": "specs", "width_candidates": "specs",
     "Genotype": "space", "SearchSpace": "space", "encode": "space", "decode": "space",
     "build_model": "models", "build_network": "models", "fixed_conv_factory": "models",
     "float_conv_factory": "models", "network_options": "models",
     "SearchableBinaryConv2D": "supernet", "SearchableConv2D": "supernet", "RandomGenotype": "supernet",
     "build_supernet": "supernet", "extract_subnet": "supernet", "get_genotype": "supernet",
-    "set_genotype": "supernet",
+    "set_genotype": "supernet", "assign_genotype": "supernet",
+    "ElasticBinaryConv2D": "elastic", "ElasticConv2D": "elastic", "ElasticBatchNorm": "elastic",
+    "ChannelFit": "layers",
     "recalibrate_batchnorm": "batchnorm",
 }
 __all__ = sorted(_API)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
-import numpy as np
 import tensorflow as tf
-from larq.quantized_variable import QuantizedVariable
 
 from .elastic import ElasticBinaryConv2D, ElasticConv, ElasticConv2D, ElasticKit, conv_channels
 from .models import build_network, fixed_conv_factory, network_options
@@ -28,14 +26,6 @@ from .specs import Architecture, ConvSpec
 from ..choices import not_allowed
 
 log = logging.getLogger(__name__)
-
-
-def block_diagonal_mask(in_channels: int, out_channels: int, groups) -> tf.Tensor:
-    """(Cin, Cout) 0/1 mask: input channel i feeds output channel o iff they are in the same group."""
-    groups = tf.cast(groups, tf.int32)
-    rows = tf.range(in_channels) // (in_channels // groups)
-    cols = tf.range(out_channels) // (out_channels // groups)
-    return tf.cast(tf.equal(rows[:, None], cols[None, :]), tf.float32)
 
 
 #: The searchable convs of a supernet (elastic layers; the names of the masked layers they replaced).
