@@ -15,7 +15,7 @@ dimensions stay static, so layers with per-channel parameters (ReActNet's RSign,
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -344,10 +344,10 @@ class ElasticChannelFit(tf.keras.layers.Layer):
 
 class ElasticKit:
     """What `models.build_network` asks for besides the convs, in a supernet: elastic BatchNorm, classifier and
-    shortcuts sized for the widest architecture `arch` (static shapes when ``static_channels``)."""
+    shortcuts, sized by the widest architecture it builds (static shapes when ``static_channels``)."""
 
-    def __init__(self, arch, static_channels: bool):
-        self.arch, self.static = arch, bool(static_channels)
+    def __init__(self, static_channels: bool):
+        self.static = bool(static_channels)
 
     def batchnorm(self, name: str, channels: int, *, momentum: float, epsilon: float, synchronized: bool):
         return ElasticBatchNorm(channels, static_channels=self.static, momentum=momentum, epsilon=epsilon,
@@ -368,6 +368,3 @@ def conv_channels(arch) -> dict:
     """Layer name -> (input channels, output channels, gene) of every block conv of `arch`."""
     return {c.name: (c.in_channels, c.out_channels, c.gene) for b in arch.blocks for c in b.convs}
 
-
-def elastic_layers(model: tf.keras.Model) -> Tuple[ElasticConv, ...]:
-    return tuple(l for l in model.layers if isinstance(l, ElasticConv))

@@ -90,12 +90,10 @@ class SearchSpace:
         self.widths: Tuple[Tuple[int, ...], ...] = width_candidates(arch, self.width_choices) if self.width_choices else ()
         if genes == "width":
             allowed = tuple((1,) for _ in arch.gene_layers)
-        elif genes == "joint":  # every count legal at some width of the conv's input
-            allowed = self._union_over_widths()
+        elif genes == "joint":  # every count legal at some width of the conv's input, up to max_groups
+            allowed = self._capped(self._union_over_widths())
         else:
-            allowed = arch.allowed_groups(lce_compatible=(mode == "lce"))
-        if max_groups is not None:
-            allowed = tuple(tuple(g for g in a if g <= max_groups) or (1,) for a in allowed)
+            allowed = self._groups_at(arch)
         self.group_candidates: Tuple[Tuple[int, ...], ...] = allowed
         self.candidates: Tuple[Tuple[int, ...], ...] = allowed + self.widths
 
@@ -108,11 +106,15 @@ class SearchSpace:
     def has_widths(self) -> bool:
         return bool(self.widths)
 
+    def _capped(self, allowed: Tuple[Tuple[int, ...], ...]) -> Tuple[Tuple[int, ...], ...]:
+        """`allowed` without the counts above ``max_groups`` (1 always stays)."""
+        if self.max_groups is None:
+            return allowed
+        return tuple(tuple(g for g in a if g <= self.max_groups) or (1,) for a in allowed)
+
     def _groups_at(self, arch: Architecture) -> Tuple[Tuple[int, ...], ...]:
-        allowed = arch.allowed_groups(lce_compatible=(self.mode == "lce"))
-        if self.max_groups is not None:
-            allowed = tuple(tuple(g for g in a if g <= self.max_groups) or (1,) for a in allowed)
-        return allowed
+        """Legal group counts per gene of `arch` (the space's mode, up to ``max_groups``)."""
+        return self._capped(arch.allowed_groups(lce_compatible=(self.mode == "lce")))
 
     def _union_over_widths(self) -> Tuple[Tuple[int, ...], ...]:
         """Per group gene, every count legal at some choice of the widths its conv reads (input; output for

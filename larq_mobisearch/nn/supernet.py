@@ -62,7 +62,7 @@ def build_supernet(space: SearchSpace, name: Optional[str] = None, *, sync_batch
 
     model = build_network(widest, make, name=name or f"supernet_{space.arch.module}",
                           sync_batchnorm=sync_batchnorm, activation=activation, nonlinearity=nonlinearity,
-                          rprelu_init_slope=rprelu_init_slope, kit=ElasticKit(widest, static))
+                          rprelu_init_slope=rprelu_init_slope, kit=ElasticKit(static))
     model._lm_space = space  # in-process convenience; extract_subnet also accepts an explicit space
     set_genotype(model, space.largest(), space=space)
     return model
@@ -126,8 +126,7 @@ def set_genotype(model: tf.keras.Model, genotype: Sequence[int], space: Optional
         for layer, g in zip(layers, groups):
             layer.set_active(layer.in_channels, layer.filters, g)
         return
-    if space is not None:
-        space.validate(genotype)
+    space.validate(genotype)
     channels = conv_channels(arch)
     for layer in _elastic_layers(model):
         cin, cout, gene = channels[layer.name]
