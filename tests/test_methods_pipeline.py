@@ -48,7 +48,10 @@ def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
         assert os.path.exists(run.search_path("final", "step1", name)), name
     done = _read(run.search_path("final", "done.json"))
     assert done["two_step"] and done["loss"] == "distributional" and done["optimizer"] == "bop"
-    assert done["step1"]["epochs"] == 1 and 0 <= done["step1"]["test_accuracy"] <= 1
+    assert done["step1"]["epochs"] == 1
+    # step 2 starts from step 1's weights and must improve on it (measured: step 1 ~0.16 after its one epoch,
+    # barely above chance; the student after step 2 >= 0.35, asserted below)
+    assert done["test_accuracy"] > done["step1"]["test_accuracy"], (done["test_accuracy"], done["step1"])
     assert done["activation"] == "rsign" and done["nonlinearity"] == "rprelu"
     teacher = _read(run.path("teacher", "done.json"))
     assert teacher["model"] == "float_twin_m1"
