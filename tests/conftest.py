@@ -60,6 +60,37 @@ def host_latency_table(digits_run, tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# pytest-xdist (the README runs `-n 2 --dist loadgroup`): a test that uses a shared fixture of the tests (session or
+# module scope, defined here or in a test module) joins that fixture's group, so each shared fixture is built by
+# one worker only; every other test is balanced one by one.
+
+#: Session fixtures built on the shared digits run: one group, one worker.
+DIGITS_RUN_FIXTURES = {"digits_run", "host_latency_table", "run_copy"}
+#: Shared fixtures too cheap to pin their users to one worker.
+CHEAP_SHARED_FIXTURES = {"tflite_ops"}
+
+
+def _shared_fixture_group(item):
+    names = set(getattr(item, "fixturenames", ()))
+    if names & DIGITS_RUN_FIXTURES:
+        return "digits_run"
+    info = getattr(item, "_fixtureinfo", None)
+    for name in sorted(names - CHEAP_SHARED_FIXTURES):
+        for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+            module = getattr(fixturedef.func, "__module__", "")
+            if fixturedef.scope in ("session", "module") and (module == "conftest" or module.startswith("test_")):
+                return f"{module}::{name}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = _shared_fixture_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # CI: no unexpected skips
 
 #: Skips allowed under CI, by test node id, each with why it cannot run there. Empty: everything runs in CI

@@ -2,10 +2,10 @@
 fail there), the module-level import graph has no cycle, and modules stay short."""
 
 import ast
+import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,20 +67,69 @@ def test_module_level_import_graph_has_no_cycle():
             visit(node, [])
 
 
-def _import_alone(name):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=300)
-    return name, proc.returncode, proc.stderr[-2000:]
+#: Imports every module given on the command line in its own forked child of one interpreter that has loaded
+#: only the package's top level (which selects Keras 2, as for users) and the heavy third-party libraries: a
+#: fresh interpreter per module without paying TensorFlow's import 50 times. Prints the modules that failed.
+_FORK_IMPORTER = r"""
+import importlib, json, os, sys, traceback
+import larq_mobisearch
+ours = lambda: sorted(m for m in sys.modules if m.startswith("larq_mobisearch."))
+top_level = ours()  # what `import larq_mobisearch` loads (each imported alone too, in a fresh interpreter)
+import numpy, tensorflow, tf_keras, larq, larq_compute_engine
+assert ours() == top_level, "the parent must load no package module beyond the top level's"
+assert len(top_level) <= 3, top_level
+failed = []
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1]:
+        failed.append(name)
+print(json.dumps(failed))
+"""
+
+
+#: Imported each in a truly fresh interpreter: the package, what its top level loads (the forked children get
+#: them from the parent), and the start-up hook.
+FRESH = ("larq_mobisearch", "larq_mobisearch._compat", "larq_mobisearch._keras", "larq_mobisearch._startup")
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def test_every_module_imports_alone_in_a_fresh_interpreter():
-    names = [n for n in module_names() if n != "larq_mobisearch._compat"] + ["larq_mobisearch._compat"]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_import_alone, names))
-    failed = [(n, err) for n, rc, err in results if rc != 0]
-    assert not failed, failed
-    assert len(results) >= 45
+    """Every submodule in a forked child of a parent that holds no package submodule; the package itself and
+    `_compat` (which must run before TensorFlow loads) each in a truly fresh interpreter."""
+    names = [n for n in module_names() if n not in FRESH]
+    proc = subprocess.run([sys.executable, "-c", _FORK_IMPORTER, *names], capture_output=True, text=True, cwd=ROOT,
+                          env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [], proc.stderr[-8000:]
+    for name in FRESH:
+        alone = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, cwd=ROOT,
+                               env=_env(), timeout=300)
+        assert alone.returncode == 0, (name, alone.stderr[-2000:])
+    assert len(names) >= 45
+
+
+def test_a_module_that_fails_to_import_alone_is_caught(tmp_path):
+    """The forked importer reports a failing module (here one importing a name that does not exist)."""
+    pkg = tmp_path / "larq_mobisearch_probe"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bad.py").write_text("from larq_mobisearch.nn.specs import no_such_name\n")
+    env = {**_env(), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    proc = subprocess.run([sys.executable, "-c", _FORK_IMPORTER, "larq_mobisearch.nn.specs",
+                           "larq_mobisearch_probe.bad"], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=600)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == ["larq_mobisearch_probe.bad"], proc.stderr[-4000:]
+    assert "no_such_name" in proc.stderr
 
 
 def test_pure_python_parts_do_not_load_tensorflow():

@@ -295,6 +295,9 @@ class ExportConfig(Section):
     max_abs_diff: Annotated[Float, Field(gt=0, lt=1)] = 1e-4
     allow_mismatch: bool = False  # write model.tflite even if the numerics gate fails (export.json marks it)
     fuse_pointwise: bool = True  # export M3's pointwise pairs as one binary conv each (same logits)
+    #: also convert the float32 twin (larq layers as plain Keras layers) for the report's size ratio: one more
+    #: TFLite conversion, about as long as the export's own
+    float_size: bool = True
 
     @model_validator(mode="after")
     def _gate_off_needs_allow_mismatch(self) -> "ExportConfig":

@@ -374,7 +374,8 @@ def export(run: Run, *, allow_float_fallback: Optional[bool] = None, allow_misma
     allow_mismatch = cfg.export.allow_mismatch if allow_mismatch is None else allow_mismatch
     report = export_report(model, target=cfg.export.target, allow_float_fallback=allow,
                            fuse_pointwise=cfg.export.fuse_pointwise, images=images if len(images) else None,
-                           labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff)
+                           labels=labels if len(images) else None, max_abs_diff=cfg.export.max_abs_diff,
+                           include_float_size=cfg.export.float_size)
     path = output or run.search_path("model.tflite")
     refused = run.search_path("export_refused.json")
     out = {"tflite": os.path.abspath(path), "genotype": run.space.encode(genotype), "baseline": baseline,
