@@ -22,7 +22,7 @@ from larq_mobisearch.nn.quantizers import approx_sign
 from larq_mobisearch.nn.reactnet import LearnableThreshold, RPReLU
 from larq_mobisearch.nn.specs import architecture, baseline_genotype, mobinet_genotype
 from larq_mobisearch.search.costs import count_costs
-from larq_mobisearch.training import is_binary_kernel, make_optimizer
+from larq_mobisearch.training import create_training_variables, is_binary_kernel, make_optimizer
 
 SHAPE = (32, 32, 1)
 REACT = {"activation": "rsign", "nonlinearity": "rprelu"}
@@ -282,6 +282,9 @@ def test_bop_step_flips_binary_kernels_by_its_rule_and_adam_trains_the_rest(rng)
     model = lm.build_model("m1", 1, input_shape=(16, 16, 1), num_classes=4, width_multiplier=0.25, **REACT)
     opt = make_optimizer(_bop_cfg(), 10, model)
     model.compile(opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # what `training.fit` does before Keras traces the train step: the optimizer's slots exist (zero) before the
+    # first step, which must still be Bop's and Adam's first step below, traced once
+    create_training_variables(model, model, tf.TensorSpec([None], tf.int64))
     x = rng.normal(size=(16, 16, 16, 1)).astype(np.float32)
     y = rng.integers(0, 4, size=16)
     # Bop's first step from ±1 kernels: m = gamma * grad; flip w where w * m > threshold
@@ -306,7 +309,7 @@ def test_bop_step_flips_binary_kernels_by_its_rule_and_adam_trains_the_rest(rng)
             # (legacy) Adam's first step: -lr * g / (|g| + eps / sqrt(1 - beta_2)), eps = 1e-7
             expected = w0 - 1e-3 * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
             np.testing.assert_allclose(w1, expected, rtol=1e-4, atol=1e-7, err_msg=v.name)
-    assert flips > 0
+    assert flips > 0 and model.train_function.experimental_get_tracing_count() == 1
     names = {v.name for v in model.trainable_variables}
     assert sum(is_binary_kernel(v) for v in model.trainable_variables) == 21 and len(names) > 21
 
@@ -322,6 +325,7 @@ def test_bop_trains_the_supernets_shared_kernels_and_genotypes_keep_changing():
     assert binary == {f"{c.name}/kernel:0" for c in ex.binary_convs(supernet)}
     opt = make_optimizer(_bop_cfg(), 10, supernet)
     supernet.compile(opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    create_training_variables(supernet, supernet, tf.TensorSpec([None], tf.int64))  # as `training.fit` does
     sampler = sn.RandomGenotype(space, seed=0)
     seen = []
 
@@ -333,6 +337,7 @@ def test_bop_trains_the_supernets_shared_kernels_and_genotypes_keep_changing():
     supernet.fit(x, np.arange(32) % 4, batch_size=8, epochs=1, verbose=0, callbacks=[sampler, Record()])
     # larq's CaseOptimizer does not count its own steps: the sampler reads the wrapped optimizer's count
     assert sn.optimizer_step(opt) == 4 and len(set(seen)) > 1
+    assert supernet.train_function.experimental_get_tracing_count() == 1  # one trace for every genotype
     mapped = {v.name for v in supernet.trainable_variables if opt.var_opt_mapping[lq.optimizers._var_key(v)] == 0}
     assert mapped == binary
 
