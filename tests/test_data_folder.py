@@ -249,14 +249,17 @@ def test_run_refuses_unreadable_files_before_training_or_skips_and_reports_them(
 
     from larq_mobisearch.cli import main
 
-    root = write_image_folder(tmp_path / "imgs", per_class=12, size=(16, 16), channels=1)
+    root = write_image_folder(tmp_path / "imgs", per_class=12, size=(8, 8), channels=1)
     truncated, noise = add_unreadable(root)
-    tiny = ["--set", "data.name=folder", "--set", f"data.data_dir={root}", "--set", "data.image_size=16",
+    # The smallest run: 8x8 (the smallest image size), one epoch per stage, two genotypes searched, no random
+    # baseline, no float-twin conversion at export (building and tracing the networks is what costs).
+    tiny = ["--set", "data.name=folder", "--set", f"data.data_dir={root}", "--set", "data.image_size=8",
             "--set", "data.batch_size=8", "--set", "model.width_multiplier=0.25", "--set", "supernet.epochs=1",
             "--set", "retrain.epochs=1", "--set", "search.population=2", "--set", "search.top_k=1",
             "--set", "search.iterations=1", "--set", "search.recalibration_batches=1",
-            "--set", "search.random_baseline_samples=1", "--set", "search.flops_budget=null",
-            "--set", "search.flops_budget_fraction=null", "--set", "export.verify_samples=4"]
+            "--set", "search.random_baseline_samples=0", "--set", "search.flops_budget=null",
+            "--set", "search.flops_budget_fraction=null", "--set", "export.verify_samples=4",
+            "--set", "export.float_size=false"]
     run_dir = tmp_path / "run"
     refused = CliRunner().invoke(main, ["run", "--quiet", "--run-dir", str(run_dir), *tiny], catch_exceptions=False)
     assert refused.exit_code != 0

@@ -3,6 +3,7 @@ MoBiNet-style baseline. NumPy references for the new layers and the loss, save/l
 with RSign + RPReLU (real TF / Larq / LCE), supernet == extract_subnet with the new layers, Bop trains the
 binary kernels only."""
 
+import functools
 import random
 
 import larq as lq
@@ -22,9 +23,9 @@ from larq_mobisearch.nn.quantizers import approx_sign
 from larq_mobisearch.nn.reactnet import LearnableThreshold, RPReLU
 from larq_mobisearch.nn.specs import architecture, baseline_genotype, mobinet_genotype
 from larq_mobisearch.search.costs import count_costs
-from larq_mobisearch.training import is_binary_kernel, make_optimizer
+from larq_mobisearch.training import create_training_variables, is_binary_kernel, make_optimizer
 
-SHAPE = (32, 32, 1)
+SHAPE = (16, 16, 1)
 REACT = {"activation": "rsign", "nonlinearity": "rprelu"}
 
 pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")
@@ -39,10 +40,12 @@ def np_approx_sign_grad(t):
     return np.where(np.abs(t) < 1, 2 - 2 * np.abs(t), 0.0)
 
 
-@pytest.fixture(scope="module")
+@functools.lru_cache(maxsize=None)
 def digits_images():
-    """Real digits images at 32x32x1 (the data module's preprocessing): BatchNorm statistics and test inputs."""
-    data = load_dataset(load_config(preset="digits").data)
+    """Real digits images at SHAPE (the data module's preprocessing): BatchNorm statistics and test inputs.
+    Cached per process, not a module fixture: loading them is cheap, and a shared fixture would pin every
+    test using it to one pytest-xdist worker (conftest.py)."""
+    data = load_dataset(load_config(preset="digits", overrides=[f"data.image_size={SHAPE[0]}"]).data)
     train, _ = data.numpy_samples("train", n=256)
     test, _ = data.numpy_samples("test", n=200)
     return train, test
@@ -137,11 +140,19 @@ def test_rprelu_defaults_and_config_round_trip():
     assert LearnableThreshold.from_config(t.get_config()).get_config() == t.get_config()
 
 
+@functools.lru_cache(maxsize=None)
+def small_react_model(module):
+    """`module` at groups 1, 16x16x1, 4 classes, width 0.25, RSign + RPReLU with randomized values (seed 0).
+    Built once per process and module (building is what costs here), for tests that only read it."""
+    model = lm.build_model(module, 1, input_shape=(16, 16, 1), num_classes=4, width_multiplier=0.25, **REACT)
+    _randomize_method_layers(model)
+    return model
+
+
 # M3's shortcut slices `x[..., a:b]` (a TFOpLambda holding an Ellipsis) do not serialize in the .keras format.
 @pytest.mark.parametrize("module, fmt", [("m1", "keras"), ("m1", "h5"), ("m3", "h5")])
 def test_save_and_load_models_with_the_new_layers(module, fmt, tmp_path, rng):
-    model = lm.build_model(module, 1, input_shape=(16, 16, 1), num_classes=4, width_multiplier=0.25, **REACT)
-    _randomize_method_layers(model)
+    model = small_react_model(module)
     x = rng.normal(size=(4, 16, 16, 1)).astype(np.float32)
     path = tmp_path / f"model.{fmt}"
     model.save(str(path))
@@ -191,19 +202,32 @@ def test_float_twin_and_two_step_factories():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# LCE export with RSign + RPReLU
+# Supernet with the new layers, and LCE export of its subnets
 
 
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
-def test_lce_export_with_rsign_and_rprelu(module, digits_images, tflite_ops):
-    train, test = digits_images
+def test_supernet_with_rsign_and_rprelu_equals_extracted_subnet_which_exports_to_lce(module, tflite_ops):
+    """One supernet per module (building a network is what costs here): two extracted subnets equal it, and the
+    most grouped one (uniform 64: each layer at its largest group count LCE lowers) converts fully binary with
+    RSign's SUB + LceQuantize and RPReLU's PRELU, matching Keras."""
+    train, test = digits_images()
     arch = architecture(module, SHAPE, 10, 0.5)
-    genotype = lm.SearchSpace(arch).uniform(2)
-    tf.keras.utils.set_random_seed(11)
-    model = build_network(arch, fixed_conv_factory(genotype), f"binary_mobilenet_{module}_{lm.encode(genotype)}",
-                          **REACT)
-    _randomize_method_layers(model, seed=1)
-    recalibrate_batchnorm(model, [train[:128], train[128:]])  # realistic statistics from real images
+    space = lm.SearchSpace(arch)
+    supernet = sn.build_supernet(space, **REACT)
+    _randomize_method_layers(supernet, seed=2)
+    rng = random.Random(3)
+    for genotype in [space.sample(rng), space.uniform(64)]:
+        sn.set_genotype(supernet, genotype)
+        recalibrate_batchnorm(supernet, [train[:128], train[128:]])  # realistic statistics from real images
+        subnet = sn.extract_subnet(supernet, genotype)
+        assert network_options(subnet) == REACT
+        ref = supernet(test[:48], training=False).numpy()
+        diff = np.abs(ref - subnet(test[:48], training=False).numpy()).max()
+        scale = max(1.0, float(np.abs(ref).max()))
+        assert diff <= 1e-5 * scale, (lm.encode(genotype), diff, scale)
+    # LCE export of the last subnet (a fixed network of real grouped layers, as the pipeline exports)
+    model = subnet
+    assert max(genotype) > 1  # grouped binary convs
     flatbuffer = ex.export_tflite(model)  # refuses if any binary conv stays float
     census = ex.op_census(flatbuffer)
     convs = ex.binary_convs(model)
@@ -230,28 +254,6 @@ def test_lce_export_with_rsign_and_rprelu(module, digits_images, tflite_ops):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Supernet with the new layers
-
-
-@pytest.mark.parametrize("module", ["m1", "m2", "m3"])
-def test_supernet_with_rsign_and_rprelu_equals_extracted_subnet(module, digits_images):
-    train, test = digits_images
-    space = lm.SearchSpace(architecture(module, SHAPE, 10, 0.5))
-    supernet = sn.build_supernet(space, **REACT)
-    _randomize_method_layers(supernet, seed=2)
-    rng = random.Random(3)
-    for genotype in [space.sample(rng), space.uniform(64)]:
-        sn.set_genotype(supernet, genotype)
-        recalibrate_batchnorm(supernet, [train[:128], train[128:]])
-        subnet = sn.extract_subnet(supernet, genotype)
-        assert network_options(subnet) == REACT
-        ref = supernet(test[:48], training=False).numpy()
-        diff = np.abs(ref - subnet(test[:48], training=False).numpy()).max()
-        scale = max(1.0, float(np.abs(ref).max()))
-        assert diff <= 1e-5 * scale, (lm.encode(genotype), diff, scale)
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Bop
 
 
@@ -261,7 +263,7 @@ def _bop_cfg(**kw):
 
 
 def test_bop_case_optimizer_claims_exactly_the_binary_kernels():
-    model = lm.build_model("m1", 1, input_shape=(16, 16, 1), num_classes=4, width_multiplier=0.25, **REACT)
+    model = small_react_model("m1")  # read only: making the optimizer changes nothing in the model
     opt = make_optimizer(_bop_cfg(), 10, model)
     assert isinstance(opt, lq.optimizers.CaseOptimizer)
     assert isinstance(opt.optimizers[0], lq.optimizers.Bop)
@@ -282,6 +284,9 @@ def test_bop_step_flips_binary_kernels_by_its_rule_and_adam_trains_the_rest(rng)
     model = lm.build_model("m1", 1, input_shape=(16, 16, 1), num_classes=4, width_multiplier=0.25, **REACT)
     opt = make_optimizer(_bop_cfg(), 10, model)
     model.compile(opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # what `training.fit` does before Keras traces the train step: the optimizer's slots exist (zero) before the
+    # first step, which must still be Bop's and Adam's first step below, traced once
+    create_training_variables(model, model, tf.TensorSpec([None], tf.int64))
     x = rng.normal(size=(16, 16, 16, 1)).astype(np.float32)
     y = rng.integers(0, 4, size=16)
     # Bop's first step from ±1 kernels: m = gamma * grad; flip w where w * m > threshold
@@ -306,7 +311,7 @@ def test_bop_step_flips_binary_kernels_by_its_rule_and_adam_trains_the_rest(rng)
             # (legacy) Adam's first step: -lr * g / (|g| + eps / sqrt(1 - beta_2)), eps = 1e-7
             expected = w0 - 1e-3 * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
             np.testing.assert_allclose(w1, expected, rtol=1e-4, atol=1e-7, err_msg=v.name)
-    assert flips > 0
+    assert flips > 0 and model.train_function.experimental_get_tracing_count() == 1
     names = {v.name for v in model.trainable_variables}
     assert sum(is_binary_kernel(v) for v in model.trainable_variables) == 21 and len(names) > 21
 
@@ -322,6 +327,7 @@ def test_bop_trains_the_supernets_shared_kernels_and_genotypes_keep_changing():
     assert binary == {f"{c.name}/kernel:0" for c in ex.binary_convs(supernet)}
     opt = make_optimizer(_bop_cfg(), 10, supernet)
     supernet.compile(opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    create_training_variables(supernet, supernet, tf.TensorSpec([None], tf.int64))  # as `training.fit` does
     sampler = sn.RandomGenotype(space, seed=0)
     seen = []
 
@@ -333,6 +339,7 @@ def test_bop_trains_the_supernets_shared_kernels_and_genotypes_keep_changing():
     supernet.fit(x, np.arange(32) % 4, batch_size=8, epochs=1, verbose=0, callbacks=[sampler, Record()])
     # larq's CaseOptimizer does not count its own steps: the sampler reads the wrapped optimizer's count
     assert sn.optimizer_step(opt) == 4 and len(set(seen)) > 1
+    assert supernet.train_function.experimental_get_tracing_count() == 1  # one trace for every genotype
     mapped = {v.name for v in supernet.trainable_variables if opt.var_opt_mapping[lq.optimizers._var_key(v)] == 0}
     assert mapped == binary
 
