@@ -121,9 +121,36 @@ def compile_model(model: tf.keras.Model, cfg: TrainConfig, steps_per_epoch: int)
     loss = distillation_loss() if isinstance(model, Distiller) else \
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     legacy = isinstance(model, SupernetTrainer) and model.masked_updates
+    # The metric object (what "accuracy" resolves to for integer labels) and not the string: Keras creates the
+    # metric's variables now instead of inside the first trace of the training step (see `build_optimizer`).
     model.compile(optimizer=make_optimizer(cfg, steps_per_epoch, model, legacy=legacy), loss=loss,
-                  metrics=["accuracy"])
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     return model
+
+
+def build_optimizer(model: tf.keras.Model) -> bool:
+    """Create the variables of a compiled `model`'s optimizer (step counter, slots) now, with the variable list its
+    first training step would create them for, so that Keras traces the training step once.
+
+    A `tf.function` whose first trace creates variables is traced a second time (the optimizer builds itself inside
+    Keras's training step); for a supernet that second trace is about half the start-up of a `fit`. Only where the
+    list is known: Keras's own ``train_step`` (``minimize(loss, model.trainable_variables)``) with one of Keras's
+    optimizers, and Keras's legacy optimizers (slots per variable, e.g. `SupernetTrainer`'s masked updates). larq's
+    `CaseOptimizer` (Bop) maps variables to its optimizers on its first step: left as it is.
+
+    Call in the strategy's scope. Returns whether the optimizer was built.
+    """
+    optimizer = model.optimizer
+    variables = model.trainable_variables
+    if isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
+        if hasattr(optimizer, "pred_opt_pairs"):  # larq's CaseOptimizer
+            return False
+        optimizer._create_all_weights(variables)  # what its apply_gradients does first (unused variables' slots stay 0)
+        return True
+    if type(model).train_step is tf.keras.Model.train_step:
+        optimizer.build(variables)  # what apply_gradients does first, with the same list
+        return True
+    return False
 
 
 def atomic_save_weights(model: tf.keras.Model, path: str) -> None:
@@ -244,6 +271,7 @@ def fit(
         elif teacher is not None:
             trained = Distiller(model, teacher)
         compile_model(trained, cfg, steps_per_epoch)
+        build_optimizer(trained)  # one trace of the training step instead of two
     history_path = os.path.join(private, "history.csv")
     backup_dir = os.path.join(out_dir, "backup")
     start = resume_epoch(backup_dir)  # Keras restores the backup only after creating the data iterator
