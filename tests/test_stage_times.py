@@ -11,6 +11,7 @@ import tensorflow as tf
 from larq_mobisearch.config import load_config
 from larq_mobisearch.pipeline import Run, train_supernet
 from larq_mobisearch.pipeline.clock import stage_clock, stage_seconds, stage_seconds_path
+from larq_mobisearch.training import read_history, resume_epoch
 
 # tf_keras's seeded initializers call random.randint with a float bound (not this project's code).
 pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")
@@ -41,13 +42,17 @@ def test_an_interrupted_stage_keeps_its_time_and_a_resumed_one_adds_to_it(tmp_pa
 
 
 class _StopAfterFirstEpoch(tf.keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):  # runs after BackupAndRestore saved the epoch
         if epoch == 0:
             raise KeyboardInterrupt
 
 
 def test_supernet_training_resumed_after_an_interruption_adds_its_time(tmp_path):
-    overrides = ["data.image_size=16", "model.width_multiplier=0.25", "supernet.epochs=2"]
+    # One epoch, interrupted at its end (after its backup): the second session resumes from the backup with no
+    # epoch left to train (restores, writes the weights and the marker), so only the first session traces a
+    # training step.
+    overrides = ["data.image_size=8", "data.test_fraction=0.5", "data.holdout_fraction=0.5", "data.batch_size=128",
+                 "model.width_multiplier=0.25", "supernet.epochs=1"]
     run = Run.open(str(tmp_path / "run"), load_config(preset="digits", overrides=overrides), verbose=0)
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
@@ -55,9 +60,11 @@ def test_supernet_training_resumed_after_an_interruption_adds_its_time(tmp_path)
     first = time.monotonic() - t0
     interrupted = stage_seconds(run, "supernet")
     assert 0 < interrupted <= first + 0.1 and not run.done("supernet")
+    assert resume_epoch(run.path("supernet", "backup")) == 1  # the second session resumes, it does not start again
     t1 = time.monotonic()
     train_supernet(run)
     second = time.monotonic() - t1
     total = stage_seconds(run, "supernet")
     assert run.done("supernet") and interrupted < total <= first + second + 0.2
     assert total - interrupted <= second + 0.1  # the resumed session added its own time, not the whole again
+    assert len(read_history(run.path("supernet", "history.csv"))["loss"]) == 1  # the epoch was trained once
