@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import larq_mobisearch  # noqa: F401
-from run_helpers import RUN_MIN_FITNESS, RUN_MIN_TEST_TOP1, TINY, TINY_SETTINGS, copy_run, invoke  # tests/
+from run_helpers import RUN_MIN_FITNESS, RUN_MIN_TEST_TOP1, TINY, copy_run, invoke  # tests/
 
 # The finished run is the session's shared one (`digits_run` in conftest.py, settings in run_helpers.py).
 
@@ -111,35 +110,6 @@ def test_train_rejects_genotype_of_wrong_length(digits_run):
     result = invoke("train", "--run-dir", run_dir, "--genotype", "1-2")
     assert result.exit_code != 0
     assert "13 searchable layers" in result.output and "received 2" in result.output
-
-
-def test_supernet_stage_resumes_after_interruption(tmp_path):
-    from larq_mobisearch.config import load_config
-    from larq_mobisearch.pipeline import Run, train_supernet
-    from larq_mobisearch.training import read_history
-
-    overrides = [*TINY_SETTINGS, "supernet.epochs=2"]
-    run = Run.open(str(tmp_path / "run"), load_config(None, overrides=overrides), verbose=0)
-
-    class Crash(tf.keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise KeyboardInterrupt("simulated kill after the first epoch")
-
-    with pytest.raises(KeyboardInterrupt):
-        train_supernet(run, callbacks=[Crash()])
-    assert not run.done("supernet")
-    assert len(read_history(run.path("supernet", "history.csv"))["loss"]) == 1
-
-    epochs_run = []
-
-    class Count(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            epochs_run.append(epoch)
-
-    train_supernet(run, callbacks=[Count()])
-    assert epochs_run == [1], "the resumed run must continue at the second epoch"
-    assert run.done("supernet")
-    assert len(read_history(run.path("supernet", "history.csv"))["loss"]) == 2
 
 
 def test_bad_config_key_is_named():
