@@ -2,6 +2,7 @@
 supernet = extracted subnet for random joint genotypes on M1/M2/M3, one trace for many genotypes, zero gradient
 outside the active subnet, and LCE export of narrowed joint genotypes."""
 
+import functools
 import math
 import random
 
@@ -25,6 +26,16 @@ CLASSES = 10
 
 def _space(module, genes="joint", width=0.5):
     return SearchSpace(architecture(module, SHAPE, CLASSES, width), "lce", genes=genes)
+
+
+@functools.lru_cache(maxsize=None)
+def joint_supernet(module):
+    """The elastic supernet of `module`'s joint space (seeded weights), built once per process: building it is
+    what costs. No user changes a kernel (the training-step test only takes gradients), and each sets the genotype
+    it needs and recalibrates BatchNorm for it (reset and recomputed exactly) before reading outputs: what an
+    earlier test left (genotype, moving statistics) does not matter."""
+    tf.keras.utils.set_random_seed(0)
+    return sn.build_supernet(_space(module))
 
 
 def test_round_channels_rule():
@@ -112,8 +123,7 @@ def test_joint_flops_equal_an_independent_count(module):
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
 def test_supernet_equals_extracted_subnet_for_joint_genotypes(module):
     space = _space(module)
-    tf.keras.utils.set_random_seed(5)
-    supernet = sn.build_supernet(space)
+    supernet = joint_supernet(module)
     x = np.random.default_rng(1).uniform(-1, 1, (32,) + SHAPE).astype(np.float32)
     rng = random.Random(7)
     genotypes = [space.sample(rng) for _ in range(3)] + [space.smallest()]
@@ -144,8 +154,7 @@ def test_supernet_equals_extracted_subnet_for_joint_genotypes(module):
 
 def test_training_steps_with_different_genotypes_trace_once_and_touch_only_the_subnet():
     space = _space("m1")
-    tf.keras.utils.set_random_seed(0)
-    supernet = sn.build_supernet(space)
+    supernet = joint_supernet("m1")  # gradients only: no weight changes
     x = np.random.default_rng(0).uniform(-1, 1, (8,) + SHAPE).astype(np.float32)
     y = np.arange(8) % CLASSES
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -176,8 +185,7 @@ def test_training_steps_with_different_genotypes_trace_once_and_touch_only_the_s
 
 def test_narrow_joint_genotypes_export_fully_binary_and_match_keras():
     space = _space("m1")
-    tf.keras.utils.set_random_seed(3)
-    supernet = sn.build_supernet(space)
+    supernet = joint_supernet("m1")
     r = np.random.default_rng(4)
     calibration = r.normal(size=(64,) + SHAPE).astype(np.float32)
     x = r.normal(size=(32,) + SHAPE).astype(np.float32)
@@ -214,11 +222,15 @@ def test_joint_pipeline_on_digits_learns_and_exports_a_narrowed_winner(tmp_path)
     from larq_mobisearch.cli import main
 
     run_dir = tmp_path / "run"
-    settings = ["data.image_size=16", "model.space_genes=joint", "search.flops_budget_fraction=0.5",
-                "supernet.epochs=4", "supernet.learning_rate=5e-3", "retrain.epochs=8", "retrain.learning_rate=5e-3",
-                "search.population=6", "search.top_k=2", "search.crossover=2", "search.mutation=2",
-                "search.iterations=2", "search.recalibration_batches=2", "search.random_baseline_samples=0",
-                "export.verify_samples=64"]
+    # Digits at their native 8x8 and base width 0.5 (wider binary nets learn more per epoch; at 8x8 a step costs
+    # about the same): 3 supernet + 4 retraining epochs at Adam 1e-2. Measured on the shared 2-core machine:
+    # supernet fitness 0.41 (chance 0.1), the retrained winner 0.75 test top-1. The export keeps the float
+    # twin's conversion (export.float_size, default true): the one pipeline test that does.
+    settings = ["data.image_size=8", "model.width_multiplier=0.5", "model.space_genes=joint",
+                "search.flops_budget_fraction=0.5", "supernet.epochs=3", "supernet.learning_rate=1e-2",
+                "retrain.epochs=4", "retrain.learning_rate=1e-2", "search.population=4", "search.top_k=2",
+                "search.crossover=1", "search.mutation=1", "search.iterations=2", "search.recalibration_batches=1",
+                "search.random_baseline_samples=0", "export.verify_samples=16"]
     args = ["run", "--quiet", "--run-dir", str(run_dir)] + [a for s in settings for a in ("--set", s)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -228,16 +240,17 @@ def test_joint_pipeline_on_digits_learns_and_exports_a_narrowed_winner(tmp_path)
     assert "_w" in final["genotype"] and final["genotype"] == search["genotype"]
     assert search["costs"]["flops"] <= search["budgets"]["flops"]
     assert search["fitness"] > 0.3  # held-out top-1 of the supernet (chance: 0.1)
-    assert final["test_accuracy"] >= 0.6, final  # 8 epochs of a half-FLOPs M1 (base width 0.25, 16x16) on digits
+    assert final["test_accuracy"] >= 0.6, final  # 4 epochs of a half-FLOPs M1 (base width 0.5, 8x8) on digits
     exported = json.loads((run_dir / "searches" / "default" / "export.json").read_text())
-    assert exported["verification"]["passed"], exported
+    assert exported["verification"]["passed"] and exported["fully_binary"], exported
+    assert exported["float_tflite_bytes"] > exported["tflite_bytes"] > 0, exported  # binary weights: 1 bit, not 32
     assert report
 
 
 @pytest.mark.parametrize("module", ["m1", "m3"])
 def test_assign_genotype_inside_a_function_sets_what_set_genotype_sets(module):
     space = _space(module)
-    supernet = sn.build_supernet(space)
+    supernet = joint_supernet(module)
     state = lambda: [(l.groups.numpy(), l.active_in.numpy(), l.active_out.numpy())  # noqa: E731
                      for l in supernet.layers if isinstance(l, sn.ElasticConv)]
     assign = tf.function(lambda row: sn.assign_genotype(supernet, row))
