@@ -130,7 +130,7 @@ class Run:
     _strategy: Any = field(default=None, repr=False)
     #: `stages.check_budgets`'s feasible counts by the settings they depend on (`run_all` checks the budgets before
     #: the supernet trains, the search stage again: an estimate from 20,000 samples in a width space costs seconds)
-    _feasible: Dict[str, Any] = field(default_factory=dict, repr=False)
+    feasible_counts: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---- opening, stage-scoped settings ----
 

@@ -59,9 +59,9 @@ def check_budgets(run: Run):
     except ValueError as exc:
         raise RunDirError(f"Search {run.search!r}: {exc}") from None
     key = run.cfg.model_dump_json(include={"data", "model", "search"}) + "|" + scfg.model_dump_json()
-    feasible = run._feasible.get(key)
+    feasible = run.feasible_counts.get(key)
     if feasible is None:  # the count is seeded: the same settings give the same count
-        feasible = run._feasible[key] = count_feasible(run.space, constraints, seed=scfg.seed)
+        feasible = run.feasible_counts[key] = count_feasible(run.space, constraints, seed=scfg.seed)
     if feasible.exact and feasible.count == 0:
         raise RunDirError(f"Search {run.search!r}: no genotype of the search space is within all budgets together "
                           f"({feasible.describe()}); raise the budgets")
