@@ -60,7 +60,7 @@ with open(os.path.join(out_dir, f"worker-{worker.index}.json"), "w") as f:
                "replicas": worker.num_replicas, "genotypes": probe.steps, "search": result}, f)
 # Once every worker has written its result (so has passed the last collective op, whose peers may still read from
 # this process), exit without the interpreter's and the cluster's teardown (seconds).
-deadline = time.time() + 600
+deadline = time.time() + 120
 while not all(os.path.exists(os.path.join(out_dir, f"worker-{i}.json")) for i in range(worker.count)) \
         and time.time() < deadline:
     time.sleep(0.05)
