@@ -5,9 +5,8 @@
      genotype      supernet, with random      from          verified against
      per step)     and uniform baselines)     scratch)      Keras)
 
-plus, when the supernet or the retraining uses ReActNet's distributional loss with the float twin as teacher,
-a `train_teacher` stage before them (``<run>/teacher/``), and named baselines retrained instead of a search's
-winner (``retrain(run, baseline="mobinet")``).
+plus a `train_teacher` stage (``<run>/teacher/``) where ReActNet's distributional loss uses the float twin as
+teacher, and named baselines retrained instead of a winner (``retrain(run, baseline="mobinet")``).
 
 Each stage reads the files of the stages before it and writes its own (`rundir.Run` has the layout), so any
 stage runs alone, a finished stage is skipped and an interrupted one resumes. Training and the search run
@@ -29,13 +28,12 @@ from .. import plots
 from ..fileio import atomic_write_json
 from ..nn.space import Genotype, SearchSpace, decode, encode
 from ..search.state import STATE_FILENAME
-from .rundir import Run, RunDirError, read_json, uses_teacher
 from .clock import timed
+from .rundir import Run, RunDirError, read_json, uses_teacher
 from .files import sha256_file
 from .methods import load_teacher, model_options as _options, retrain_step1, train_teacher
 
 log = logging.getLogger(__name__)
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 1: supernet
@@ -59,9 +57,9 @@ def check_budgets(run: Run):
     except ValueError as exc:
         raise RunDirError(f"Search {run.search!r}: {exc}") from None
     key = run.cfg.model_dump_json(include={"data", "model", "search"}) + "|" + scfg.model_dump_json()
-    feasible = run.feasible_counts.get(key)
-    if feasible is None:  # the count is seeded: the same settings give the same count
-        feasible = run.feasible_counts[key] = count_feasible(run.space, constraints, seed=scfg.seed)
+    if key not in run.feasible_counts:  # seeded: the same settings give the same count
+        run.feasible_counts[key] = count_feasible(run.space, constraints, seed=scfg.seed)
+    feasible = run.feasible_counts[key]
     if feasible.exact and feasible.count == 0:
         raise RunDirError(f"Search {run.search!r}: no genotype of the search space is within all budgets together "
                           f"({feasible.describe()}); raise the budgets")
