@@ -104,8 +104,204 @@ def fashion_joint_run_markdown(report: Optional[Dict[str, Any]]) -> List[str]:
         + (f", random search's best {100 * rnd['fitness']:.2f}%" if rnd else "")
         + (f", best uniform (width, groups) point {best_uniform['label']} {100 * best_uniform['fitness']:.2f}%"
            if best_uniform else "")
-        + ". These are supernet scores of one search; Table 1 on the joint space (winners retrained with several "
-        "seeds) is not measured yet.",
+        + ". These are supernet scores of one search; the winners retrained with several seeds are Table 1 on the "
+        "joint space.",
         "",
     ]
     return out
+
+
+RANKING_VARIANTS_CMD = (".venv/bin/python benchmarks/ranking_variants.py --variant-dir budget=runs/fashion_joint "
+                        "--json benchmarks/results/ranking_variants.json")
+TAU_GOAL = 0.6  # issue 22: Kendall tau >= 0.6 for the default variant
+DEFAULT_VARIANT = "budget"
+
+
+def plot_ranking_variants(data: Dict[str, Any], path: str) -> str:
+    """Kendall tau of every supernet-training variant with its bootstrap 95% interval, and the goal."""
+    import common
+
+    variants = data["variants"]
+    fig, (ax,) = common.figure(6.4, 0.6 + 0.55 * max(1, len(variants)))
+    ys = list(range(len(variants)))[::-1]
+    for y, v in zip(ys, variants):
+        c = v["correlations"]
+        lo, hi = c["kendall_tau_ci95"]
+        ax.errorbar([c["kendall_tau"]], [y], xerr=[[c["kendall_tau"] - lo], [hi - c["kendall_tau"]]], fmt="o",
+                    color="tab:blue" if v["name"] == DEFAULT_VARIANT else "grey", capsize=3)
+    ax.axvline(TAU_GOAL, color="tab:green", ls="--", lw=1, label=f"goal tau >= {TAU_GOAL}")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(ys, [v["name"] for v in variants])
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Kendall tau: supernet score vs stand-alone test top-1 (bootstrap 95% interval)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(True, axis="x", alpha=0.3)
+    return common.save_png(fig, path)
+
+
+def ranking_variants_markdown(data: Optional[Dict[str, Any]], plot: Optional[str] = None) -> List[str]:
+    """The ranking proof on the joint space: one row per supernet-training variant, the stand-alone spread."""
+    if not data:
+        return []
+    s, spread = data["settings"], data["standalone_spread"]
+    out = [
+        "## Does the joint supernet rank? One row per way of training it",
+        "",
+        "```bash",
+        data.get("command", RANKING_VARIANTS_CMD),
+        "```",
+        "",
+        f"{s['genotypes']} genotypes of the {s['space_genes']} space within the search's budget "
+        f"({s['flops_budget']:.4g} FLOPs; {s['dataset']} {s['image_size']}px, {s['module'].upper()} base width "
+        f"{s['width_multiplier']:g}), spread over its FLOPs range, each trained from scratch stand-alone for "
+        f"{s['epochs']} epochs (Adam {s['learning_rate']:g}, {s['schedule']}, seed {s['seed']}) and tested on the "
+        f"official {s['test_size']:,}-image test split; each supernet scores them after BatchNorm recalibration "
+        f"(held-out top-1 on {s['holdout_size']:,} images, the search's fitness). Intervals: {s['bootstrap']} "
+        f"bootstrap resamples of the genotypes, 95% percentile."
+        + ("" if data.get("complete") else " **Incomplete: the variants below are those measured so far.**"),
+        "",
+        "| supernet training | epochs | Kendall tau [95% CI] (p) | Spearman rho [95% CI] (p) |",
+        "|---|---:|---:|---:|",
+    ]
+    for v in data["variants"]:
+        c = v["correlations"]
+        (tl, th), (rl, rh) = c["kendall_tau_ci95"], c["spearman_rho_ci95"]
+        out.append(f"| {v['label']} | {v['supernet_settings'].get('epochs')} | {c['kendall_tau']:+.2f} "
+                   f"[{tl:+.2f}, {th:+.2f}] ({c['kendall_p']:.2g}) | {c['spearman_rho']:+.2f} [{rl:+.2f}, {rh:+.2f}] "
+                   f"({c['spearman_p']:.2g}) |")
+    fl = spread["flops"]
+    out.append(f"| reference: FLOPs alone | - | {fl['kendall_tau']:+.2f} ({fl['kendall_p']:.2g}) | "
+               f"{fl['spearman_rho']:+.2f} ({fl['spearman_p']:.2g}) |")
+    out += ["", "| genotype | FLOPs | stand-alone test | " + " | ".join(v["name"] for v in data["variants"]) + " |",
+            "|---|---:|---:|" + "---:|" * len(data["variants"])]
+    for i, r in enumerate(data["rows"]):
+        out.append(f"| `{r['genotype']}` | {r['flops']:.4g} | {100 * r['standalone_test_accuracy']:.2f} | "
+                   + " | ".join(f"{100 * v['scores'][i]:.2f}" for v in data["variants"]) + " |")
+    out += ["", ranking_variants_reading(data), ""]
+    if plot:
+        out += [f"![ranking per supernet-training variant]({plot})", ""]
+    return out
+
+
+def ranking_variants_reading(data: Dict[str, Any]) -> str:
+    """The most a search can gain here, and the default variant against the goal."""
+    spread = data["standalone_spread"]
+    text = (f"Reading: stand-alone, these feasible genotypes span {100 * (spread['max'] - spread['min']):.2f} points "
+            f"of test top-1 (std {100 * spread['std']:.2f}; one test top-1's binomial standard error "
+            f"{spread['test_se_points']:.2f}): the most a search within this budget can gain over a random feasible "
+            f"pick is of that order.")
+    default = next((v for v in data["variants"] if v["name"] == DEFAULT_VARIANT), None)
+    if default:
+        c = default["correlations"]
+        met = "meets" if c["kendall_tau"] >= TAU_GOAL else "misses"
+        text += (f" The default variant's Kendall tau {c['kendall_tau']:+.2f} (95% CI {c['kendall_tau_ci95'][0]:+.2f} "
+                 f"to {c['kendall_tau_ci95'][1]:+.2f}) {met} the goal of >= {TAU_GOAL}.")
+    return text
+
+
+TABLE1_JOINT_CMD = (".venv/bin/python benchmarks/table1_joint.py --run-dir runs/fashion_joint "
+                    "--json benchmarks/results/table1_joint.json")
+UNIFORM_GAP_GOAL = 1.0  # issue 22: joint evolution - best uniform >= +1.0 point
+
+
+def _paired(data: Dict[str, Any], row: str, other: str) -> Optional[Dict[str, float]]:
+    """Mean and standard error (points) of row - other, paired by seed, over the seeds that have both."""
+    diffs = [100 * (s["test_accuracy"][row] - s["test_accuracy"][other]) for s in data["per_seed"]
+             if row in s["test_accuracy"] and other in s["test_accuracy"]]
+    if not diffs:
+        return None
+    mean = sum(diffs) / len(diffs)
+    sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else float("nan")
+    return {"mean": mean, "se": sd / len(diffs) ** 0.5, "n": len(diffs), "values": diffs}
+
+
+def table1_joint_summary(data: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Per row: test top-1 values over seeds (points), their mean and sample std."""
+    out = {}
+    for name in data["rows"]:
+        vals = [100 * s["test_accuracy"][name] for s in data["per_seed"] if name in s["test_accuracy"]]
+        if vals:
+            mean = sum(vals) / len(vals)
+            sd = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5 if len(vals) > 1 else 0.0
+            out[name] = {"values": vals, "mean": mean, "std": sd}
+    return out
+
+
+def plot_table1_joint(data: Dict[str, Any], path: str) -> str:
+    import common
+
+    summary = table1_joint_summary(data)
+    fig, (ax,) = common.figure(6.4, 4.4)
+    for i, (name, s) in enumerate(summary.items()):
+        flops = data["rows"][name]["costs"]["flops"]
+        ax.scatter([flops] * len(s["values"]), s["values"], color=f"C{i}", alpha=0.35, s=16)
+        ax.errorbar([flops], [s["mean"]], yerr=[s["std"]], fmt="o", color=f"C{i}", capsize=3, label=name)
+    ax.axvline(data["settings"]["flops_budget"], color="black", ls="--", lw=0.8, label="FLOPs budget")
+    ax.set_xlabel("FLOPs (BOPs/64 + float FLOPs)")
+    ax.set_ylabel("test top-1 (%), retrained from scratch")
+    ax.set_title("Table 1 on the joint space: one dot per seed, mean ± std", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return common.save_png(fig, path)
+
+
+def table1_joint_markdown(data: Optional[Dict[str, Any]], plot: Optional[str] = None) -> List[str]:
+    if not data:
+        return []
+    s, rows = data["settings"], data["rows"]
+    summary = table1_joint_summary(data)
+    seeds_done = sorted({sd["seed"] for sd in data["per_seed"] if sd["test_accuracy"]})
+    out = [
+        "## Table 1 on the joint space (width x groups, FLOPs <= 0.5x uniform g=1)",
+        "",
+        "```bash",
+        data.get("command", TABLE1_JOINT_CMD),
+        "```",
+        "",
+        f"On the `fashion_joint` run's supernet ({s['supernet_epochs']} epochs) and search (population "
+        f"{s['population']} x {s['iterations']} generations), budget {s['flops_budget']:.4g} FLOPs; every row's "
+        f"genotype retrained from scratch for {s['retrain_epochs']} epochs (Adam {s['learning_rate']:g}, "
+        f"{s['schedule']}) once per seed (seeds {', '.join(map(str, seeds_done))}: initialization and data order) "
+        f"and tested on the official {s['test_size']:,}-image test split."
+        + ("" if data.get("complete") else " **Incomplete: the retrainings finished so far.**"),
+        "",
+        "| row | genotype | FLOPs | supernet score | test top-1 (%) | seeds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        label = row.get("label")
+        head = f"{name}" + (f" ({label})" if label else "")
+        if not row.get("genotype"):
+            out.append(f"| {head} | - | - | - | {row.get('note', '-')} | 0 |")
+            continue
+        sm = summary.get(name)
+        acc = f"{sm['mean']:.2f} ± {sm['std']:.2f}" if sm and len(sm["values"]) > 1 else \
+            (f"{sm['mean']:.2f}" if sm else "-")
+        fit = row.get("supernet_fitness")
+        out.append(f"| {head} | `{row['genotype']}` | {row['costs']['flops']:.4g} | "
+                   f"{'-' if fit is None else f'{100 * fit:.2f}'} | {acc} | {len(sm['values']) if sm else 0} |")
+    out += ["", table1_joint_reading(data), ""]
+    if plot:
+        out += [f"![Table 1 on the joint space]({plot})", ""]
+    return out
+
+
+def table1_joint_reading(data: Dict[str, Any]) -> str:
+    parts = []
+    for other, what in (("uniform", "the best uniform point"), ("uniform_g1", "the widest uniform g=1"),
+                        ("random", "random search"), ("groups_only", "groups-only evolution")):
+        d = _paired(data, "evolution", other)
+        if d:
+            se = "" if d["n"] < 2 else f" ± {d['se']:.2f} SE"
+            parts.append(f"{d['mean']:+.2f}{se} points over {what} ({d['n']} paired seeds)")
+    if not parts:
+        return "Reading: no retraining finished yet."
+    text = "Reading: joint evolution's winner scores " + "; ".join(parts) + "."
+    u, r = _paired(data, "evolution", "uniform"), _paired(data, "evolution", "random")
+    if u:
+        text += (f" Goal evolution - best uniform >= +{UNIFORM_GAP_GOAL:.1f}: "
+                 f"{'met' if u['mean'] >= UNIFORM_GAP_GOAL else 'missed'} ({u['mean']:+.2f}).")
+    if r and r["n"] > 1:
+        text += (f" Goal evolution - random > 2 paired SE: {'met' if r['mean'] > 2 * r['se'] else 'missed'} "
+                 f"({r['mean']:+.2f} vs {2 * r['se']:.2f}).")
+    return text

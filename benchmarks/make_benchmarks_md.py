@@ -396,6 +396,8 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         fashion_md.RANKING_CMD,
         methods_md.METHODS_CMD,
         elastic_md.ELASTIC_CMD,
+        elastic_md.RANKING_VARIANTS_CMD,
+        elastic_md.TABLE1_JOINT_CMD,
         MD_CMD,
         "```",
         "",
@@ -412,6 +414,8 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += methods_md.ablation_baselines_markdown(ablation)
     lines += elastic_md.elastic_step_markdown(fashion.get("elastic_step"), fashion.get("elastic_step_plot"))
     lines += elastic_md.fashion_joint_run_markdown(fashion.get("fashion_joint_run"))
+    lines += elastic_md.table1_joint_markdown(fashion.get("table1_joint"), fashion.get("table1_joint_plot"))
+    lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -447,7 +451,14 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
     fashion: Dict[str, Any] = {k: _read(str(results / f"{f}.json")) for k, f in
                                (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
                                 ("methods", "methods"), ("elastic_step", "elastic_step"),
-                                ("fashion_joint_run", "fashion_joint_run"))}
+                                ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
+                                ("table1_joint", "table1_joint"))}
+    if fashion["table1_joint"] is not None:
+        fashion["table1_joint_plot"] = rel(_plot(write_plots, elastic_md.plot_table1_joint, fashion["table1_joint"],
+                                                 str(plots_dir / "table1_joint.png")))
+    if fashion["ranking_variants"] is not None:
+        fashion["ranking_variants_plot"] = rel(_plot(write_plots, elastic_md.plot_ranking_variants,
+                                                     fashion["ranking_variants"], str(plots_dir / "ranking_variants.png")))
     if fashion["elastic_step"] is not None:
         fashion["elastic_step_plot"] = rel(_plot(write_plots, elastic_md.plot_elastic_step, fashion["elastic_step"],
                                                  str(plots_dir / "elastic_step.png")))

@@ -83,6 +83,7 @@ def _shared_fixture_group(item):
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks (it runs first otherwise)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         group = _shared_fixture_group(item)

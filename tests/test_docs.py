@@ -69,3 +69,22 @@ def test_readme_fashion_figures_are_those_of_the_json_it_names():
     assert f"host LCE latency {evo['latency_ms']:.3f} ms" in section
     # no stage time or accuracy of the preset's own (uncommitted) run is quoted: the run's report.json has them
     assert "`stage_seconds`" in section and "`test_accuracy`" in section
+
+
+def test_readme_fashion_joint_figures_are_those_of_the_runs_report():
+    import json
+
+    report = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" /
+                         "fashion_joint_run.json").read_text())
+    section = README[README.index("### Width genes"):README.index("### Related methods")]
+    seconds = report["stage_seconds"]
+    assert (f"supernet {seconds['supernet']:,.0f} s (8 epochs), search {seconds['search']:,.0f} s, retraining "
+            f"{seconds['retrain']:,.0f} s (15 epochs), export {seconds['export']:,.0f} s: "
+            f"{sum(seconds.values()) / 60:.1f} min in all") in " ".join(section.split())
+    assert f"`{report['genotype']}`" in section
+    assert (f"{100 * report['test_accuracy']:.2f}% test top-1 in Keras and {100 * report['tflite_accuracy']:.2f}% "
+            f"as a `.tflite`") in " ".join(section.split())
+    assert report["tflite_samples"] == 10000
+    flops = lambda x: f"{x:.2e}".replace("e+0", "e")  # noqa: E731
+    assert f"{flops(report['costs']['flops'])} FLOPs against the budget's {flops(report['flops_budget'])}" in \
+        " ".join(section.split())

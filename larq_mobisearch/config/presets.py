@@ -86,9 +86,13 @@ FASHION_REACT_VALUES: Dict[str, Dict[str, Any]] = {
 #: Half the FLOPs of the uniform model at width 1 / groups 1 (MetaPruning's regime: where uniform shrinking
 #: hurts most). Every block may take 0.5-1.5x its channels (`model.width_choices`); the supernet holds the widest.
 FASHION_JOINT_FLOPS_BUDGET_FRACTION = 0.5
+#: 8 supernet epochs (not `fashion`'s 10): the whole run within an hour on 2 cores (README, from its report.json),
+#: with room for the ranking benchmark's supernet variants (sandwich steps cost several subnets each).
+FASHION_JOINT_SUPERNET_EPOCHS = 8
 FASHION_JOINT_VALUES: Dict[str, Dict[str, Any]] = {
     **FASHION_VALUES,
     "model": {**FASHION_VALUES["model"], "space_genes": "joint"},
+    "supernet": {**FASHION_VALUES["supernet"], "epochs": FASHION_JOINT_SUPERNET_EPOCHS},
     "search": {**FASHION_SEARCH, "flops_budget_fraction": FASHION_JOINT_FLOPS_BUDGET_FRACTION},
 }
 

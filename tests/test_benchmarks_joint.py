@@ -1,0 +1,116 @@
+"""The pure logic of issue 22's proof benchmarks (benchmarks/ranking_variants.py, table1_joint.py) and their
+BENCHMARKS.md sections, against independent references: feasible genotypes really within the budget (the
+package's own cost counter on the resolved architecture), bootstrap intervals (a monotone relation: tau = 1 in
+every resample), the uniform-g1 pick, and the paired gaps computed by hand."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import elastic_md  # noqa: E402
+import ranking_variants as rv  # noqa: E402
+import table1_joint as t1  # noqa: E402
+
+from larq_mobisearch.search.costs import count_costs, flops_cost_model  # noqa: E402
+from larq_mobisearch.nn.space import SearchSpace  # noqa: E402
+from larq_mobisearch.nn.specs import architecture  # noqa: E402
+
+
+def test_feasible_spread_draws_distinct_genotypes_within_the_budget_sorted_by_flops():
+    arch = architecture("m1", (28, 28, 1), 10, 0.5)
+    space = SearchSpace(arch, "lce", genes="joint")
+    flops = flops_cost_model(space)
+    budget = 0.5 * count_costs(arch, 1).flops
+    got = rv.feasible_spread(space, flops, budget, 16, seed=0, pool=300)
+    assert len(got) == len(set(got)) == 16
+    exact = [count_costs(*space.resolve(g)).flops for g in got]  # independent: the architecture's own count
+    assert all(f <= budget for f in exact)
+    assert exact == sorted(exact)
+    assert len({g[space.num_groups:] for g in got}) > 1  # widths vary, not only group counts
+    assert got == rv.feasible_spread(space, flops, budget, 16, seed=0, pool=300)  # seeded
+
+
+def test_bootstrap_intervals_of_a_monotone_relation_and_of_noise():
+    x = list(range(12))
+    ci = rv.bootstrap_intervals(x, [v ** 3 for v in x], resamples=200, seed=0)
+    assert ci["kendall_tau_ci95"] == pytest.approx([1.0, 1.0])
+    assert ci["spearman_rho_ci95"] == pytest.approx([1.0, 1.0])
+    flipped = rv.bootstrap_intervals(x, [-v for v in x], resamples=200, seed=0)
+    assert flipped["kendall_tau_ci95"] == pytest.approx([-1.0, -1.0])
+    noise = rv.bootstrap_intervals(x, [5, 1, 9, 3, 7, 0, 11, 2, 8, 4, 10, 6], resamples=500, seed=1)
+    lo, hi = noise["kendall_tau_ci95"]
+    assert lo < 0 < hi and hi - lo > 0.5
+
+
+def test_variant_names_are_checked():
+    with pytest.raises(SystemExit):
+        rv.parse_args(["--variants", "budget,nonsense"])
+    with pytest.raises(SystemExit):
+        rv.parse_args(["--variant-dir", "budget"])
+    args = rv.parse_args(["--variants", "uniform, budget", "--variant-dir", "budget=runs/x"])
+    assert args.variants == ["uniform", "budget"] and args.variant_dirs == {"budget": "runs/x"}
+
+
+def test_widest_uniform_g1_reads_joined_labels():
+    uniform = [{"label": "g1w0.5", "genotype": "a", "fitness": 0.8},
+               {"label": "g2w0.75/g1w0.75", "genotype": "b", "fitness": 0.7},
+               {"label": "g1w1.25x", "genotype": "c", "fitness": 0.9},
+               {"label": "g4w1", "genotype": "d", "fitness": 0.95}]
+    assert t1.widest_uniform_g1(uniform)["genotype"] == "b"
+    assert t1.widest_uniform_g1([{"label": "g2w1", "genotype": "e"}]) is None
+
+
+def _table1(per_seed, complete=True):
+    rows = {name: {"genotype": f"1-1_w{i}", "costs": {"flops": 1e5 * (i + 1)}, "supernet_fitness": 0.9}
+            for i, name in enumerate(t1.ROWS)}
+    rows["groups_only"] = {"genotype": None, "note": "no groups-only genotype fits"}
+    return {"settings": {"supernet_epochs": 8, "population": 16, "iterations": 5, "flops_budget": 5e5,
+                         "retrain_epochs": 15, "learning_rate": 5e-3, "schedule": "cosine", "test_size": 10000},
+            "rows": rows, "per_seed": per_seed, "complete": complete}
+
+
+def test_table1_joint_pairs_gaps_by_seed_and_reads_the_goals():
+    seeds = [{"seed": s, "test_accuracy": {"evolution": e, "random": r, "uniform": u, "uniform_g1": g}}
+             for s, (e, r, u, g) in enumerate([(0.90, 0.885, 0.87, 0.86), (0.91, 0.90, 0.885, 0.87),
+                                               (0.905, 0.895, 0.89, 0.865)])]
+    data = _table1(seeds)
+    d = elastic_md._paired(data, "evolution", "random")
+    diffs = [1.5, 1.0, 1.0]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 2)
+    assert d["mean"] == pytest.approx(mean) and d["se"] == pytest.approx(sd / math.sqrt(3))
+    text = elastic_md.table1_joint_reading(data)
+    assert "best uniform >= +1.0: met (+2.33)" in text
+    assert "random > 2 paired SE: met" in text
+    md = "\n".join(elastic_md.table1_joint_markdown(data))
+    assert "| groups_only | - | - | - | no groups-only genotype fits | 0 |" in md
+    assert "90.50 ± 0.50" in md and "Incomplete" not in md
+    assert "Incomplete" in "\n".join(elastic_md.table1_joint_markdown(_table1(seeds[:1], complete=False)))
+
+
+def test_ranking_variants_markdown_rows_and_goal():
+    ci = {"kendall_tau_ci95": [0.4, 0.9], "spearman_rho_ci95": [0.5, 0.95]}
+    corr = lambda t: {"kendall_tau": t, "kendall_p": 0.01, "spearman_rho": t, "spearman_p": 0.01, **ci}  # noqa: E731
+    data = {"settings": {"genotypes": 2, "space_genes": "joint", "flops_budget": 5e5, "dataset": "fashion_mnist",
+                         "image_size": 28, "module": "m1", "width_multiplier": 0.5, "epochs": 3, "learning_rate": 5e-3,
+                         "schedule": "cosine", "seed": 0, "test_size": 10000, "holdout_size": 6000, "bootstrap": 100},
+            "rows": [{"genotype": "a", "flops": 1e5, "standalone_test_accuracy": 0.85},
+                     {"genotype": "b", "flops": 2e5, "standalone_test_accuracy": 0.87}],
+            "standalone_spread": {"min": 0.85, "max": 0.87, "std": 0.014, "mean": 0.86, "test_se_points": 0.35,
+                                  "flops": corr(1.0)},
+            "variants": [{"name": "budget", "label": "+ budget", "supernet_settings": {"epochs": 8},
+                          "scores": [0.8, 0.82], "correlations": corr(0.65)},
+                         {"name": "uniform", "label": "uniform", "supernet_settings": {"epochs": 8},
+                          "scores": [0.81, 0.8], "correlations": corr(-0.1)}],
+            "complete": False}
+    md = "\n".join(elastic_md.ranking_variants_markdown(data))
+    assert "| + budget | 8 | +0.65 [+0.40, +0.90] (0.01) |" in md
+    assert "| `b` | 2e+05 | 87.00 | 82.00 | 80.00 |" in md
+    assert "span 2.00 points" in md and "meets the goal of >= 0.6" in md and "Incomplete" in md
