@@ -154,7 +154,8 @@ def ranking_variants_markdown(data: Optional[Dict[str, Any]], plot: Optional[str
         f"{s['genotypes']} genotypes of the {s['space_genes']} space within the search's budget "
         f"({s['flops_budget']:.4g} FLOPs; {s['dataset']} {s['image_size']}px, {s['module'].upper()} base width "
         f"{s['width_multiplier']:g}), spread over its FLOPs range, each trained from scratch stand-alone for "
-        f"{s['epochs']} epochs (Adam {s['learning_rate']:g}, {s['schedule']}, seed {s['seed']}) and tested on the "
+        f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''} (Adam {s['learning_rate']:g}, {s['schedule']}, "
+        f"seed {s['seed']}) and tested on the "
         f"official {s['test_size']:,}-image test split; each supernet scores them after BatchNorm recalibration "
         f"(held-out top-1 on {s['holdout_size']:,} images, the search's fitness). Intervals: {s['bootstrap']} "
         f"bootstrap resamples of the genotypes, 95% percentile."
@@ -295,7 +296,7 @@ def table1_joint_reading(data: Dict[str, Any]) -> str:
             se = "" if d["n"] < 2 else f" ± {d['se']:.2f} SE"
             parts.append(f"{d['mean']:+.2f}{se} points over {what} ({d['n']} paired seeds)")
     if not parts:
-        return "Reading: no retraining finished yet."
+        return "Reading: no paired gap yet (no other row has a retraining of a seed evolution has)."
     text = "Reading: joint evolution's winner scores " + "; ".join(parts) + "."
     u, r = _paired(data, "evolution", "uniform"), _paired(data, "evolution", "random")
     if u:

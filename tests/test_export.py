@@ -139,7 +139,10 @@ def test_report_sizes_and_json(grouped):
     assert report.float_tflite_bytes > report.tflite_bytes
     assert report.size_ratio == pytest.approx(report.float_tflite_bytes / report.tflite_bytes)
     assert report.size_ratio > 5, report
-    assert report.verify.top1_agreement == 1.0
+    # every sample without a near tie agrees (a sample with a binary conv input within float rounding of 0 may
+    # flip between Keras's and LCE's summation orders, which change with the thread count); at least half are clear
+    assert report.verify.num_clear >= 4 and report.verify.top1_agreement_clear == 1.0, report.verify
+    assert ex.numerics_failures(report.verify) == [], report.verify
     data = json.loads(json.dumps(report.to_json()))
     assert data["op_census"][ex.LCE_BCONV] == 21
     assert data["verify"]["num_samples"] == 8
