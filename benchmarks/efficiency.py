@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                 result = evolutionary_search(space, evaluator, constraints, cfg, progress=False)
             curve = common.best_so_far(result)
             curves[method][seed] = curve
-            finals[method][seed] = {"genotype": result.best and "-".join(map(str, result.best.genotype)),
+            finals[method][seed] = {"genotype": result.best and space.encode(result.best.genotype),
                                     "fitness": result.best_fitness, "evaluations": result.num_evaluations,
                                     "stopped_early": result.stopped_early}
             print(f"seed {seed} {method:<10} best {curve[-1]:.4f} after {len(curve)} evaluations "

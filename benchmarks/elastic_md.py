@@ -200,7 +200,11 @@ def ranking_variants_reading(data: Dict[str, Any]) -> str:
     return text
 
 
-TABLE1_JOINT_CMD = (".venv/bin/python benchmarks/table1_joint.py --run-dir runs/fashion_joint "
+EFFICIENCY_JOINT_CMD = (".venv/bin/python benchmarks/efficiency.py --run-dir runs/fashion_joint --preset fashion_joint "
+                        "--seeds 0,1,2 --population 16 --iterations 5 --methods elitist,random "
+                        "--json benchmarks/results/efficiency_joint.json")
+EFFICIENCY_JOINT_TITLE = "## Search efficiency on the joint space (width x groups, `fashion_joint`'s supernet)"
+TABLE1_JOINT_CMD = (".venv/bin/python benchmarks/table1_joint.py --run-dir runs/fashion_joint --retrain-epochs 8 "
                     "--json benchmarks/results/table1_joint.json")
 UNIFORM_GAP_GOAL = 1.0  # issue 22: joint evolution - best uniform >= +1.0 point
 

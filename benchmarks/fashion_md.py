@@ -58,10 +58,12 @@ def method_seeds(eff: Dict[str, Any], method: str) -> List[int]:
     return (eff["settings"].get("method_seeds") or {}).get(method, eff["settings"]["seeds"])
 
 
-def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str]) -> List[str]:
-    out = ["## Search efficiency on one supernet (Fashion-MNIST)", ""]
+def efficiency_markdown(eff: Optional[Dict[str, Any]], plot: Optional[str],
+                        title: str = "## Search efficiency on one supernet (Fashion-MNIST)",
+                        command: str = EFFICIENCY_CMD) -> List[str]:
+    out = [title, ""]
     if eff is None:
-        return out + [f"Not run yet: `{EFFICIENCY_CMD}`.", ""]
+        return out + [f"Not run yet: `{command}`.", ""]
     s = eff["settings"]
     out += [
         f"- Command: `{eff['command']}`; wall time {common.minutes(eff.get('seconds'))} "

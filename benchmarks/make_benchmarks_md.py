@@ -398,6 +398,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         elastic_md.ELASTIC_CMD,
         elastic_md.RANKING_VARIANTS_CMD,
         elastic_md.TABLE1_JOINT_CMD,
+        elastic_md.EFFICIENCY_JOINT_CMD,
         MD_CMD,
         "```",
         "",
@@ -414,6 +415,10 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += methods_md.ablation_baselines_markdown(ablation)
     lines += elastic_md.elastic_step_markdown(fashion.get("elastic_step"), fashion.get("elastic_step_plot"))
     lines += elastic_md.fashion_joint_run_markdown(fashion.get("fashion_joint_run"))
+    if fashion.get("efficiency_joint") is not None:
+        lines += fashion_md.efficiency_markdown(fashion["efficiency_joint"], fashion.get("efficiency_joint_plot"),
+                                                title=elastic_md.EFFICIENCY_JOINT_TITLE,
+                                                command=elastic_md.EFFICIENCY_JOINT_CMD)
     lines += elastic_md.table1_joint_markdown(fashion.get("table1_joint"), fashion.get("table1_joint_plot"))
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += measured_markdown(measured)
@@ -452,7 +457,10 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
                                 ("methods", "methods"), ("elastic_step", "elastic_step"),
                                 ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
-                                ("table1_joint", "table1_joint"))}
+                                ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"))}
+    if fashion["efficiency_joint"] is not None:
+        fashion["efficiency_joint_plot"] = rel(_plot(write_plots, fashion_md.plot_efficiency, fashion["efficiency_joint"],
+                                                     str(plots_dir / "efficiency_joint.png")))
     if fashion["table1_joint"] is not None:
         fashion["table1_joint_plot"] = rel(_plot(write_plots, elastic_md.plot_table1_joint, fashion["table1_joint"],
                                                  str(plots_dir / "table1_joint.png")))
