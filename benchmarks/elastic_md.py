@@ -302,6 +302,12 @@ def table1_joint_reading(data: Dict[str, Any]) -> str:
     if not parts:
         return "Reading: no paired gap yet (no other row has a retraining of a seed evolution has)."
     text = "Reading: joint evolution's winner scores " + "; ".join(parts) + "."
+    evo = table1_joint_summary(data).get("evolution")
+    n = data["settings"].get("test_size")
+    if evo and n:
+        p = evo["mean"] / 100
+        text += (f" One test top-1 near {evo['mean']:.1f}% on {n:,} images has a binomial standard error of "
+                 f"{100 * (p * (1 - p) / n) ** 0.5:.2f} points, before the retraining seed's spread.")
     u, r = _paired(data, "evolution", "uniform"), _paired(data, "evolution", "random")
     if u:
         text += (f" Goal evolution - best uniform >= +{UNIFORM_GAP_GOAL:.1f}: "
