@@ -458,27 +458,19 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("methods", "methods"), ("elastic_step", "elastic_step"),
                                 ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
                                 ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"))}
-    if fashion["efficiency_joint"] is not None:
-        fashion["efficiency_joint_plot"] = rel(_plot(write_plots, fashion_md.plot_efficiency, fashion["efficiency_joint"],
-                                                     str(plots_dir / "efficiency_joint.png")))
-    if fashion["table1_joint"] is not None:
-        fashion["table1_joint_plot"] = rel(_plot(write_plots, elastic_md.plot_table1_joint, fashion["table1_joint"],
-                                                 str(plots_dir / "table1_joint.png")))
-    if fashion["ranking_variants"] is not None:
-        fashion["ranking_variants_plot"] = rel(_plot(write_plots, elastic_md.plot_ranking_variants,
-                                                     fashion["ranking_variants"], str(plots_dir / "ranking_variants.png")))
-    if fashion["elastic_step"] is not None:
-        fashion["elastic_step_plot"] = rel(_plot(write_plots, elastic_md.plot_elastic_step, fashion["elastic_step"],
-                                                 str(plots_dir / "elastic_step.png")))
-    if fashion["methods"] is not None:
-        fashion["methods_plot"] = rel(_plot(write_plots, methods_md.plot_methods, fashion["methods"],
-                                            str(plots_dir / "methods_accuracy_latency.png")))
-    if fashion["ablation"] is not None:
-        fashion["ablation_plot"] = rel(_plot(write_plots, plot_ablation, fashion["ablation"],
-                                             str(plots_dir / "ablation_fashion_accuracy_latency.png")))
-    if fashion["efficiency"] is not None:
-        fashion["efficiency_plot"] = rel(_plot(write_plots, fashion_md.plot_efficiency, fashion["efficiency"],
-                                               str(plots_dir / "efficiency.png")))
+    # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
+    single_plots = {
+        "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),
+        "table1_joint": (elastic_md.plot_table1_joint, "table1_joint.png"),
+        "ranking_variants": (elastic_md.plot_ranking_variants, "ranking_variants.png"),
+        "elastic_step": (elastic_md.plot_elastic_step, "elastic_step.png"),
+        "methods": (methods_md.plot_methods, "methods_accuracy_latency.png"),
+        "ablation": (plot_ablation, "ablation_fashion_accuracy_latency.png"),
+        "efficiency": (fashion_md.plot_efficiency, "efficiency.png"),
+    }
+    for key, (plot, filename) in single_plots.items():
+        if fashion[key] is not None:
+            fashion[f"{key}_plot"] = rel(_plot(write_plots, plot, fashion[key], str(plots_dir / filename)))
     if fashion["ranking"] is not None:
         ranking = lambda rank, path, key, title: fashion_md.plot_ranking(rank, key, path, title)  # noqa: E731
         fashion["ranking_plots"] = [

@@ -57,8 +57,13 @@ def spread_genotypes(space, flops_model, n: int, seed: int, pool: int = 4000):
     """`n` distinct genotypes spread over the FLOPs range: `pool` seeded random ones sorted by FLOPs, one
     per quantile (the cheapest and the most expensive included)."""
     rng = random.Random(seed)
-    candidates = {space.sample(rng) for _ in range(pool)}
-    ranked = sorted(candidates, key=lambda g: (flops_model.cost(g), g))
+    return one_per_quantile({space.sample(rng) for _ in range(pool)}, flops_model.cost, n)
+
+
+def one_per_quantile(genotypes, cost, n: int):
+    """`n` of `genotypes` sorted by `cost`, one per quantile (the cheapest and the dearest included); all of them
+    when there are no more than `n`."""
+    ranked = sorted(genotypes, key=lambda g: (cost(g), g))
     if len(ranked) <= n:
         return ranked
     return [ranked[round(i * (len(ranked) - 1) / (n - 1))] for i in range(n)]

@@ -38,7 +38,7 @@ import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 
 import common  # noqa: E402
-from ranking import correlations  # noqa: E402
+from ranking import correlations, one_per_quantile  # noqa: E402
 
 #: Supernet-training variants (issue 22): name -> (label, `supernet.*` overrides over the preset).
 VARIANTS: Dict[str, tuple] = {
@@ -98,11 +98,7 @@ def feasible_spread(space, flops_model, budget: float, n: int, seed: int, pool: 
     feasible genotypes sorted by FLOPs, one per quantile (the cheapest and the most expensive included)."""
     rng = random.Random(seed)
     cost = flops_model.cost
-    found = {space.sample_under(rng, cost, budget) for _ in range(pool)}
-    ranked = sorted(found, key=lambda g: (cost(g), g))
-    if len(ranked) <= n:
-        return ranked
-    return [ranked[round(i * (len(ranked) - 1) / (n - 1))] for i in range(n)]
+    return one_per_quantile({space.sample_under(rng, cost, budget) for _ in range(pool)}, cost, n)
 
 
 def bootstrap_intervals(x: Sequence[float], y: Sequence[float], resamples: int, seed: int) -> Dict[str, List[float]]:

@@ -35,6 +35,7 @@ import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 
 import common  # noqa: E402
+from ablation import winners  # noqa: E402
 
 ROWS = ("evolution", "random", "uniform", "uniform_g1", "groups_only")
 ROW_LABELS = {
@@ -86,14 +87,14 @@ def groups_only_search(run) -> Dict[str, Any]:
     joint = run.space
     groups = SearchSpace(run.arch, run.cfg.model.space, genes="groups")
     scfg = run.search_config()
-    evaluator, local = common.supernet_evaluator(run)
-    out_dir = Path(run.run_dir) / "searches" / "table1-groups"
-    out_dir.mkdir(parents=True, exist_ok=True)
     flops = flops_cost_model(groups)
-    cheapest = min(flops.cost(groups.uniform(g)) for g in (1, 2, 4, 8, 16, 32, 64, 128, 256))
+    cheapest = flops.cost(groups.smallest())
     if cheapest > scfg.flops_budget:
         return {"genotype": None, "note": f"no groups-only genotype fits {scfg.flops_budget:.4g} FLOPs (the "
                                           f"cheapest, every layer at its most groups, costs {cheapest:.4g})"}
+    evaluator, local = common.supernet_evaluator(run)
+    out_dir = Path(run.run_dir) / "searches" / "table1-groups"
+    out_dir.mkdir(parents=True, exist_ok=True)
     expanded = SimpleNamespace(score=lambda gs: evaluator.score([joint.expand(g) for g in gs]))
     result = evolutionary_search(
         groups, expanded, [(flops, scfg.flops_budget)], scfg,
@@ -109,18 +110,12 @@ def chosen_rows(run, search: str):
         raise SystemExit(f"{path} does not exist: run `mobisearch run --preset fashion_joint --run-dir "
                          f"{run.run_dir}` (or its search stage) first")
     result = json.loads(path.read_text())
-    uniform = [u for u in result.get("uniform") or [] if u]
-    if not uniform or not result.get("random_best"):
-        raise SystemExit(f"{path} has no uniform point or no random search within the budget")
-    best_uniform = max(uniform, key=lambda u: (u["fitness"], -u["costs"]["flops"]))
-    g1 = widest_uniform_g1(uniform)
+    searched = winners(result)  # the evolution winner, random search's best, the best uniform point (ablation.py)
+    g1 = widest_uniform_g1([u for u in result.get("uniform") or [] if u])
     rows = {
-        "evolution": {"genotype": result["genotype"], "supernet_fitness": result["fitness"],
-                      "evaluations": result["evaluations"]},
-        "random": {"genotype": result["random_best"]["genotype"], "supernet_fitness": result["random_best"]["fitness"],
-                   "evaluations": result.get("random_evaluations")},
-        "uniform": {"genotype": best_uniform["genotype"], "supernet_fitness": best_uniform["fitness"],
-                    "label": best_uniform.get("label")},
+        "evolution": {**searched["evolution"], "evaluations": result["evaluations"]},
+        "random": {**searched["random"], "evaluations": result.get("random_evaluations")},
+        "uniform": searched["uniform"],
         "uniform_g1": ({"genotype": g1["genotype"], "supernet_fitness": g1["fitness"], "label": g1.get("label")}
                        if g1 else {"genotype": None, "note": "no uniform width at groups 1 fits the budget"}),
         "groups_only": groups_only_search(run),
