@@ -55,6 +55,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--module", default="m3", help="m1, m2, m3 or a comma-separated list")
     p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--channels", type=int, default=3, help="input channels (1 for Fashion-MNIST's 28x28x1)")
+    p.add_argument("--stem", default="mobilenet", choices=["mobilenet", "quicknet"], help="the float stem")
     p.add_argument("--num-classes", type=int, default=None, help="default: 1000 (10 with --quick)")
     p.add_argument("--width-multiplier", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
@@ -70,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--tables-dir", default="runs/latency",
                    help="where tables and converted models (flatbuffers/, a cache) are written")
     p.add_argument("--json", default=None, help="also write all results to this JSON file")
+    p.add_argument("--convert-only", action="store_true",
+                   help="only convert every model into the cache (--tables-dir/flatbuffers) and exit: conversion "
+                        "needs no idle machine, the timing run after it does")
     args = p.parse_args(argv)
     if args.quick:
         args.input_size = 32
@@ -124,11 +129,13 @@ def mape(rows, key="error_pct", only=None):
 
 
 def run_module(module: str, args, rng: random.Random) -> dict:
-    arch = architecture(module, (args.input_size, args.input_size, 3), args.num_classes, args.width_multiplier)
+    arch = architecture(module, (args.input_size, args.input_size, args.channels), args.num_classes,
+                        args.width_multiplier, args.stem)
     space = SearchSpace(arch, args.mode)
     tables_dir = Path(args.tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    tag = f"{module}_{args.input_size}_c{args.num_classes}_w{args.width_multiplier:g}_t{args.threads}"
+    tag = (f"{module}_{args.input_size}x{args.channels}_c{args.num_classes}_w{args.width_multiplier:g}"
+           f"{'' if args.stem == 'mobilenet' else '_' + args.stem}_t{args.threads}")
     table_path = tables_dir / f"host_{tag}.json"
     print(f"=== {module.upper()} at {args.input_size}x{args.input_size}, {args.num_classes} classes, "
           f"width {args.width_multiplier:g}, {args.threads} thread(s), {args.mode} space ({space.size:.3g} genotypes)")
@@ -136,6 +143,17 @@ def run_module(module: str, args, rng: random.Random) -> dict:
     named, randoms = choose_genotypes(space, args.genotypes, [int(x) for x in args.uniform.split(",") if x.strip()], rng)
     t0 = time.time()
     cache = L.FlatbufferCache(tables_dir / "flatbuffers")
+    if args.convert_only:
+        keys = L.table_keys(arch, space.candidates, args.threads)
+        nets = L.reference_genotypes(arch, space.candidates) + [g for _, g in named + randoms]
+        for i, (key, _) in enumerate(keys, start=1):
+            cache.layer(key)
+            print(f"  layer {i}/{len(keys)} converted ({time.time() - t0:.0f} s)", flush=True)
+        for i, g in enumerate(nets, start=1):
+            cache.network(arch, g)
+            print(f"  network {i}/{len(nets)} converted ({time.time() - t0:.0f} s)", flush=True)
+        print(f"Converted into {tables_dir / 'flatbuffers'}: {cache.converted} new, the rest were cached")
+        return {"module": module, "converted": cache.converted}
     result = L.measure_host_table(
         arch,
         allowed=space.candidates,

@@ -23,7 +23,7 @@ from typing import Optional  # noqa: E402
 
 import click  # noqa: E402
 
-from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS  # noqa: E402
+from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS, STEMS  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/digits"
 
@@ -321,17 +321,19 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
 @click.option("--channels", default=3, show_default=True, type=int)
 @click.option("--num-classes", default=1000, show_default=True, type=int)
 @click.option("--width-multiplier", default=1.0, show_default=True, type=float)
+@click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default="mobilenet", show_default=True,
+              help="The float stem: MobileNet's (2x down) or QuickNet's (4x down).")
 @click.option("--space", "space_mode", type=click.Choice(["paper", "lce"]), default="paper", show_default=True,
               help="Which group counts are legal: all divisors (paper) or LCE-lowerable ones (lce).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object with bops, float_flops, flops.")
 @_friendly_errors
-def flops(module, groups, input_size, channels, num_classes, width_multiplier, space_mode, as_json):
+def flops(module, groups, input_size, channels, num_classes, width_multiplier, stem, space_mode, as_json):
     """BOPs, float FLOPs and FLOPs (= BOPs/64 + float FLOPs) of a genotype, counted analytically."""
     from .search.costs import count_costs
     from .nn.space import decode
     from .nn.specs import architecture
 
-    arch = architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
+    arch = architecture(module, (input_size, input_size, channels), num_classes, width_multiplier, stem)
     genes = decode(groups)
     spec = genes[0] if len(genes) == 1 else genes
     if "_w" in groups:  # group counts, then one width per block: counted at those widths
@@ -356,6 +358,8 @@ def flops(module, groups, input_size, channels, num_classes, width_multiplier, s
 
 
 def _arch_options(fn, *, module_required: bool = True, module_default: str = None):
+    fn = click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default="mobilenet",
+                      show_default=True, help="The float stem: MobileNet's (2x down) or QuickNet's (4x down).")(fn)
     fn = click.option("--width-multiplier", default=1.0, show_default=True, type=float)(fn)
     fn = click.option("--num-classes", default=1000, show_default=True, type=int)(fn)
     fn = click.option("--channels", default=3, show_default=True, type=int, help="Input channels.")(fn)
@@ -365,10 +369,10 @@ def _arch_options(fn, *, module_required: bool = True, module_default: str = Non
     return fn
 
 
-def _architecture(module, input_size, channels, num_classes, width_multiplier):
+def _architecture(module, input_size, channels, num_classes, width_multiplier, stem="mobilenet"):
     from .nn.specs import architecture
 
-    return architecture(module, (input_size, input_size, channels), num_classes, width_multiplier)
+    return architecture(module, (input_size, input_size, channels), num_classes, width_multiplier, stem)
 
 
 @main.group()
@@ -389,13 +393,13 @@ def latency():
               help="Directory for converted models (a rebuild converts nothing twice).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def latency_build(module, input_size, channels, num_classes, width_multiplier, threads, warmup, runs, statistic, mode,
+def latency_build(module, input_size, channels, num_classes, width_multiplier, stem, threads, warmup, runs, statistic, mode,
                   cache_dir, out):
     """Measure a host latency table (LCE interpreter, every layer configuration timed round-robin)."""
     from .deploy.host_table import build_latency_table
     from .nn.space import SearchSpace
 
-    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
     kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
     table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
                                 out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
@@ -423,12 +427,12 @@ def latency_show(table):
 @click.argument("table", type=click.Path(dir_okay=False))
 @click.argument("genotypes", nargs=-1, required=True)
 @_friendly_errors
-def latency_predict(module, input_size, channels, num_classes, width_multiplier, table, genotypes):
+def latency_predict(module, input_size, channels, num_classes, width_multiplier, stem, table, genotypes):
     """Predicted latency of GENOTYPES (1-2-4-... or one number g: uniform groups, clamped per layer)."""
     from .nn.space import SearchSpace, decode
     from .search.costs import LatencyCostModel
 
-    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
     model = LatencyCostModel(table, arch)
     space = SearchSpace(arch, "lce")
     for text in genotypes:
@@ -493,7 +497,7 @@ def device_parse(outputs, as_json, top):
               help="How profiled nodes are attributed to layers.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier, threads,
+def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier, stem, threads,
                  mapping, out):
     """Build a device latency table from captured lce_benchmark_model outputs."""
     from pathlib import Path
@@ -513,7 +517,7 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, chann
     else:
         if not runs or not module:
             raise click.UsageError("table needs --manifest, or --module and at least one --run OUTPUT.txt=GENOTYPE")
-        arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+        arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
         parsed_runs = []
         for item in runs:
             path, _, geno = item.rpartition("=")
@@ -534,12 +538,12 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, chann
               help="Search space whose group counts the models cover.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_friendly_errors
-def device_export_models(module, input_size, channels, num_classes, width_multiplier, mode, out):
+def device_export_models(module, input_size, channels, num_classes, width_multiplier, stem, mode, out):
     """Convert the calibration models (uniform genotypes covering the space) and write manifest.json."""
     from .deploy.calibration import export_calibration_models
     from .nn.space import SearchSpace
 
-    arch = _architecture(module, input_size, channels, num_classes, width_multiplier)
+    arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
     path = export_calibration_models(arch, out, allowed=SearchSpace(arch, mode).candidates)
     click.echo(f"Wrote {path}")
 

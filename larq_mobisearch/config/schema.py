@@ -126,6 +126,9 @@ class ModelConfig(Section):
     module: Choice(C.MODULES) = "m1"
     width_multiplier: Annotated[Float, Field(gt=0, le=MAX_WIDTH_MULTIPLIER)] = 0.5
     space: Choice(C.SPACE_MODES) = "lce"
+    #: the float stem: "mobilenet" (3x3 stride-2 conv, 2x down) or "quicknet" (larq-zoo QuickNet's: conv s2 +
+    #: depthwise s2 + 1x1, 4x down before the first binary conv; every later feature map half as large)
+    stem: Choice(C.STEMS) = "mobilenet"
     #: genes searched: "groups" (the paper: group counts), "width" (block widths) or "joint" (both)
     space_genes: Choice(C.SPACE_GENES) = "groups"
     #: width genes' choices: multipliers of each block's channels at `width_multiplier` (rounded to multiples of

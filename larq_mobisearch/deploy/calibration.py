@@ -95,7 +95,7 @@ def load_manifest(path: Union[str, os.PathLike]) -> Tuple[Architecture, List[Tup
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc, f"Manifest {path}")) from None
     a = manifest.architecture
-    arch = architecture(a.module, tuple(a.input_shape), a.num_classes, a.width_multiplier)
+    arch = architecture(a.module, tuple(a.input_shape), a.num_classes, a.width_multiplier, a.stem)
     out = []
     for i, m in enumerate(manifest.models):
         try:

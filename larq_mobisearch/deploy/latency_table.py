@@ -40,6 +40,8 @@ from .schema import DEVICE_PREFIX, SOURCE_HOST, TABLE_VERSION, TableFile, TableK
 
 KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
 ARCH_FIELDS = ("module", "input_shape", "num_classes", "width_multiplier")
+#: The stem a table's ``architecture`` means when it names none (tables made before the stem choice).
+DEFAULT_STEM = "mobilenet"
 
 
 class LatencyTableError(ValueError):
@@ -159,21 +161,27 @@ def machine_info(threads: int = 1, use_indirect_bgemm: bool = True, **extra) -> 
 
 
 def architecture_info(arch: Architecture) -> Dict[str, Any]:
-    """The JSON ``architecture`` field of a table or manifest."""
-    return {
+    """The JSON ``architecture`` field of a table or manifest (``stem`` only when not the default, so that
+    tables of MobileNet-stem networks keep their old form)."""
+    info = {
         "module": arch.module,
         "input_shape": [int(s) for s in arch.input_shape],
         "num_classes": int(arch.num_classes),
         "width_multiplier": float(arch.width_multiplier),
     }
+    if arch.stem_kind != DEFAULT_STEM:
+        info["stem"] = arch.stem_kind
+    return info
 
 
 def describe_architecture(info: Mapping[str, Any]) -> str:
-    """``M3 224x224x3, 1000 classes, width 1`` from an `architecture_info` dict."""
+    """``M3 224x224x3, 1000 classes, width 1`` (``, quicknet stem`` for another stem) from an
+    `architecture_info` dict."""
     h, w, c = info["input_shape"]
+    stem = info.get("stem", DEFAULT_STEM)
     return (
         f"{str(info['module']).upper()} {h}x{w}x{c}, {info['num_classes']} classes, "
-        f"width {info['width_multiplier']:g}"
+        f"width {info['width_multiplier']:g}" + ("" if stem == DEFAULT_STEM else f", {stem} stem")
     )
 
 
@@ -225,6 +233,7 @@ class LatencyTable:
             and list(have.get("input_shape", [])) == want["input_shape"]
             and int(have.get("num_classes", -1)) == want["num_classes"]
             and math.isclose(float(have.get("width_multiplier", -1)), want["width_multiplier"], rel_tol=1e-9)
+            and str(have.get("stem", DEFAULT_STEM)) == want.get("stem", DEFAULT_STEM)
         )
         if not same:
             how = (

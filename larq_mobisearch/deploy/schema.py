@@ -15,6 +15,8 @@ from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tupl
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
+from ..choices import STEMS
+
 TABLE_VERSION = 1
 MANIFEST_VERSION = 1
 SOURCE_HOST = "host"
@@ -95,6 +97,7 @@ class ArchitectureInfo(BaseModel):
     input_shape: Tuple[StrictInt, StrictInt, StrictInt]
     num_classes: PositiveInt
     width_multiplier: _number(0.0, inclusive=False)
+    stem: Literal[STEMS] = "mobilenet"
 
     @field_validator("input_shape")
     @classmethod

@@ -4,7 +4,8 @@ One builder (`build_network`) walks an `Architecture` and asks a factory for eac
 model (real `groups=g` layers, for retraining and export) and the weight-sharing supernet (masked shared
 kernels, `supernet.py`) are the same graph with the same layer names.
 
-Block layout (13 blocks on a float 3x3 stride-2 stem with 32 channels):
+Block layout (13 blocks on a float stem handing on 32 channels: MobileNet's 3x3 stride-2 conv, or QuickNet's
+3x3 stride-2 conv + 3x3 stride-2 depthwise conv + 1x1 conv, `specs.stem_specs`):
 
 - every block: binary 3x3 group conv Cin->Cin (stride s) + BatchNorm, plus a shortcut (identity, or
   2x2 average pooling when s = 2);
@@ -124,6 +125,23 @@ def network_options(model: tf.keras.Model) -> dict:
             "nonlinearity": "rprelu" if any(isinstance(l, RPReLU) for l in layers) else "none"}
 
 
+def build_stem(arch: Architecture, x, *, sync_batchnorm: bool = False):
+    """The float stem of `arch` (`specs.stem_specs`) on the image tensor `x`: each conv then BatchNorm
+    (``<conv>_bn``; the first one's is ``stem_bn``), a ReLU after QuickNet's first conv (``stem_relu``). No ReLU
+    at the stem's output: block 1 binarizes it with sign(), and sign(ReLU(x)) would be +1 everywhere."""
+    for k, spec in enumerate(arch.stem_convs):
+        if spec.depthwise:
+            conv = tf.keras.layers.DepthwiseConv2D(spec.kernel, strides=spec.stride, padding="same",
+                                                   use_bias=False, name=spec.name)
+        else:
+            conv = tf.keras.layers.Conv2D(spec.out_channels, spec.kernel, strides=spec.stride, padding="same",
+                                          use_bias=False, name=spec.name)
+        x = _bn_layer("stem_bn" if k == 0 else f"{spec.name}_bn", synchronized=sync_batchnorm)(conv(x))
+        if k == 0 and len(arch.stem_convs) > 1:
+            x = tf.keras.layers.ReLU(name="stem_relu")(x)
+    return x
+
+
 def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
                   sync_batchnorm: bool = False, activation: str = "approx_sign",
                   nonlinearity: str = "none", rprelu_init_slope: float = 0.25, kit=None) -> tf.keras.Model:
@@ -157,12 +175,7 @@ def build_network(arch: Architecture, make_conv: ConvFactory, name: str, *,
         return RPReLU(alpha_initializer=tf.keras.initializers.Constant(rprelu_init_slope), name=layer_name)(t)
 
     inputs = tf.keras.Input(shape=arch.input_shape, name="image")
-    stem = arch.stem
-    x = tf.keras.layers.Conv2D(
-        stem.out_channels, 3, strides=2, padding="same", use_bias=False, name=stem.name
-    )(inputs)
-    # No ReLU after the stem: the next layer binarizes with sign(), and sign(ReLU(x)) would be +1 everywhere.
-    x = _bn_layer("stem_bn", synchronized=sync_batchnorm)(x)
+    x = build_stem(arch, inputs, sync_batchnorm=sync_batchnorm)
 
     for block in arch.blocks:
         conv3, pointwise = block.convs[0], block.convs[1:]
@@ -212,6 +225,7 @@ def build_model(
     activation: str = "approx_sign",
     nonlinearity: str = "none",
     rprelu_init_slope: float = 0.25,
+    stem: str = "mobilenet",
 ) -> tf.keras.Model:
     """Build a fixed binary MobileNet with module M1, M2 or M3.
 
@@ -230,12 +244,14 @@ def build_model(
         activation: "approx_sign" (default) or "rsign" (ReActNet's learnable thresholds).
         nonlinearity: "none" (default) or "rprelu" (ReActNet's RPReLU after each residual add).
         rprelu_init_slope: initial negative slope of the RPReLUs (default 0.25, ReActNet's).
+        stem: "mobilenet" (default: a float 3x3 stride-2 conv) or "quicknet" (larq-zoo QuickNet's float stem,
+            4x down before the first binary conv; `specs.stem_specs`).
 
     # Returns
         A `tf.keras.Model` producing logits. Invalid group counts raise ValueError naming the layer and
         the allowed values.
     """
-    arch = architecture(module, input_shape, num_classes, width_multiplier)
+    arch = architecture(module, input_shape, num_classes, width_multiplier, stem)
     if isinstance(groups, int) and not isinstance(groups, bool):
         groups = arch.uniform_genotype(groups, lce_compatible)
     genes = arch.check_groups(groups, lce_compatible=lce_compatible)

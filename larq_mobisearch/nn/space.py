@@ -121,7 +121,7 @@ class SearchSpace:
         M2's float 1x1 convs)."""
         union = [set() for _ in self.arch.gene_layers]
         lce = self.mode == "lce"
-        stem = self.arch.stem.out_channels
+        stem = self.arch.stem_channels
         for spec in self.arch.gene_layers:
             block = spec.block
             ins = (stem,) if block == 1 else self.widths[block - 2]

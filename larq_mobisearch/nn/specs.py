@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple
 
-from ..choices import BASELINES, MODULES, check_choice, not_allowed
+from ..choices import BASELINES, MODULES, STEMS, check_choice, not_allowed
 
 
 #: The 13 MobileNetV1 blocks (paper §3.2.2): (input channels, output channels, stride).
@@ -93,7 +93,8 @@ class ConvSpec:
     """One convolution of the network.
 
     `kind` is "binary" (binary weights and activations) or "float". `gene` is the index of the genotype
-    entry giving its group count, or None for a convolution that always has one group.
+    entry giving its group count, or None for a convolution with the fixed group count `groups` (1, or its
+    channels for the QuickNet stem's depthwise conv).
     """
 
     name: str
@@ -106,13 +107,20 @@ class ConvSpec:
     in_size: Tuple[int, int]
     out_size: Tuple[int, int]
     gene: Optional[int] = None
+    groups: int = 1
 
     @property
     def binary(self) -> bool:
         return self.kind == "binary"
 
-    def macs(self, groups: int = 1) -> int:
-        """Multiply-accumulates at `groups` groups (BOPs for a binary conv, FLOPs for a float one)."""
+    @property
+    def depthwise(self) -> bool:
+        return self.gene is None and self.groups > 1 and self.groups == self.in_channels == self.out_channels
+
+    def macs(self, groups: Optional[int] = None) -> int:
+        """Multiply-accumulates at `groups` groups (default: the conv's fixed `groups`; BOPs for a binary conv,
+        FLOPs for a float one)."""
+        groups = self.groups if groups is None else groups
         h, w = self.out_size
         return h * w * self.kernel * self.kernel * (self.in_channels // groups) * self.out_channels
 
@@ -137,7 +145,10 @@ class BlockSpec:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A binary MobileNet of one module type at one input shape."""
+    """A binary MobileNet of one module type at one input shape.
+
+    `stem` is the stem's first conv, `stem_rest` the convs after it (QuickNet's depthwise and 1x1), `stem_kind`
+    one of `choices.STEMS`."""
 
     module: str
     input_shape: Tuple[int, int, int]
@@ -145,10 +156,21 @@ class Architecture:
     width_multiplier: float
     stem: ConvSpec
     blocks: Tuple[BlockSpec, ...]
+    stem_rest: Tuple[ConvSpec, ...] = ()
+    stem_kind: str = "mobilenet"
+
+    @property
+    def stem_convs(self) -> Tuple[ConvSpec, ...]:
+        return (self.stem,) + self.stem_rest
+
+    @property
+    def stem_channels(self) -> int:
+        """Channels the stem hands to block 1."""
+        return self.stem_convs[-1].out_channels
 
     @property
     def convs(self) -> Tuple[ConvSpec, ...]:
-        return (self.stem,) + tuple(c for b in self.blocks for c in b.convs)
+        return self.stem_convs + tuple(c for b in self.blocks for c in b.convs)
 
     @property
     def gene_layers(self) -> Tuple[ConvSpec, ...]:
@@ -176,7 +198,7 @@ class Architecture:
         if channels == self.block_channels:
             return self
         blocks = []
-        cin = self.stem.out_channels
+        cin = self.stem_channels
         for block, cout in zip(self.blocks, channels):
             convs = []
             for conv in block.convs:
@@ -255,19 +277,45 @@ def _out_size(size: Tuple[int, int], stride: int) -> Tuple[int, int]:
     return tuple(-(-s // stride) for s in size)  # "same" padding
 
 
+def stem_specs(kind: str, input_shape: Sequence[int], channels: int) -> Tuple[ConvSpec, ...]:
+    """The float convs of a stem (`choices.STEMS`) for an input of `input_shape`, handing `channels` on.
+
+    - ``"mobilenet"``: a 3x3 stride-2 conv to `channels` (2x down; MobileNetV1's stem).
+    - ``"quicknet"``: larq-zoo QuickNet's stem, 4x down before the first binary conv: a 3x3 stride-2 conv to
+      ``channels // 4`` (at least 8), BatchNorm and ReLU, a 3x3 stride-2 depthwise conv, a 1x1 conv to `channels`.
+      The blocks keep their strides, so every feature map after the stem is half as large as with the MobileNet
+      stem (224 px: blocks 1..13 at 56, 28, 14, 7, 4 instead of 112 ... 7), and BOPs drop about 4x.
+    """
+    check_choice("Unknown stem", kind, STEMS)
+    h, w, c = (int(s) for s in input_shape)
+    half = _out_size((h, w), 2)
+    if kind == "mobilenet":
+        return (ConvSpec("stem_conv", 0, "float", 3, c, channels, 2, (h, w), half),)
+    narrow = max(8, channels // 4)
+    quarter = _out_size(half, 2)
+    return (
+        ConvSpec("stem_conv", 0, "float", 3, c, narrow, 2, (h, w), half),
+        ConvSpec("stem_dw", 0, "float", 3, narrow, narrow, 2, half, quarter, groups=narrow),
+        ConvSpec("stem_pw", 0, "float", 1, narrow, channels, 1, quarter, quarter),
+    )
+
+
 def architecture(
     module: str,
     input_shape: Sequence[int] = (224, 224, 3),
     num_classes: int = 1000,
     width_multiplier: float = 1.0,
+    stem: str = "mobilenet",
 ) -> Architecture:
-    """Describe the binary MobileNet with module `module` ("m1", "m2" or "m3").
+    """Describe the binary MobileNet with module `module` ("m1", "m2" or "m3") on stem `stem` (`stem_specs`).
 
     Genes (searchable group counts), in order: the binary 3x3 group conv of blocks 1..13, then for M2 the
     real-valued 1x1 convs of the five blocks whose channel count changes (blocks 1, 2, 4, 6, 12).
     """
     module = str(module).lower()
     check_choice("Unknown module", module, MODULES)
+    stem = str(stem).lower()
+    check_choice("Unknown stem", stem, STEMS)
     if len(input_shape) != 3 or any(int(s) < 1 for s in input_shape):
         raise ValueError(f"input_shape must be (height, width, channels) with positive sizes, received {input_shape}")
     if int(num_classes) < 1:
@@ -275,9 +323,9 @@ def architecture(
     if not width_multiplier > 0:
         raise ValueError(f"width_multiplier must be > 0, received {width_multiplier}")
     h, w, c = (int(s) for s in input_shape)
-    size = _out_size((h, w), 2)
     stem_ch = _scaled(STEM_CHANNELS, width_multiplier)
-    stem = ConvSpec("stem_conv", 0, "float", 3, c, stem_ch, 2, (h, w), size)
+    stem_convs = stem_specs(stem, (h, w, c), stem_ch)
+    size = stem_convs[-1].out_size
 
     blocks = []
     float_pw_gene = len(MOBILENET_BLOCKS)
@@ -303,7 +351,8 @@ def architecture(
             convs.append(ConvSpec(f"block{i}_pw", i, "binary", 1, cin, cout, 1, out, out))
         blocks.append(BlockSpec(i, cin, cout, stride, size, out, tuple(convs), shortcut))
         size = out
-    return Architecture(module, (h, w, c), int(num_classes), float(width_multiplier), stem, tuple(blocks))
+    return Architecture(module, (h, w, c), int(num_classes), float(width_multiplier), stem_convs[0], tuple(blocks),
+                        stem_convs[1:], stem)
 
 
 def width_candidates(arch: Architecture, multipliers: Sequence[float] = DEFAULT_WIDTH_CHOICES) -> Tuple[Tuple[int, ...], ...]:

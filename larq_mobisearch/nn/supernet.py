@@ -174,7 +174,7 @@ def assign_genotype(model: tf.keras.Model, genotype, space: Optional[SearchSpace
     specs = {c.name: c for b in arch.blocks for c in b.convs}
     for layer in _elastic_layers(model):
         spec = specs[layer.name]
-        cin = tf.constant(arch.stem.out_channels, tf.int32) if spec.block == 1 else row[n + spec.block - 2]
+        cin = tf.constant(arch.stem_channels, tf.int32) if spec.block == 1 else row[n + spec.block - 2]
         if spec.kernel == 3:
             cout = cin
         else:

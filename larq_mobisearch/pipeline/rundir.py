@@ -301,7 +301,8 @@ class Run:
     @property
     def arch(self) -> Architecture:
         d = self.data
-        return architecture(self.cfg.model.module, d.input_shape, d.num_classes, self.cfg.model.width_multiplier)
+        m = self.cfg.model
+        return architecture(m.module, d.input_shape, d.num_classes, m.width_multiplier, m.stem)
 
     @property
     def space(self) -> SearchSpace:

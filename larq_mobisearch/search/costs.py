@@ -52,7 +52,7 @@ def count_costs(arch: Architecture, groups=1, *, check: bool = False, lce_compat
     bops = 0
     flops = arch.classifier_macs
     for conv in arch.convs:
-        g = 1 if conv.gene is None else genes[conv.gene]
+        g = conv.groups if conv.gene is None else genes[conv.gene]
         if conv.in_channels % g or conv.out_channels % g:
             raise ValueError(
                 f"group count {g} does not divide the channels of {conv.name} "
@@ -150,7 +150,7 @@ class WidthFlopsCostModel:
         if self._min is None:
             base = list(self.arch.block_channels)
             widths = self.space.widths
-            fixed = self.arch.stem.macs()
+            fixed = sum(conv.macs() for conv in self.arch.stem_convs)
             best = {None: float(fixed)}  # width of the previous block -> cheapest cost so far
             for i, choices in enumerate(widths, start=1):
                 nxt: Dict[int, float] = {}

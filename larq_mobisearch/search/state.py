@@ -81,6 +81,8 @@ def config_fingerprint(
             "num_classes": getattr(arch, "num_classes", None),
             "width_multiplier": getattr(arch, "width_multiplier", None),
         }
+        if getattr(arch, "stem_kind", "mobilenet") != "mobilenet":  # absent for the default: old hashes hold
+            arch_info["stem"] = arch.stem_kind
     if settings is None:
         settings = {k: v for k, v in search_settings(config).items() if k not in HASH_EXCLUDED_FIELDS}
     # Two reference costs per model catch a changed cost model (e.g. another latency table) with the same name.
