@@ -28,6 +28,7 @@ import common  # noqa: E402  (benchmarks/common.py; pure Python)
 import fashion_md  # noqa: E402
 import methods_md  # noqa: E402
 import elastic_md  # noqa: E402
+import pareto_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
@@ -399,6 +400,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         elastic_md.RANKING_VARIANTS_CMD,
         elastic_md.TABLE1_JOINT_CMD,
         elastic_md.EFFICIENCY_JOINT_CMD,
+        pareto_md.PARETO_CMD,
         MD_CMD,
         "```",
         "",
@@ -421,6 +423,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
                                                 command=elastic_md.EFFICIENCY_JOINT_CMD)
     lines += elastic_md.table1_joint_markdown(fashion.get("table1_joint"), fashion.get("table1_joint_plot"))
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
+    lines += pareto_md.pareto_markdown(fashion.get("pareto"), fashion.get("pareto_plot")).rstrip("\n").split("\n") + [""]
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -457,10 +460,12 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                (("ablation", "ablation_fashion"), ("efficiency", "efficiency"), ("ranking", "ranking"),
                                 ("methods", "methods"), ("elastic_step", "elastic_step"),
                                 ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
-                                ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"))}
+                                ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"),
+                                ("pareto", "pareto"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),
+        "pareto": (pareto_md.plot_pareto, "pareto.png"),
         "table1_joint": (elastic_md.plot_table1_joint, "table1_joint.png"),
         "ranking_variants": (elastic_md.plot_ranking_variants, "ranking_variants.png"),
         "elastic_step": (elastic_md.plot_elastic_step, "elastic_step.png"),

@@ -1,0 +1,290 @@
+"""The pure logic and the BENCHMARKS.md section of `pareto.py` (accuracy x host latency on Fashion-MNIST: the
+searched models against uniform (width, groups) points, larq-zoo's binary networks and float MobileNetV1).
+
+Pure Python plus matplotlib (imported lazily): `make_benchmarks_md.py` and the tests import this module without
+TensorFlow. Every number comes from the JSON that `pareto.py` writes (``benchmarks/results/pareto.json``):
+
+- `accuracy_summary`: mean test top-1 over seeds and its standard error (the test set's binomial error and the
+  seeds' spread, combined);
+- `pareto_front`: the (latency, accuracy) points no other point dominates;
+- `dominance_reading`: for every point that is not ours, the best searched point at or below its latency and
+  the margin; the goal is that the searched front dominates every uniform and larq-zoo point;
+- `plot_pareto`, `pareto_markdown`: the PNG and the markdown section.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+PARETO_CMD = ".venv/bin/python benchmarks/pareto.py --json benchmarks/results/pareto.json"
+PARETO_PLOT = "benchmarks/results/pareto.png"
+#: The family of our searched models, and the families the goal asks it to dominate (float MobileNetV1 is the
+#: accuracy ceiling of a float network, listed in the reading but not part of the goal).
+SEARCHED = "searched"
+GOAL_FAMILIES = ("uniform", "larq-zoo")
+FAMILY_ORDER = ("searched", "uniform", "larq-zoo", "float")
+FAMILY_COLORS = {"searched": "tab:blue", "uniform": "tab:orange", "larq-zoo": "tab:red", "float": "tab:gray"}
+FAMILY_LABELS = {"searched": "searched (ours, joint width x groups)", "uniform": "uniform (width, groups) (ours)",
+                 "larq-zoo": "larq-zoo binary networks", "float": "float MobileNetV1 (accuracy ceiling)"}
+SE_RULE = ("SE = sqrt(binomial SE of the mean top-1 on the test set^2 + seed std^2 / seeds): the test images are "
+           "the same for every seed, so their part does not shrink with more seeds")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure logic
+
+
+def accuracy_summary(values: Sequence[float], test_size: int) -> Dict[str, Any]:
+    """Mean test top-1 over seeds (`values`, fractions) in points, its sample std, and its standard error.
+
+    The standard error combines the binomial standard error of a top-1 near the mean measured on `test_size`
+    images (the same images for every seed, so it does not shrink with seeds) and the standard error of the mean
+    over seeds (sample std / sqrt(seeds); 0 with one seed): ``se = sqrt(binomial^2 + std^2 / n)``.
+    """
+    vals = [100.0 * float(v) for v in values]
+    if not vals:
+        raise ValueError("accuracy_summary needs at least one value")
+    n = len(vals)
+    mean = sum(vals) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
+    p = min(max(mean / 100.0, 0.0), 1.0)
+    binomial = 100.0 * math.sqrt(p * (1.0 - p) / int(test_size))
+    return {"mean": mean, "std": std, "n": n, "values": vals, "binomial_se": binomial,
+            "se": math.sqrt(binomial ** 2 + std ** 2 / n)}
+
+
+def pareto_front(points: Sequence[Tuple[float, float]]) -> List[int]:
+    """Indices of the points of `points` ((latency, accuracy) pairs) that no other point dominates, by latency.
+
+    A point q dominates p when q is no slower and no less accurate, and strictly better in one of the two. Equal
+    points do not dominate each other: both stay on the front.
+    """
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front: List[int] = []
+    best = -math.inf
+    for i in order:
+        lat, acc = points[i]
+        if acc > best:
+            front.append(i)
+            best = acc
+        elif front and acc == best and tuple(points[front[-1]]) == (lat, acc):
+            front.append(i)  # an exact duplicate of the last front point
+    return front
+
+
+def dominance(point: Mapping[str, Any], searched: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Whether a searched point dominates `point`: a higher test top-1 at a latency no higher than its.
+
+    Points are mappings with ``label``, ``latency_ms``, ``top1`` (points) and ``se`` (points). Compared with the
+    most accurate searched point at or below `point`'s latency: ``margin`` = its top-1 - `point`'s, with the
+    standard error ``sqrt(se_a^2 + se_b^2)`` (conservative: both see the same test images, so their binomial parts
+    are positively correlated and the true error of the difference is smaller).
+    """
+    faster = [s for s in searched if s["latency_ms"] <= point["latency_ms"]]
+    out: Dict[str, Any] = {"label": point["label"], "family": point.get("family"), "latency_ms": point["latency_ms"],
+                           "top1": point["top1"], "se": point["se"], "by": None, "margin": None, "margin_se": None,
+                           "dominated": False, "dominated_2se": False}
+    if not faster:
+        out["note"] = "no searched point at or below its latency"
+        return out
+    best = max(faster, key=lambda s: (s["top1"], -s["latency_ms"]))
+    margin = best["top1"] - point["top1"]
+    se = math.hypot(best["se"], point["se"])
+    out.update(by=best["label"], by_latency_ms=best["latency_ms"], by_top1=best["top1"], margin=margin, margin_se=se,
+               dominated=margin > 0, dominated_2se=margin > 2 * se)
+    return out
+
+
+def dominance_reading(points: Sequence[Mapping[str, Any]], goal_families: Sequence[str] = GOAL_FAMILIES
+                      ) -> Dict[str, Any]:
+    """`dominance` of every point outside the searched family, and the goal: every point of `goal_families` is
+    dominated. ``goal_met`` is None when there is no searched point or no point of `goal_families`."""
+    searched = [p for p in points if p.get("family") == SEARCHED]
+    entries = [dict(dominance(p, searched), in_goal=p.get("family") in goal_families)
+               for p in points if p.get("family") != SEARCHED]
+    goal = [e for e in entries if e["in_goal"]]
+    met = all(e["dominated"] for e in goal) if (goal and searched) else None
+    met_2se = all(e["dominated_2se"] for e in goal) if (goal and searched) else None
+    return {"entries": entries, "goal_met": met, "goal_met_2se": met_2se,
+            "goal": f"the searched front dominates every {' and '.join(goal_families)} point (higher test top-1 at "
+                    "no higher latency)"}
+
+
+def row_point(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """A row of the JSON as a point for the reading (None until it has an accuracy and a latency)."""
+    acc, lat = row.get("accuracy"), row.get("latency")
+    if not acc or not lat:
+        return None
+    return {"label": row["label"], "family": row["family"], "latency_ms": lat["mean_ms"], "top1": acc["mean"],
+            "se": acc["se"]}
+
+
+def result_points(result: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    return [p for p in (row_point(r) for r in result.get("rows") or []) if p is not None]
+
+
+def family_fronts(points: Sequence[Mapping[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    """Each family's Pareto front (its points, by latency)."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for fam in dict.fromkeys(p["family"] for p in points):
+        mine = [p for p in points if p["family"] == fam]
+        out[fam] = [mine[i] for i in pareto_front([(p["latency_ms"], p["top1"]) for p in mine])]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plot and markdown
+
+
+def plot_pareto(result: Mapping[str, Any], path: str) -> Optional[str]:
+    """Test top-1 against host latency: every row's mean ± SE, each family's Pareto front as a step line."""
+    import common
+
+    points = result_points(result)
+    if not points:
+        return None
+    fig, (ax,) = common.figure(7.4, 4.8)
+    fronts = family_fronts(points)
+    for fam in sorted(fronts, key=lambda f: FAMILY_ORDER.index(f) if f in FAMILY_ORDER else 99):
+        mine = [p for p in points if p["family"] == fam]
+        color = FAMILY_COLORS.get(fam, "black")
+        ax.errorbar([p["latency_ms"] for p in mine], [p["top1"] for p in mine], yerr=[p["se"] for p in mine],
+                    fmt="o", color=color, capsize=3, ms=5, label=FAMILY_LABELS.get(fam, fam))
+        front = fronts[fam]
+        ax.step([p["latency_ms"] for p in front], [p["top1"] for p in front], where="post", color=color, lw=1.2,
+                alpha=0.8)
+        for p in mine:
+            ax.annotate(p["label"], (p["latency_ms"], p["top1"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", color=color)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    s = result.get("settings") or {}
+    epochs = s.get("epochs")
+    ax.set_xlabel("host latency (ms, log scale): round-robin mean, 1 thread, x86; LCE interpreter for binary "
+                  "models, TFLite for float")
+    ax.set_ylabel("test top-1 (%), mean ± SE over seeds")
+    ax.set_title(f"{s.get('dataset', '')}: {epochs} epoch{'' if epochs == 1 else 's'}, one recipe for every model; "
+                 "steps: each family's Pareto front", fontsize=9)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    return common.save_png(fig, path)
+
+
+def numerics_failed(row: Mapping[str, Any]) -> bool:
+    """Whether the `.tflite` of some seed of `row` differs from its Keras model beyond the export's tolerance."""
+    return any((s.get("numerics") or {}).get("passed") is False for s in row.get("per_seed") or [])
+
+
+NUMERICS_MARK = "†"
+NUMERICS_NOTE = (f"{NUMERICS_MARK} the `.tflite` differs from the Keras model beyond the export's numerics tolerance "
+                 "(`deploy.verify`; recorded per seed under `numerics`, not enforced for models that are not ours): "
+                 "read its `.tflite` top-1 as what the deployed file computes.")
+
+
+def tflite_top1_text(row: Mapping[str, Any]) -> str:
+    """Mean `.tflite` top-1 over seeds (points), marked when the numerics gate failed."""
+    tfl = [s.get("tflite_accuracy") for s in row.get("per_seed") or [] if s.get("tflite_accuracy") is not None]
+    if not tfl:
+        return "-"
+    return f"{100 * sum(tfl) / len(tfl):.2f}" + (NUMERICS_MARK if numerics_failed(row) else "")
+
+
+def _fmt_row(row: Mapping[str, Any], reference: Optional[str]) -> str:
+    acc, lat, c = row.get("accuracy"), row.get("latency"), row.get("costs") or {}
+    acc_txt = f"{acc['mean']:.2f} ± {acc['se']:.2f}" if acc else "-"
+    tfl_txt = tflite_top1_text(row)
+    lat_txt = f"{lat['mean_ms']:.3f} ({lat['p10_ms']:.3f}-{lat['p90_ms']:.3f})" if lat else "-"
+    paired = row.get("paired_to_reference")
+    ratio = "1 (reference)" if row["label"] == reference else (f"{paired['median']:.2f}x" if paired else "-")
+    fl = f"{c['flops']:.3g}" if c.get("flops") is not None else "-"
+    bops = f"{c['bops']:.3g}" if c.get("bops") is not None else "-"
+    size = f"{row['tflite_bytes'] / 1e3:,.0f} kB" if row.get("tflite_bytes") else "-"
+    seeds = len(acc["values"]) if acc else 0
+    return (f"| {row['family']} | {row['label']} | {row.get('input_size', '-')} | {seeds} | {acc_txt} | {tfl_txt} | "
+            f"{fl} | {bops} | {size} | {lat_txt} | {ratio} |")
+
+
+def reading_lines(reading: Mapping[str, Any]) -> List[str]:
+    """One line per compared point, then the goal's verdict."""
+    out = []
+    for e in reading.get("entries") or []:
+        head = f"- {e['label']} ({e['family']}, {e['top1']:.2f}% at {e['latency_ms']:.3f} ms)"
+        if e.get("margin") is None:
+            out.append(f"{head}: not dominated: {e.get('note', 'no searched point at or below its latency')}"
+                       + ("" if e.get("in_goal") else " (not part of the goal)") + ".")
+            continue
+        verdict = "dominated" if e["dominated"] else "NOT dominated"
+        strength = " (by more than 2 SE)" if e["dominated_2se"] else ""
+        out.append(f"{head}: {verdict}{strength} by {e['by']} ({e['by_top1']:.2f}% at {e['by_latency_ms']:.3f} ms): "
+                   f"margin {e['margin']:+.2f} ± {e['margin_se']:.2f} points"
+                   + ("" if e.get("in_goal") else " (not part of the goal)") + ".")
+    met = reading.get("goal_met")
+    if met is None:
+        out.append("Goal (" + reading.get("goal", "") + "): not decided yet (no searched point or no peer with a "
+                   "latency and an accuracy).")
+    else:
+        out.append(f"Goal ({reading.get('goal', '')}): **{'MET' if met else 'NOT MET'}**"
+                   + (" (every margin above 2 SE)" if reading.get("goal_met_2se") else "") + ".")
+    return out
+
+
+def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = None) -> str:
+    """The BENCHMARKS.md section: how it was measured, one table row per model, the plot and the reading.
+
+    `plot` is the PNG's path as the markdown links it (default: the JSON's ``plot``, else `PARETO_PLOT`)."""
+    if not result:
+        return f"## Accuracy x latency against what users would otherwise pick\n\nNot run yet: `{PARETO_CMD}`.\n"
+    s = result.get("settings") or {}
+    reference = result.get("reference")
+    reading = result.get("reading") or dominance_reading(result_points(result))
+    plot = plot or result.get("plot") or PARETO_PLOT
+    fractions = ", ".join(f"{f:g}" for f in s.get("budget_fractions") or [])
+    epochs = s.get("epochs")
+    out = [
+        f"## Accuracy x latency against what users would otherwise pick ({s.get('dataset', '')})",
+        "",
+        "```bash",
+        result.get("command", PARETO_CMD),
+        "```",
+        "",
+        f"One training recipe for every model: {epochs} epoch{'' if epochs == 1 else 's'}, "
+        f"{str(s.get('optimizer')).capitalize()} {s.get('learning_rate', 0):g} with {s.get('schedule')} decay, batch "
+        f"{s.get('batch_size')}, no augmentation, seeds {', '.join(map(str, s.get('seeds') or []))} "
+        f"(initialization); test top-1 on the {s.get('test_size', 0):,}-image test split (Fashion-MNIST: the "
+        f"official one), in Keras and as the `.tflite` (LCE interpreter for binary "
+        f"models, TFLite for float). Searched rows: the joint (width x groups) search of the `{s.get('run_dir')}` "
+        f"supernet at FLOPs budgets of {fractions} x the uniform width-1 / groups-1 model, each winner retrained "
+        f"from scratch. Inputs {s.get('image_size')}x{s.get('image_size')}x{s.get('channels')}; models that do not "
+        f"build at that size get the images zero-padded (background value) to the size in the table. Host "
+        f"latency: every `.tflite` timed together, round-robin, 1 thread, {s.get('timing_runs')} rounds "
+        f"(mean, p10-p90); "
+        + (f"ratio = paired median per-round ratio to {reference}. " if reference else "not timed yet. ")
+        + f"{SE_RULE}."
+        + ("" if result.get("complete") else " **Incomplete: the models finished so far.**"),
+        "",
+        "| family | model | input | seeds | test top-1 (%) ± SE | .tflite top-1 (%) | FLOPs | BOPs | .tflite | "
+        "latency ms (p10-p90) | ratio |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    out += [_fmt_row(r, reference) for r in result.get("rows") or []]
+    if any(numerics_failed(r) for r in result.get("rows") or []):
+        out += ["", NUMERICS_NOTE]
+    genotypes = [r for r in result.get("rows") or [] if r.get("genotype")]
+    if genotypes:
+        out += ["", "Genotypes (group counts, then block widths after `_w`):", ""]
+        out += [f"- {r['label']}: `{r['genotype']}`" for r in genotypes]
+    out += ["", f"![accuracy vs latency]({plot})", "", "Reading:", ""]
+    lines = reading_lines(reading)
+    out += lines[:-1] + ["", lines[-1]]  # the goal's verdict as a paragraph of its own
+    machine = result.get("machine")
+    if machine:
+        import common
+
+        out += ["", f"Machine: {common.machine_summary(machine)}. Host x86 LCE kernels, not a phone: read ratios."]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,246 @@
+"""benchmarks/pareto.py and its BENCHMARKS.md section (benchmarks/pareto_md.py): the Pareto front against a
+brute-force dominance check, the dominance reading and the standard error on hand-computed cases, the padding of
+inputs; and (issue 23's "must show") a larq-zoo QuickNetSmall trained for a couple of steps through pareto.py's own
+training function, on images padded from 28x28 to the 32x32 it needs, and exported fully binary through the
+package's LCE export."""
+
+import json
+import math
+import random
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import pareto_md as md  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pareto front and dominance
+
+
+def _brute_force_front(points):
+    """Indices no other point dominates: written as the definition, every pair compared."""
+    keep = []
+    for i, (li, ai) in enumerate(points):
+        beaten = any((lj <= li and aj >= ai) and (lj < li or aj > ai) for j, (lj, aj) in enumerate(points) if j != i)
+        if not beaten:
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pareto_front_equals_the_brute_force_definition(seed):
+    rng = random.Random(seed)
+    # small integer grids: many ties in latency, accuracy or both
+    points = [(rng.randint(1, 6), rng.randint(80, 86)) for _ in range(rng.randint(1, 14))]
+    got = md.pareto_front(points)
+    assert sorted(got) == _brute_force_front(points)
+    lats = [points[i][0] for i in got]
+    accs = [points[i][1] for i in got]
+    assert lats == sorted(lats) and accs == sorted(accs)  # a front: slower only if more accurate
+
+
+def test_pareto_front_hand_cases():
+    assert md.pareto_front([]) == []
+    assert md.pareto_front([(1.0, 90.0)]) == [0]
+    # (2, 89) is slower and less accurate than (1, 90); (3, 91) is slower and more accurate
+    assert md.pareto_front([(2.0, 89.0), (3.0, 91.0), (1.0, 90.0)]) == [2, 1]
+    # same latency: only the more accurate; same accuracy: only the faster; exact duplicates both stay
+    assert md.pareto_front([(1.0, 88.0), (1.0, 89.0)]) == [1]
+    assert md.pareto_front([(2.0, 89.0), (1.0, 89.0)]) == [1]
+    assert md.pareto_front([(1.0, 89.0), (1.0, 89.0)]) == [0, 1]
+
+
+def _p(label, family, lat, top1, se=0.3):
+    return {"label": label, "family": family, "latency_ms": lat, "top1": top1, "se": se}
+
+
+def test_dominance_picks_the_most_accurate_searched_point_at_or_below_the_latency():
+    searched = [_p("s1", "searched", 0.2, 89.0, 0.3), _p("s2", "searched", 0.3, 90.0, 0.4),
+                _p("s3", "searched", 0.5, 92.0, 0.3)]
+    peer = _p("qns", "larq-zoo", 0.3, 89.5, 0.3)
+    d = md.dominance(peer, searched)  # s3 is slower: not allowed; s2 (equal latency) is the best allowed
+    assert d["by"] == "s2" and d["dominated"]
+    assert d["margin"] == pytest.approx(0.5)
+    assert d["margin_se"] == pytest.approx(0.5)  # sqrt(0.4^2 + 0.3^2)
+    assert not d["dominated_2se"]
+    fast = md.dominance(_p("fast", "uniform", 0.1, 80.0), searched)
+    assert fast["by"] is None and not fast["dominated"] and fast["margin"] is None
+    worse = md.dominance(_p("u", "uniform", 0.25, 89.5, 0.1), searched)
+    assert worse["by"] == "s1" and worse["margin"] == pytest.approx(-0.5) and not worse["dominated"]
+
+
+def test_dominance_reading_goal_counts_uniform_and_zoo_but_not_float():
+    points = [_p("s1", "searched", 0.2, 89.0, 0.1), _p("s2", "searched", 0.4, 91.0, 0.1),
+              _p("u1", "uniform", 0.25, 88.0, 0.1), _p("qns", "larq-zoo", 1.0, 90.0, 0.1),
+              _p("mbv1", "float", 0.5, 93.0, 0.1)]
+    r = md.dominance_reading(points)
+    by = {e["label"]: e for e in r["entries"]}
+    assert set(by) == {"u1", "qns", "mbv1"}
+    assert by["u1"]["dominated"] and by["qns"]["dominated"] and not by["mbv1"]["dominated"]
+    assert not by["mbv1"]["in_goal"]
+    assert r["goal_met"] is True and r["goal_met_2se"] is True  # margins 1.0 and 1.0 vs 2 SE = 0.28
+    points[3] = _p("qns", "larq-zoo", 1.0, 91.5, 0.1)
+    assert md.dominance_reading(points)["goal_met"] is False
+    assert md.dominance_reading([p for p in points if p["family"] != "searched"])["goal_met"] is None
+
+
+def test_accuracy_summary_combines_the_test_binomial_error_and_the_seed_spread():
+    s = md.accuracy_summary([0.90, 0.92], test_size=10000)
+    assert s["mean"] == pytest.approx(91.0) and s["n"] == 2
+    assert s["std"] == pytest.approx(math.sqrt(2.0))
+    binomial = 100 * math.sqrt(0.91 * 0.09 / 10000)
+    assert s["binomial_se"] == pytest.approx(binomial)
+    assert s["se"] == pytest.approx(math.sqrt(binomial ** 2 + 2.0 / 2))
+    one = md.accuracy_summary([0.5], test_size=100)
+    assert one["std"] == 0.0 and one["se"] == pytest.approx(5.0)  # 100 * sqrt(0.25 / 100)
+    with pytest.raises(ValueError):
+        md.accuracy_summary([], test_size=10)
+
+
+def _result(complete=True):
+    rows = []
+    for fam, label, lat, accs in (("searched", "searched <= 0.5x", 0.30, [0.905, 0.909]),
+                                  ("uniform", "uniform w0.75 g4", 0.32, [0.899, 0.901]),
+                                  ("larq-zoo", "QuickNetSmall", 1.50, [0.910, 0.914]),
+                                  ("float", "MobileNetV1 0.25 float", 0.20, [0.915, 0.917])):
+        acc = md.accuracy_summary(accs, 10000)
+        rows.append({"family": fam, "label": label, "input_size": 32 if fam in ("larq-zoo", "float") else 28,
+                     "accuracy": acc, "costs": {"flops": 4e5, "bops": 2e7}, "tflite_bytes": 120000,
+                     "per_seed": [{"seed": i, "test_accuracy": a, "tflite_accuracy": a} for i, a in enumerate(accs)],
+                     "latency": {"mean_ms": lat, "p10_ms": lat * 0.9, "p90_ms": lat * 1.1},
+                     "paired_to_reference": {"median": lat / 1.5}})
+    rows[0]["genotype"] = "1-1_w16-32"
+    result = {"command": "python benchmarks/pareto.py", "complete": complete, "reference": "QuickNetSmall",
+              "settings": {"dataset": "fashion_mnist", "epochs": 8, "optimizer": "adam", "learning_rate": 5e-3,
+                           "schedule": "cosine", "batch_size": 128, "seeds": [0, 1], "test_size": 10000,
+                           "run_dir": "runs/fashion_joint", "budget_fractions": [0.5], "image_size": 28,
+                           "channels": 1, "timing_runs": 300},
+              "rows": rows}
+    result["reading"] = md.dominance_reading(md.result_points(result))
+    return result
+
+
+def test_pareto_markdown_has_every_row_the_plot_and_the_verdict():
+    result = _result(complete=False)
+    text = md.pareto_markdown(result)
+    assert sum(line.startswith("|") for line in text.splitlines()) == 1 + 1 + 4  # header, separator, 4 rows
+    assert "| searched | searched <= 0.5x | 28 | 2 | 90.70 ± " in text
+    assert "| larq-zoo | QuickNetSmall | 32 | 2 | 91.20 ± " in text and "1 (reference)" in text
+    assert "`1-1_w16-32`" in text and f"]({md.PARETO_PLOT})" in text
+    assert "QuickNetSmall (larq-zoo" in text and "NOT dominated" in text  # 91.2 > 90.7
+    assert "**NOT MET**" in text and "Incomplete" in text
+    assert md.pareto_markdown(None).startswith("## ")
+    assert md.NUMERICS_MARK not in text
+    result["rows"][2]["per_seed"][1]["numerics"] = {"passed": False, "failures": ["max |logit difference| 2"]}
+    marked = md.pareto_markdown(result)
+    assert "| 91.20† |" in marked and md.NUMERICS_NOTE in marked
+
+
+def test_plot_pareto_writes_a_png(tmp_path):
+    path = md.plot_pareto(_result(), str(tmp_path / "p.png"))
+    assert path and Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert md.plot_pareto({"rows": []}, str(tmp_path / "none.png")) is None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pareto.py's helpers (TensorFlow, no training)
+
+
+def test_parse_uniform_and_quick_defaults():
+    import pareto
+
+    assert pareto.parse_uniform("w0.5g1, w0.75g4") == [(0.5, 1), (0.75, 4)]
+    with pytest.raises(ValueError):
+        pareto.parse_uniform("0.5x1")
+    args = pareto.parse_args(["--quick", "--out-dir", "/tmp/x"])
+    assert args.seed_list == [0] and args.epochs == 1 and args.peer_list == ["QuickNetSmall"]
+    assert args.run_dir == "/tmp/x/quick_run" and args.float_list == [0.25]
+    full = pareto.parse_args(["--json", "out/p.json"])
+    assert full.seed_list == [0, 1] and full.fraction_list == [0.35, 0.5, 0.75] and full.epochs == 8
+    assert len(full.uniform_list) >= 4 and full.plot == "out/p.png"
+    with pytest.raises(SystemExit):
+        pareto.parse_args(["--peers", "ResNet"])
+
+
+def test_pad_batch_centres_the_image_on_the_background_value():
+    import pareto
+    import tensorflow as tf
+
+    x = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1) / 1000.0
+    padded = pareto.pad_batch(x, 32)
+    assert padded.shape == (2, 32, 32, 1)
+    np.testing.assert_array_equal(padded[:, 2:30, 2:30], x)
+    mask = np.ones((32, 32), bool)
+    mask[2:30, 2:30] = False
+    assert np.all(padded[:, mask] == pareto.BACKGROUND)
+    np.testing.assert_array_equal(pareto.pad_batch(tf.constant(x), 32).numpy(), padded)
+    assert pareto.pad_batch(x, 28) is x
+    with pytest.raises(ValueError):
+        pareto.pad_batch(x, 16)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Issue 23's "must show": a larq-zoo peer through pareto.py's training function, exported fully binary
+
+
+def _random_data(n=32, size=28, classes=10, batch=8):
+    """A `Dataset` look-alike (what `train_model` reads) of random 28x28x1 images in [-1, 1]."""
+    import tensorflow as tf
+
+    from larq_mobisearch.config import DataConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (n, size, size, 1)).astype(np.float32)
+    y = rng.integers(0, classes, n).astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    return SimpleNamespace(
+        input_shape=(size, size, 1), num_classes=classes, steps_per_epoch=2, test_size=n,
+        config=DataConfig(name="digits", image_size=size, batch_size=batch),
+        train_from=lambda epoch: ds.repeat().batch(batch, drop_remainder=True),
+        eval_batches=lambda split: ds.batch(batch),
+        numpy_samples=lambda split, n=None: (x, y))
+
+
+@pytest.mark.slow
+def test_quicknetsmall_trains_through_paretos_training_function_and_exports_fully_binary(tmp_path, tflite_ops):
+    pytest.importorskip("larq_zoo")
+    import pareto
+
+    from larq_mobisearch.config import RetrainConfig
+
+    spec = pareto.zoo_spec("QuickNetSmall")
+    data = _random_data()
+    cfg = RetrainConfig(epochs=1, learning_rate=1e-3, seed=0)
+    out = tmp_path / "qns-s0"
+    entry = pareto.train_model(spec, data, cfg, str(out), seed=0, verbose=0)
+    # 28x28 does not build (a max-pool runs out of pixels): padded to the 32x32 it accepts
+    assert entry["input_size"] == 32 and "28x28" in entry["input_note"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 2  # one epoch (of 2 steps) trained and logged by training.fit
+    assert (out / "weights.h5").is_file() and (out / "backup").is_dir()  # fit's per-epoch backup: resumable
+    # every binary conv became an LceBconv2d (export_tflite refuses otherwise; the report counts them)
+    assert entry["fully_binary"] is True
+    assert entry["lce_bconv2d_ops"] == entry["binary_convs"] > 0
+    ops = tflite_ops((out / "model.tflite").read_bytes())
+    assert sum(op.name == "LceBconv2d" for op in ops) == entry["binary_convs"]
+    from larq_mobisearch.deploy.timing import make_interpreter
+
+    assert [tuple(s) for s in make_interpreter(str(out / "model.tflite")).input_shapes] == [(1, 32, 32, 1)]
+    assert 0.0 <= entry["test_accuracy"] <= 1.0 and 0.0 <= entry["tflite_accuracy"] <= 1.0
+    assert entry["costs"]["bops"] > 0
+    assert entry["numerics"]["samples"] == 32  # the export verified against Keras (recorded, not enforced)
+    exported = json.loads((out / "export.json").read_text())
+    assert exported["verification"]["samples"] == 32
+    # finished: a second call reads it back without training again
+    assert pareto.train_model(spec, data, cfg, str(out), seed=0, verbose=0) == entry
+    with pytest.raises(SystemExit):  # other settings in the same directory are refused
+        pareto.train_model(spec, data, cfg.model_copy(update={"epochs": 2}), str(out), seed=0, verbose=0)
