@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is imported)
 from larq_mobisearch import deploy as L  # noqa: E402
@@ -43,6 +44,8 @@ from larq_mobisearch.fileio import atomic_write_text  # noqa: E402
 from larq_mobisearch.search.costs import count_costs  # noqa: E402
 from larq_mobisearch.nn.space import SearchSpace, encode  # noqa: E402
 from larq_mobisearch.nn.specs import architecture  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 import tensorflow as tf  # noqa: E402  (after larq_mobisearch: Keras 2)
 
@@ -180,8 +183,9 @@ def run_module(module: str, args, rng: random.Random) -> dict:
         measured = stats.statistic(args.statistic)
         pred = model.cost(g)
         rows.append({
-            "label": label, "genotype": encode(g), "flops": count_costs(arch, g).flops,
+            "label": label, "genotype": encode(g), "genes": list(g), "flops": count_costs(arch, g).flops,
             "measured_ms": measured, "p10_ms": stats.p10_ms, "p90_ms": stats.p90_ms, "predicted_ms": pred,
+            "sum_entries_ms": pred - table.fixed_ms, "residual_ms": measured - (pred - table.fixed_ms),
             "error_pct": 100.0 * (pred - measured) / measured, "stats": stats.as_dict(),
         })
 
@@ -195,6 +199,9 @@ def run_module(module: str, args, rng: random.Random) -> dict:
     print(f"  mean |error|: {rnd_m:.2f}% over the {len(randoms)} random genotypes (max {rnd_max:.2f}%), "
           f"{all_m:.2f}% over all {len(rows)} models (max {all_max:.2f}%)  [target <= 10%]")
     print(f"  rank agreement (Spearman) predicted vs measured: {spearman(rows):.3f}")
+    balance = sign_balance([r["error_pct"] for r in rows if r["label"].startswith("random")])
+    print(f"  sign of the error over the random genotypes: {balance['above']} predicted slower, {balance['below']} "
+          f"faster; mean signed error {balance['mean_signed_pct']:+.2f}%")
     others = []
     for stat in (x for x in STATISTICS if x != args.statistic):
         def entry(spec, g, stat=stat):
@@ -220,7 +227,15 @@ def run_module(module: str, args, rng: random.Random) -> dict:
               f"{base / r['measured_ms']:7.2f}x")
     print()
     return {"module": module, "arch": L.architecture_info(arch), "table": str(table_path),
-            "fixed_ms": table.fixed_ms, "rows": rows}
+            "fixed_ms": table.fixed_ms, "calibration": table.calibration, "rows": rows,
+            "sign_balance": balance, "spearman": spearman([r for r in rows if r["label"].startswith("random")])}
+
+
+def sign_balance(errors_pct) -> dict:
+    """How many predictions are above / below the measurement, and the mean signed error (%)."""
+    errors_pct = list(errors_pct)
+    return {"above": sum(e > 0 for e in errors_pct), "below": sum(e < 0 for e in errors_pct),
+            "mean_signed_pct": sum(errors_pct) / max(len(errors_pct), 1)}
 
 
 def spearman(rows) -> float:
@@ -242,9 +257,14 @@ def main(argv=None) -> int:
     t0 = time.time()
     results = [run_module(m.strip().lower(), args, rng) for m in args.module.split(",") if m.strip()]
     print(f"Total time: {time.time() - t0:.0f} s")
-    if args.json:
-        atomic_write_text(args.json, json.dumps({"machine": L.machine_info(args.threads), "results": results},
-                                                  indent=1) + "\n")
+    if args.json and not args.convert_only:
+        settings = {k: getattr(args, k) for k in ("input_size", "channels", "num_classes", "width_multiplier", "stem",
+                                                   "threads", "genotypes", "runs", "warmup", "statistic", "mode",
+                                                   "seed")}
+        atomic_write_text(args.json, json.dumps({
+            "benchmark": "latency", "command": common.command_line(), "machine": L.machine_info(args.threads),
+            "load_average": list(os.getloadavg()), "settings": settings, "seconds": round(time.time() - t0, 1),
+            "results": results}, indent=1) + "\n")
     return 0
 
 

@@ -28,6 +28,7 @@ import common  # noqa: E402  (benchmarks/common.py; pure Python)
 import fashion_md  # noqa: E402
 import methods_md  # noqa: E402
 import elastic_md  # noqa: E402
+import latency_md  # noqa: E402
 import pareto_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -391,6 +392,8 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         "```bash",
         INSTALL_CMD + "   # larq-zoo for the peers (its pins conflict, so no deps)",
         PEERS_CMD,
+        latency_md.STEM_CMD,
+        *latency_md.LATENCY_CMDS,
         ABLATION_CMD,
         fashion_md.EFFICIENCY_CMD,
         ABLATION_FASHION_CMD,
@@ -412,6 +415,9 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += fashion_md.efficiency_markdown(fashion.get("efficiency"), fashion.get("efficiency_plot"))
     lines += fashion_md.ranking_markdown(fashion.get("ranking"), fashion.get("ranking_plots") or [])
     lines += peers_markdown(peers, peers_plot)
+    lines += latency_md.stem_markdown(fashion.get("stem_feasibility"))
+    lines += latency_md.latency_markdown([fashion.get("latency_m3_28"), fashion.get("latency_m3_224")],
+                                         fashion.get("latency_plot"))
     lines += methods_md.methods_markdown(fashion.get("methods"), fashion.get("methods_plot"))
     lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
     lines += methods_md.ablation_baselines_markdown(ablation)
@@ -461,7 +467,8 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("methods", "methods"), ("elastic_step", "elastic_step"),
                                 ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
                                 ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"),
-                                ("pareto", "pareto"))}
+                                ("pareto", "pareto"), ("stem_feasibility", "stem_feasibility"),
+                                ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),
@@ -476,6 +483,10 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
     for key, (plot, filename) in single_plots.items():
         if fashion[key] is not None:
             fashion[f"{key}_plot"] = rel(_plot(write_plots, plot, fashion[key], str(plots_dir / filename)))
+    latency = [fashion[k] for k in ("latency_m3_28", "latency_m3_224") if fashion[k] is not None]
+    if latency:
+        fashion["latency_plot"] = rel(_plot(write_plots, latency_md.plot_latency, latency,
+                                            str(plots_dir / "latency_table_error.png")))
     if fashion["ranking"] is not None:
         ranking = lambda rank, path, key, title: fashion_md.plot_ranking(rank, key, path, title)  # noqa: E731
         fashion["ranking_plots"] = [

@@ -1,0 +1,134 @@
+"""BENCHMARKS.md sections of the host latency tools: how well a host latency table predicts whole networks
+(`latency.py`, ``latency_m3_28.json`` and ``latency_m3_224.json``), and the QuickNet stem's latency feasibility at
+224 px against QuickNetSmall (`stem_feasibility.py`, ``stem_feasibility.json``). Pure Python plus matplotlib."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+LATENCY_CMDS = (
+    ".venv/bin/python benchmarks/latency.py --module m3 --input-size 28 --channels 1 --num-classes 10 --genotypes 24 "
+    "--runs 1000 --json benchmarks/results/latency_m3_28.json",
+    ".venv/bin/python benchmarks/latency.py --module m3 --input-size 224 --genotypes 24 "
+    "--json benchmarks/results/latency_m3_224.json",
+)
+STEM_CMD = ".venv/bin/python benchmarks/stem_feasibility.py --json benchmarks/results/stem_feasibility.json"
+#: issue 23: mean |error| <= 2% with about as many predictions above as below
+MAE_GOAL = 2.0
+
+
+def random_rows(result: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    return [r for r in result["rows"] if r["label"].startswith("random")]
+
+
+def error_summary(errors_pct: Sequence[float]) -> Dict[str, float]:
+    """Mean and max |error|, mean signed error, and how many predictions lie above / below the measurement."""
+    errors = [float(e) for e in errors_pct]
+    if not errors:
+        raise ValueError("no errors to summarize")
+    return {"mae": sum(abs(e) for e in errors) / len(errors), "max": max(abs(e) for e in errors),
+            "signed": sum(errors) / len(errors), "above": sum(e > 0 for e in errors),
+            "below": sum(e < 0 for e in errors), "n": len(errors)}
+
+
+def balanced(summary: Mapping[str, float]) -> bool:
+    """No systematic sign: the smaller side holds at least a third of the predictions (binomial, n >= 20: a fair
+    coin falls below that about 1 time in 10 or less)."""
+    return min(summary["above"], summary["below"]) >= summary["n"] / 3
+
+
+def plot_latency(data: Sequence[Mapping[str, Any]], path: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(data), figsize=(5.2 * len(data), 4.4), squeeze=False)
+    for ax, d in zip(axes[0], data):
+        res = d["results"][0]
+        rows = res["rows"]
+        for kind, color in (("uniform", "tab:orange"), ("random", "tab:blue")):
+            pts = [(r["measured_ms"], r["predicted_ms"]) for r in rows if r["label"].startswith(kind)]
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=color, label=f"{kind} genotypes")
+        lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in rows)
+        hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in rows)
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="prediction = measurement")
+        h, w, c = res["arch"]["input_shape"]
+        s = error_summary([r["error_pct"] for r in random_rows(res)])
+        ax.set_title(f"{res['module'].upper()} {h}x{w}x{c}: mean |error| {s['mae']:.2f}%, "
+                     f"{s['above']} above / {s['below']} below", fontsize=9)
+        ax.set_xlabel("measured (ms, host LCE, 1 thread)")
+        ax.set_ylabel("predicted by the table (ms)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def latency_markdown(data: Sequence[Optional[Mapping[str, Any]]], plot: Optional[str] = None) -> List[str]:
+    data = [d for d in data if d]
+    if not data:
+        return []
+    out = ["## Latency table error: predicted vs measured whole networks", "", "```bash"]
+    out += [d.get("command", "") for d in data] + ["```", ""]
+    out += [
+        "Each run converts every searchable-layer configuration of M3 alone and the networks, and times them all "
+        "together, round-robin, 1 thread, LCE's interpreter (`deploy.host_table.measure_host_table`); the table "
+        "predicts a network as `fixed_ms` (calibrated on the uniform reference genotypes) plus its layers' entries. "
+        "Checked on random genotypes of the LCE space that did not calibrate it. Error = (predicted - measured) / "
+        "measured.",
+        "",
+        "| input | classes | rounds | random genotypes | mean abs error | max abs error | above / below | mean signed "
+        "error | Spearman | fixed_ms | goal (<= 2%, no systematic sign) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for d in data:
+        for res in d["results"]:
+            s = error_summary([r["error_pct"] for r in random_rows(res)])
+            h, w, c = res["arch"]["input_shape"]
+            met = s["mae"] <= MAE_GOAL and balanced(s)
+            out.append(
+                f"| {h}x{w}x{c} | {res['arch']['num_classes']} | {d['settings']['runs']} | {s['n']} | {s['mae']:.2f}% | "
+                f"{s['max']:.2f}% | {s['above']} / {s['below']} | {s['signed']:+.2f}% | {res['spearman']:.3f} | "
+                f"{res['fixed_ms']:.3f} | {'met' if met else 'missed'} |")
+    out += ["", f"Machine: {data[0]['machine'].get('cpu')}, {data[0]['machine'].get('cpu_count')} logical CPUs; load "
+            f"average when written {', '.join(f'{x:.2f}' for x in data[0].get('load_average', []))}. Host numbers are "
+            "x86 LCE kernels: they rank genotypes, they are not phone latencies.", ""]
+    if plot:
+        out += [f"![Predicted vs measured latency]({plot})", ""]
+    return out
+
+
+def stem_markdown(data: Optional[Mapping[str, Any]]) -> List[str]:
+    if not data:
+        return []
+    s = data["settings"]
+    out = [
+        f"## Peers at {s['input_size']} px: the QuickNet stem at QuickNetSmall's latency (latency feasibility)",
+        "",
+        "```bash",
+        data.get("command", STEM_CMD),
+        "```",
+        "",
+        f"{s['input_size']}x{s['input_size']}x3, {s['num_classes']} classes, host LCE, 1 thread. Budget: "
+        "QuickNetSmall's mean latency timed in the same loop as each module's host latency table; the search "
+        "(evolution, population 50 x 20 generations) maximizes BOPs under it; then every model below is timed "
+        f"together, round-robin ({s['runs']} rounds). **Latency feasibility, no ImageNet accuracy.**",
+        "",
+        "| model | genotype | BOPs | FLOPs | predicted (ms) | measured mean (ms) | paired ratio to QuickNetSmall |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in data["rows"].items():
+        p = r["paired_to_quicknetsmall"]
+        pred = r.get("predicted_ms")
+        out.append(f"| {label} | {('`' + r['genotype'] + '`') if r.get('genotype') else '-'} | "
+                   f"{r['costs']['bops'] / 1e9:.3f}e9 | {r['costs']['flops'] / 1e6:.1f}M | "
+                   f"{'-' if pred is None else f'{pred:.2f}'} | {r['latency']['mean_ms']:.2f} | "
+                   f"{p['median']:.3f}x (p10 {p['p10']:.3f}, p90 {p['p90']:.3f}) |")
+    out += [""] + [f"- {line}" for line in data.get("verdict_lines", [])]
+    for module, search in data.get("searches", {}).items():
+        out.append(f"- {module.upper()} search: budget {search['budget_ms']:.2f} ms, {search['evaluations']} evaluations; "
+                   f"exact optimum of the table {'found' if search['found_exact_optimum'] else 'not found'}; the "
+                   f"fastest genotype of the space is predicted at {search['fastest_ms']:.2f} ms.")
+    return out + [""]
