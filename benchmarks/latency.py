@@ -106,13 +106,15 @@ def print_machine(threads: int) -> None:
     print()
 
 
-def choose_genotypes(space, n_random: int, uniform_groups, rng: random.Random):
+def choose_genotypes(space, n_random: int, uniform_groups, rng: random.Random, exclude=()):
+    """Uniform genotypes, and `n_random` distinct random ones that are none of them nor in `exclude` (the
+    genotypes that calibrate the table: the check must be on others)."""
     named = []
     for g in uniform_groups:
         u = space.uniform(g)
         if u not in [x for _, x in named]:
             named.append((f"uniform {g}", u))
-    seen = {x for _, x in named}
+    seen = {x for _, x in named} | {tuple(x) for x in exclude}
     randoms = []
     while len(randoms) < n_random:
         g = space.sample(rng)
@@ -143,12 +145,15 @@ def run_module(module: str, args, rng: random.Random) -> dict:
     print(f"=== {module.upper()} at {args.input_size}x{args.input_size}, {args.num_classes} classes, "
           f"width {args.width_multiplier:g}, {args.threads} thread(s), {args.mode} space ({space.size:.3g} genotypes)")
 
-    named, randoms = choose_genotypes(space, args.genotypes, [int(x) for x in args.uniform.split(",") if x.strip()], rng)
+    uniform_refs = L.reference_genotypes(arch, space.candidates)
+    calibrating = L.random_references(space.candidates, L.DEFAULT_CALIBRATION_SAMPLES, exclude=uniform_refs)
+    named, randoms = choose_genotypes(space, args.genotypes, [int(x) for x in args.uniform.split(",") if x.strip()], rng,
+                                      exclude=calibrating)
     t0 = time.time()
     cache = L.FlatbufferCache(tables_dir / "flatbuffers")
     if args.convert_only:
         keys = L.table_keys(arch, space.candidates, args.threads)
-        nets = L.reference_genotypes(arch, space.candidates) + [g for _, g in named + randoms]
+        nets = uniform_refs + calibrating + [g for _, g in named + randoms]
         for i, (key, _) in enumerate(keys, start=1):
             cache.layer(key)
             print(f"  layer {i}/{len(keys)} converted ({time.time() - t0:.0f} s)", flush=True)
@@ -173,8 +178,11 @@ def run_module(module: str, args, rng: random.Random) -> dict:
           f"({len(named) + len(randoms)} networks + {len(table.entries)} layer models; {cache.converted} "
           f"converted, the rest from the cache; {time.time() - t0:.0f} s)")
     for ref in table.calibration["references"]:
-        print(f"  reference {encode(ref['genotype'])}: measured {ref['measured_ms']:.3f} ms, "
-              f"sum of entries {ref['sum_entries_ms']:.3f} ms, residual {ref['residual_ms']:.3f} ms")
+        print(f"  {'calibrates' if ref['calibrates'] else 'uniform   '} {encode(ref['genotype'])}: measured "
+              f"{ref['measured_ms']:.3f} ms, sum of entries {ref['sum_entries_ms']:.3f} ms, residual "
+              f"{ref['residual_ms']:.3f} ms")
+    # the calibration before random genotypes (median residual of the uniform ones), checked in the same loop
+    uniform_fixed = statistics.median(r["residual_ms"] for r in table.calibration["references"] if not r["calibrates"])
     model = L.LatencyCostModel(table, arch, space.candidates, threads=args.threads)
 
     rows = []
@@ -187,6 +195,7 @@ def run_module(module: str, args, rng: random.Random) -> dict:
             "measured_ms": measured, "p10_ms": stats.p10_ms, "p90_ms": stats.p90_ms, "predicted_ms": pred,
             "sum_entries_ms": pred - table.fixed_ms, "residual_ms": measured - (pred - table.fixed_ms),
             "error_pct": 100.0 * (pred - measured) / measured, "stats": stats.as_dict(),
+            "uniform_calibration_error_pct": 100.0 * (pred - table.fixed_ms + uniform_fixed - measured) / measured,
         })
 
     print(f"\nPredicted vs measured ({args.statistic} of {args.runs} round-robin rounds, ms):")
@@ -202,12 +211,17 @@ def run_module(module: str, args, rng: random.Random) -> dict:
     balance = sign_balance([r["error_pct"] for r in rows if r["label"].startswith("random")])
     print(f"  sign of the error over the random genotypes: {balance['above']} predicted slower, {balance['below']} "
           f"faster; mean signed error {balance['mean_signed_pct']:+.2f}%")
+    old = [r["uniform_calibration_error_pct"] for r in rows if r["label"].startswith("random")]
+    old_balance = sign_balance(old)
+    print(f"  calibrated on the uniform genotypes instead (fixed_ms {uniform_fixed:.3f}): mean |error| "
+          f"{sum(map(abs, old)) / len(old):.2f}% (max {max(map(abs, old)):.2f}%), {old_balance['above']} slower, "
+          f"{old_balance['below']} faster, mean signed {old_balance['mean_signed_pct']:+.2f}%")
     others = []
     for stat in (x for x in STATISTICS if x != args.statistic):
         def entry(spec, g, stat=stat):
             return stat_of(table.entries[L.key_id(L.layer_key(spec, g, args.threads))]["stats"], stat)
 
-        refs = [tuple(c["genotype"]) for c in table.calibration["references"]]
+        refs = [tuple(c["genotype"]) for c in table.calibration["references"] if c["calibrates"]]
         fixed = statistics.median(
             result.networks[g].statistic(stat) - sum(entry(s, x) for s, x in zip(arch.gene_layers, g)) for g in refs
         )
@@ -227,7 +241,8 @@ def run_module(module: str, args, rng: random.Random) -> dict:
               f"{base / r['measured_ms']:7.2f}x")
     print()
     return {"module": module, "arch": L.architecture_info(arch), "table": str(table_path),
-            "fixed_ms": table.fixed_ms, "calibration": table.calibration, "rows": rows,
+            "fixed_ms": table.fixed_ms, "uniform_fixed_ms": uniform_fixed, "calibration": table.calibration,
+            "rows": rows,
             "sign_balance": balance, "spearman": spearman([r for r in rows if r["label"].startswith("random")])}
 
 

@@ -175,7 +175,7 @@ def budget_of(module: str) -> float:
     return float(IMAGENET_FLOPS_BUDGETS[module])
 
 
-def host_table(arch, space, references, args, cache, out_dir: Path):
+def host_table(arch, space, args, cache, out_dir: Path):
     """The 1-thread host latency table of `arch` (cached as JSON under out_dir/tables)."""
     tag = f"{arch.module}_{arch.input_shape[0]}_c{arch.num_classes}_t1_r{args.table_runs}"
     path = out_dir / "tables" / f"host_{tag}.json"
@@ -190,7 +190,7 @@ def host_table(arch, space, references, args, cache, out_dir: Path):
     t0 = time.time()
     result = L.measure_host_table(
         arch, allowed=space.candidates, threads=1, warmup=args.warmup, runs=args.table_runs,
-        references=references, cache=cache,
+        cache=cache,
     )
     L.save_latency_table(result.table, path)
     model = L.LatencyCostModel(result.table, arch, space.candidates, threads=1)
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
                          "genotype": encode(genes), "arch": arch, "genes": genes})
         if not args.no_search:
             budget = budget_of(module)
-            _, lat_model, cached = host_table(arch, space, [genes for _, genes, _ in uniform], args, binary_cache, out_dir)
+            _, lat_model, cached = host_table(arch, space, args, binary_cache, out_dir)
             s = search_fastest(arch, space, lat_model, budget, args.seed)
             s.update(budget=budget, paper_budget=PAPER_FLOPS_BUDGETS[module], table_cached=cached)
             same = s["exact_predicted_ms"] is not None and abs(s["predicted_ms"] - s["exact_predicted_ms"]) < 1e-9

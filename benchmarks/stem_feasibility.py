@@ -133,11 +133,11 @@ def main(argv=None) -> int:
     for module in args.module_list:
         arch = architecture(module, (size, size, 3), classes, 1.0, stem=STEM)
         space = SearchSpace(arch, "lce")
-        refs = L.reference_genotypes(arch, space.candidates)
-        if args.convert_only:
+        if args.convert_only:  # the table's layers, uniform checks and random calibration genotypes
+            uniform = L.reference_genotypes(arch, space.candidates)
             for key, _ in L.table_keys(arch, space.candidates, 1):
                 cache.layer(key)
-            for g in refs:
+            for g in uniform + L.random_references(space.candidates, exclude=uniform):
                 cache.network(arch, g)
             print(f"{module.upper()}: {cache.converted} converted so far")
             continue

@@ -294,10 +294,12 @@ def searches(run_dir, as_json):
 @_config_options
 @click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads to time with.")
 @click.option("--runs", default=None, type=int, help="Timing rounds (default: the library's).")
+@click.option("--calibration-samples", default=12, show_default=True, type=click.IntRange(min=0),
+              help="Random genotypes whose end-to-end times calibrate fixed_ms (0: the uniform genotypes do).")
 @click.option("--output", default=None, type=click.Path(dir_okay=False),
               help="Where to write the table (default: RUN_DIR/latency_table.json).")
 @_friendly_errors
-def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs, output):
+def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs, calibration_samples, output):
     """Measure a host latency lookup table for the run's architecture and search space (LCE interpreter).
 
     Use it with `mobisearch search --latency-table FILE --latency-budget-ms X`. Host x86 timings rank
@@ -309,6 +311,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     kwargs = {"runs": runs} if runs else {}
     path = output or r.path("latency_table.json")
     table = build_latency_table(r.arch, allowed=r.space.candidates, threads=threads, out_path=path,
+                                calibration_samples=calibration_samples,
                                 cache_dir=r.path("latency_cache"), progress=not quiet and sys.stderr.isatty(), **kwargs)
     click.echo(f"latency table: {path} ({len(table.entries)} layer configurations, fixed {table.fixed_ms:.3f} ms)")
 
@@ -389,12 +392,14 @@ def latency():
               help="Summary of the timings stored per entry.")
 @click.option("--mode", type=click.Choice(list(SPACE_MODES)), default="lce", show_default=True,
               help="Search space whose group counts the table covers.")
+@click.option("--calibration-samples", default=12, show_default=True, type=click.IntRange(min=0),
+              help="Random genotypes whose end-to-end times calibrate fixed_ms (0: the uniform genotypes do).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
               help="Directory for converted models (a rebuild converts nothing twice).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
 def latency_build(module, input_size, channels, num_classes, width_multiplier, stem, threads, warmup, runs, statistic, mode,
-                  cache_dir, out):
+                  calibration_samples, cache_dir, out):
     """Measure a host latency table (LCE interpreter, every layer configuration timed round-robin)."""
     from .deploy.host_table import build_latency_table
     from .nn.space import SearchSpace
@@ -402,7 +407,7 @@ def latency_build(module, input_size, channels, num_classes, width_multiplier, s
     arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
     kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
     table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
-                                out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
+                                calibration_samples=calibration_samples, out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
     click.echo(f"Wrote {out}: {len(table.entries)} entries, fixed_ms={table.fixed_ms:.3f}")
 
 

@@ -62,7 +62,8 @@ def host_latency_table(digits_run, tmp_path_factory):
     """A host latency table (3 timing rounds) of the shared run's architecture and search space."""
     run_dir, _ = digits_run
     out = tmp_path_factory.mktemp("latency") / "host.json"
-    result = invoke("latency-table", "--quiet", "--run-dir", run_dir, "--runs", "3", "--output", out)
+    result = invoke("latency-table", "--quiet", "--run-dir", run_dir, "--runs", "3", "--calibration-samples", "2",
+                    "--output", out)
     assert result.exit_code == 0, result.output
     return out
 

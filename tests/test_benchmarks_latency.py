@@ -59,9 +59,16 @@ def test_latency_section_reports_error_sign_balance_and_goal():
     even = _latency_result([1.0, -1.0] * 10)
     skewed = _latency_result([-3.0] * 18 + [1.0, 1.0], size=224)
     text = "\n".join(latency_md.latency_markdown([even, None, skewed], "plot.png"))
-    assert "| 28x28x1 | 10 | 1000 | 20 | 1.00% | 1.00% | 10 / 10 | +0.00% | 0.990 | 0.130 | met |" in text
-    assert "| 224x224x1 | 10 | 1000 | 20 | 2.80% | 3.00% | 2 / 18 | -2.60% | 0.990 | 0.130 | missed |" in text
+    assert ("| 28x28x1 | 10 | 1000 | random genotypes (the table) | 20 | 1.00% | 1.00% | 10 / 10 | +0.00% | 0.990 | "
+            "0.130 | met |") in text
+    assert ("| 224x224x1 | 10 | 1000 | random genotypes (the table) | 20 | 2.80% | 3.00% | 2 / 18 | -2.60% | 0.990 | "
+            "0.130 | missed |") in text
     assert "![Predicted vs measured latency](plot.png)" in text
+    skewed["results"][0]["uniform_fixed_ms"] = 0.2
+    for r in skewed["results"][0]["rows"]:
+        r["uniform_calibration_error_pct"] = r["error_pct"] + 7.0
+    text = "\n".join(latency_md.latency_markdown([skewed]))
+    assert ("| uniform genotypes (before) | 20 | 4.40% | 8.00% | 20 / 0 | +4.40% | 0.990 | 0.200 | missed |") in text
     assert latency_md.latency_markdown([None, None]) == []
 
 

@@ -153,6 +153,9 @@ def test_latency_table_command_feeds_a_latency_cost_model(digits_run, host_laten
     assert len(parts) == run.arch.num_genes and all(t > 0 for _, _, t in parts)
     assert ms == pytest.approx(table.fixed_ms + sum(t for _, _, t in parts))
     assert model.min_cost(run.space.candidates) <= ms
+    calibrating = [r for r in table.calibration["references"] if r["calibrates"]]  # --calibration-samples 2
+    assert len(calibrating) == 2 and table.fixed_ms == pytest.approx(
+        sum(r["residual_ms"] for r in calibrating) / 2)  # the median of two residuals
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -179,8 +179,9 @@ class FakeHost:
 
     FIXED = 0.5
 
-    def __init__(self, arch):
+    def __init__(self, arch, extra=lambda genotype: 0.0):
         self.arch = arch
+        self.extra = extra  # a genotype-dependent part of a network's time that no layer entry holds
         self.converted = []
         self.timed = []
 
@@ -204,7 +205,7 @@ class FakeHost:
             if "layer" in d:
                 ms = synthetic_ms(d["layer"])
             else:
-                ms = self.FIXED + sum(
+                ms = self.FIXED + self.extra(tuple(d["network"])) + sum(
                     synthetic_ms(L.layer_key(s, g, num_threads)) for s, g in zip(self.arch.gene_layers, d["network"])
                 )
             self.timed.append(name)
@@ -227,13 +228,17 @@ def test_build_table_calibrates_fixed_and_caches_conversions(tmp_path, fake_mode
                   cache_dir=tmp_path / "cache")
     table = L.build_latency_table(arch, out_path=out, convert_fn=fake.convert, **kwargs)
     n_keys = len(L.table_keys(arch, allowed, 1))
-    refs = L.reference_genotypes(arch, allowed)
-    assert refs[0] == tuple(min(a) for a in allowed) and refs[-1] == tuple(max(a) for a in allowed)
+    uniform = L.reference_genotypes(arch, allowed)
+    assert uniform[0] == tuple(min(a) for a in allowed) and uniform[-1] == tuple(max(a) for a in allowed)
+    samples = L.random_references(allowed, exclude=uniform)
+    assert len(samples) == len(set(samples)) == L.DEFAULT_CALIBRATION_SAMPLES and not set(samples) & set(uniform)
+    refs = uniform + samples
     # each distinct configuration converted and timed once, plus the reference networks, all in one loop
     assert fake.converted.count("layer") == n_keys and fake.converted.count("network") == len(refs)
     assert len(fake.timed) == n_keys + len(refs)
     assert table.fixed_ms == pytest.approx(FakeHost.FIXED)
     assert [tuple(r["genotype"]) for r in table.calibration["references"]] == refs
+    assert [r["calibrates"] for r in table.calibration["references"]] == [False] * len(uniform) + [True] * len(samples)
     assert out.exists()
     model = LatencyCostModel(out, arch, allowed)
     rng = random.Random(1)
@@ -254,6 +259,45 @@ def test_build_table_calibrates_fixed_and_caches_conversions(tmp_path, fake_mode
                                log=lambda msg: None)
     assert set(res.networks) == set(refs) | {extra}
     assert res.networks[extra].median_ms == pytest.approx(model.cost(extra))
+
+
+def test_random_genotypes_calibrate_a_residual_that_depends_on_the_genotype(tmp_path, fake_models):
+    """A network's time holds a part no layer entry sees, largest for a mix of grouped and ungrouped layers: the
+    uniform genotypes (all or nothing grouped) sit at the edges of it, random ones in the middle, where a search
+    looks."""
+    arch = small_arch()
+    allowed = tuple((a[0], a[-1]) if len(a) > 1 else a for a in L.default_allowed(arch))
+    n = arch.num_genes
+
+    def extra(g):
+        grouped = sum(x > 1 for x in g)
+        return 0.02 * grouped * (n - grouped)
+
+    fake = FakeHost(arch, extra=extra)
+    table = L.build_latency_table(arch, allowed=allowed, progress=False, measure_fn=fake.measure, log=lambda m: None,
+                                  cache_dir=tmp_path / "cache", convert_fn=fake.convert)
+    samples = L.random_references(allowed, exclude=L.reference_genotypes(arch, allowed))
+    # independent reference: the median of FIXED + extra over the sampled genotypes, by hand
+    extras = sorted(FakeHost.FIXED + extra(g) for g in samples)
+    middle = len(extras) // 2
+    assert table.fixed_ms == pytest.approx((extras[middle - 1] + extras[middle]) / 2 if len(extras) % 2 == 0
+                                           else extras[middle])
+    uniform_only = L.build_latency_table(arch, allowed=allowed, progress=False, measure_fn=fake.measure,
+                                         log=lambda m: None, cache_dir=tmp_path / "cache", convert_fn=fake.convert,
+                                         calibration_samples=0)
+    assert all(r["calibrates"] for r in uniform_only.calibration["references"])
+    # the check, on random genotypes that calibrated nothing: the uniform calibration predicts (nearly) all of them
+    # too fast; the random one is off by far less on average
+    rng = random.Random(5)
+    checks = {tuple(rng.choice(a) for a in allowed) for _ in range(60)} - set(samples)
+    truth = {g: FakeHost.FIXED + extra(g) + sum(synthetic_ms(L.layer_key(s, x, 1)) for s, x in zip(arch.gene_layers, g))
+             for g in checks}
+    new, old = (LatencyCostModel(t, arch, allowed) for t in (table, uniform_only))
+    signed = {name: sum(m.cost(g) - truth[g] for g in checks) / len(checks) for name, m in (("new", new), ("old", old))}
+    assert sum(old.cost(g) < truth[g] for g in checks) >= 0.9 * len(checks)
+    assert abs(signed["new"]) < 0.25 * abs(signed["old"]), signed
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        L.random_references(allowed, -1)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "timing": ("LatencyStats", "measure_latency", "measure_latencies", "make_interpreter", "DEFAULT_STATISTIC",
                "DEFAULT_RUNS", "DEFAULT_WARMUP"),
     "latency_table": ("LatencyTable", "LatencyTableError", "layer_key", "key_id", "describe_key", "table_keys",
-                      "default_allowed", "reference_genotypes", "machine_info", "architecture_info",
+                      "default_allowed", "reference_genotypes", "random_references", "DEFAULT_CALIBRATION_SAMPLES", "machine_info", "architecture_info",
                       "load_latency_table", "save_latency_table", "validate_table_json", "describe_architecture",
                       "KEY_FIELDS", "TABLE_VERSION", "SOURCE_HOST", "DEVICE_PREFIX"),
     "host_table": ("build_latency_table", "measure_host_table", "HostMeasurement", "FlatbufferCache",

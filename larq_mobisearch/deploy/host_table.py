@@ -5,13 +5,17 @@ is how it appears in the network (LCE fuses the BatchNorm into ``LceBconv2d``'s 
 CONV_2D's bias for the float M2 convs; the input is float, so the model also contains the ``LceQuantize``
 that binarizes the layer's input, exactly like the network). Everything not searchable (stem, pointwise
 convs, shortcuts, pooling, classifier) plus the per-call cost the isolated measurements add (interpreter
-call, input/output copies) does not depend on the genotype, so it is measured once, end to end:
+call, input/output copies) is measured end to end, on whole networks:
 
-    fixed_ms = median over reference genotypes r of [measured(r) - sum of entries(r)]
+    fixed_ms = median over calibrating genotypes r of [measured(r) - sum of entries(r)]
 
-The reference genotypes are by default the uniform ones (`latency_table.reference_genotypes`); the median
-keeps one badly timed network from shifting ``fixed_ms``. Because each gene always contributes exactly one
-entry, any constant per-entry overhead of the isolated measurements cancels in ``fixed_ms``.
+Because each gene always contributes exactly one entry, any constant per-entry overhead of the isolated
+measurements cancels in ``fixed_ms``. What does not cancel is how the rest of a network runs around its
+searchable layers: that residual depends on the genotype's mix of group counts. The uniform genotypes
+(`latency_table.reference_genotypes`, timed and recorded as checks) sit at the edges of that distribution; random
+genotypes of the space (`latency_table.random_references`, 12 by default) are what a search compares, so they
+calibrate ``fixed_ms`` (BENCHMARKS.md, "Latency table error"). The median keeps one badly timed network from
+shifting it.
 
 All layer models and the reference networks are timed **together, round-robin** (`timing.measure_latencies`):
 timed one after the other on a shared host, the predictions were far off (BENCHMARKS.md, "Measured"). Host
@@ -38,6 +42,7 @@ from ..fileio import atomic_write_bytes
 from ..nn.specs import Architecture, allowed_group_counts
 from .converter import convert
 from .latency_table import (
+    DEFAULT_CALIBRATION_SAMPLES,
     KEY_FIELDS,
     SOURCE_HOST,
     LatencyTable,
@@ -47,6 +52,7 @@ from .latency_table import (
     layer_key,
     machine_info,
     package_version,
+    random_references,
     reference_genotypes,
     save_latency_table,
     table_keys,
@@ -204,10 +210,15 @@ def measure_host_table(
     use_indirect_bgemm: bool = True,
     measure_fn: Callable[..., Dict[str, LatencyStats]] = None,
     log: Callable[[str], None] = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_seed: int = 0,
 ) -> HostMeasurement:
     """Convert every distinct layer configuration and the reference (+ extra) networks, time them all in one
     round-robin loop (`measure_latencies`), and assemble the table (see the module docstring).
 
+    `references` given: they calibrate ``fixed_ms``. Otherwise the uniform `reference_genotypes` are timed as
+    checks and `calibration_samples` random genotypes (`random_references`, seeded by `calibration_seed`)
+    calibrate it; 0 samples (or a space with no other genotype) calibrates on the uniform ones.
     `extra_genotypes` are timed in the same loop (e.g. to check predictions against measurements taken
     under the same conditions) and returned in `networks` with the references; they do not enter the table.
     """
@@ -216,7 +227,14 @@ def measure_host_table(
     cache = cache or FlatbufferCache()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
-    refs = [arch.expand_groups(tuple(r)) for r in (references if references is not None else reference_genotypes(arch, allowed))]
+    if references is not None:
+        refs = [arch.expand_groups(tuple(r)) for r in references]
+        calibrating = set(refs)
+    else:
+        refs = [arch.expand_groups(tuple(r)) for r in reference_genotypes(arch, allowed)]
+        samples = random_references(allowed, calibration_samples, seed=calibration_seed, exclude=refs)
+        calibrating = set(samples or refs)
+        refs = refs + samples
     if not refs:
         raise ValueError("At least one reference genotype is needed to calibrate fixed_ms")
     networks: List[Tuple[int, ...]] = []
@@ -245,8 +263,8 @@ def measure_host_table(
         method=(
             "host: each searchable layer converted alone (conv + BatchNorm, LceQuantize on its float input); layer "
             f"models and reference networks timed together round-robin with LCE's interpreter ({statistic} of "
-            f"{runs} rounds); fixed_ms = median over reference genotypes of measured end-to-end latency minus "
-            "the sum of their entries"
+            f"{runs} rounds); fixed_ms = median over the calibrating genotypes (calibration.references with "
+            "'calibrates': true) of measured end-to-end latency minus the sum of their entries"
         ),
     )
     for key, layers in needed:
@@ -262,10 +280,13 @@ def measure_host_table(
             "measured_ms": measured,
             "sum_entries_ms": entries_ms,
             "residual_ms": measured - entries_ms,
+            "calibrates": g in calibrating,
             "stats": net_stats[g].as_dict(),
         })
-    table.fixed_ms = float(np.median([c["residual_ms"] for c in cal]))
-    table.calibration = {"method": "median residual of the reference genotypes", "references": cal}
+    table.fixed_ms = float(np.median([c["residual_ms"] for c in cal if c["calibrates"]]))
+    how = "random genotypes of the space" if len(calibrating) < len(refs) else "reference genotypes"
+    table.calibration = {"method": f"median residual of the {len(calibrating)} {how} marked 'calibrates'",
+                         "references": cal}
     return HostMeasurement(table, net_stats)
 
 
@@ -278,6 +299,7 @@ def build_latency_table(
     runs: int = DEFAULT_RUNS,
     statistic: str = DEFAULT_STATISTIC,
     references: Optional[Sequence[Sequence[int]]] = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     out_path: Optional[Union[str, os.PathLike]] = None,
     cache_dir: Optional[Union[str, os.PathLike]] = None,
     progress: bool = True,
@@ -295,7 +317,10 @@ def build_latency_table(
         warmup, runs: warm-up runs and timed rounds of the round-robin loop.
         statistic: which summary of the timings is stored: "mean" (default; see `DEFAULT_STATISTIC`),
             "median", "p10" or "min".
-        references: genotypes measured end to end to calibrate ``fixed_ms`` (default: `reference_genotypes`).
+        references: genotypes measured end to end to calibrate ``fixed_ms`` (default: `calibration_samples`
+            random genotypes of `allowed`, with the uniform `reference_genotypes` timed as checks).
+        calibration_samples: how many random genotypes calibrate ``fixed_ms`` without `references` (0: the
+            uniform ones do).
         out_path: if given, the table is written there (atomically).
         cache_dir: directory for converted models (`FlatbufferCache`): a rebuilt or interrupted table
             converts nothing twice. Distinct layer configurations are converted and timed once regardless.
@@ -311,6 +336,7 @@ def build_latency_table(
         runs=runs,
         statistic=statistic,
         references=references,
+        calibration_samples=calibration_samples,
         cache=FlatbufferCache(cache_dir, convert_fn),
         progress=progress,
         use_indirect_bgemm=use_indirect_bgemm,

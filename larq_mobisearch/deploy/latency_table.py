@@ -117,6 +117,32 @@ def reference_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[
     return out
 
 
+#: Random genotypes of the space that calibrate a host table's ``fixed_ms`` (`random_references`).
+DEFAULT_CALIBRATION_SAMPLES = 12
+
+
+def random_references(allowed: Sequence[Sequence[int]], n: int = DEFAULT_CALIBRATION_SAMPLES, *, seed: int = 0,
+                      exclude: Sequence[Sequence[int]] = ()) -> List[Tuple[int, ...]]:
+    """Up to `n` distinct genotypes drawn uniformly (seeded) from `allowed`, none of them in `exclude`: what a
+    search samples, unlike the uniform `reference_genotypes` at the edges of the space. Bounded: fewer when the
+    space has fewer."""
+    import random
+
+    if int(n) < 0:
+        raise ValueError(f"n must be >= 0, received {n}")
+    rng = random.Random(seed)
+    seen = {tuple(int(g) for g in e) for e in exclude}
+    out: List[Tuple[int, ...]] = []
+    for _ in range(50 * int(n)):
+        if len(out) >= int(n):
+            break
+        g = tuple(int(rng.choice(list(a))) for a in allowed)
+        if g not in seen:
+            seen.add(g)
+            out.append(g)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------------
 # Machine and architecture descriptions
 
