@@ -145,22 +145,16 @@ def run_module(module: str, args, rng: random.Random) -> dict:
     print(f"=== {module.upper()} at {args.input_size}x{args.input_size}, {args.num_classes} classes, "
           f"width {args.width_multiplier:g}, {args.threads} thread(s), {args.mode} space ({space.size:.3g} genotypes)")
 
-    uniform_refs = L.reference_genotypes(arch, space.candidates)
-    calibrating = L.random_references(space.candidates, L.DEFAULT_CALIBRATION_SAMPLES, exclude=uniform_refs)
+    refs = L.host_references(arch, space.candidates)  # the table's own reference networks
     named, randoms = choose_genotypes(space, args.genotypes, [int(x) for x in args.uniform.split(",") if x.strip()], rng,
-                                      exclude=calibrating)
+                                      exclude=refs.calibrating)
     t0 = time.time()
     cache = L.FlatbufferCache(tables_dir / "flatbuffers")
     if args.convert_only:
-        keys = L.table_keys(arch, space.candidates, args.threads)
-        nets = uniform_refs + calibrating + [g for _, g in named + randoms]
-        for i, (key, _) in enumerate(keys, start=1):
-            cache.layer(key)
-            print(f"  layer {i}/{len(keys)} converted ({time.time() - t0:.0f} s)", flush=True)
-        for i, g in enumerate(nets, start=1):
-            cache.network(arch, g)
-            print(f"  network {i}/{len(nets)} converted ({time.time() - t0:.0f} s)", flush=True)
-        print(f"Converted into {tables_dir / 'flatbuffers'}: {cache.converted} new, the rest were cached")
+        L.convert_host_models(arch, space.candidates, refs.genotypes + [g for _, g in named + randoms], cache,
+                              threads=args.threads)
+        print(f"Converted into {tables_dir / 'flatbuffers'}: {cache.converted} new, the rest were cached "
+              f"({time.time() - t0:.0f} s)")
         return {"module": module, "converted": cache.converted}
     result = L.measure_host_table(
         arch,

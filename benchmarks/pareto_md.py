@@ -1,7 +1,7 @@
 """The pure logic and the BENCHMARKS.md section of `pareto.py` (accuracy x host latency on Fashion-MNIST: the
 searched models against uniform (width, groups) points, larq-zoo's binary networks and float MobileNetV1).
 
-Pure Python plus matplotlib (imported lazily): `make_benchmarks_md.py` and the tests import this module without
+Pure Python (and `common`) plus matplotlib (imported lazily): `make_benchmarks_md.py` and the tests import this module without
 TensorFlow. Every number comes from the JSON that `pareto.py` writes (``benchmarks/results/pareto.json``):
 
 - `accuracy_summary`: mean test top-1 over seeds and its standard error (the test set's binomial error and the
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import common  # benchmarks/common.py (pure Python)
 
 PARETO_CMD = ".venv/bin/python benchmarks/pareto.py --json benchmarks/results/pareto.json"
 PARETO_PLOT = "benchmarks/results/pareto.png"
@@ -46,10 +48,8 @@ def accuracy_summary(values: Sequence[float], test_size: int) -> Dict[str, Any]:
     if not vals:
         raise ValueError("accuracy_summary needs at least one value")
     n = len(vals)
-    mean = sum(vals) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else 0.0
-    p = min(max(mean / 100.0, 0.0), 1.0)
-    binomial = 100.0 * math.sqrt(p * (1.0 - p) / int(test_size))
+    mean, std = common.mean_std(vals)
+    binomial = common.binomial_se_points(min(max(mean / 100.0, 0.0), 1.0), int(test_size))
     return {"mean": mean, "std": std, "n": n, "values": vals, "binomial_se": binomial,
             "se": math.sqrt(binomial ** 2 + std ** 2 / n)}
 

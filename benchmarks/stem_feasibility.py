@@ -133,12 +133,8 @@ def main(argv=None) -> int:
     for module in args.module_list:
         arch = architecture(module, (size, size, 3), classes, 1.0, stem=STEM)
         space = SearchSpace(arch, "lce")
-        if args.convert_only:  # the table's layers, uniform checks and random calibration genotypes
-            uniform = L.reference_genotypes(arch, space.candidates)
-            for key, _ in L.table_keys(arch, space.candidates, 1):
-                cache.layer(key)
-            for g in uniform + L.random_references(space.candidates, exclude=uniform):
-                cache.network(arch, g)
+        if args.convert_only:  # the table's layers and reference networks
+            L.convert_host_models(arch, space.candidates, L.host_references(arch, space.candidates).genotypes, cache)
             print(f"{module.upper()}: {cache.converted} converted so far")
             continue
         # the table and QuickNetSmall timed in one loop: the budget is in the table's conditions

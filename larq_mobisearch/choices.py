@@ -10,6 +10,7 @@ from typing import Any, Iterable, Tuple, Type
 MODULES: Tuple[str, ...] = ("m1", "m2", "m3")  #: binary MobileNet modules (paper §3.2.2)
 #: stems: MobileNet's float 3x3 stride-2 conv (2x down), or QuickNet's float conv s2 + depthwise s2 + 1x1 (4x down)
 STEMS: Tuple[str, ...] = ("mobilenet", "quicknet")
+DEFAULT_STEM = STEMS[0]  #: the paper's; tables and search hashes name a stem only when it is another
 SPACE_GENES: Tuple[str, ...] = ("groups", "width", "joint")  #: genes searched: group counts, block widths, both
 SPACE_MODES: Tuple[str, ...] = ("lce", "paper")  #: search spaces: LCE-lowerable group counts, or all divisors
 SCHEDULES: Tuple[str, ...] = ("cosine", "linear", "constant")  #: learning-rate schedules

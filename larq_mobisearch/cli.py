@@ -23,9 +23,13 @@ from typing import Optional  # noqa: E402
 
 import click  # noqa: E402
 
-from .choices import BASELINES, MAPPINGS, MODULES, SPACE_MODES, STATISTICS, STEMS  # noqa: E402
+from .choices import BASELINES, DEFAULT_STEM, MAPPINGS, MODULES, SPACE_MODES, STATISTICS, STEMS  # noqa: E402
 
 DEFAULT_RUN_DIR = "runs/digits"
+_STEM_OPTION = click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default=DEFAULT_STEM,
+                            show_default=True, help="The float stem: MobileNet's (2x down) or QuickNet's (4x down).")
+_CALIBRATION_OPTION = click.option("--calibration-samples", default=None, type=click.IntRange(min=0), help=(
+    "Random genotypes whose end-to-end times calibrate fixed_ms (default: the library's; 0: the uniform ones do)."))
 
 
 def _friendly_errors(fn):
@@ -294,8 +298,7 @@ def searches(run_dir, as_json):
 @_config_options
 @click.option("--threads", default=1, show_default=True, type=int, help="Interpreter threads to time with.")
 @click.option("--runs", default=None, type=int, help="Timing rounds (default: the library's).")
-@click.option("--calibration-samples", default=12, show_default=True, type=click.IntRange(min=0),
-              help="Random genotypes whose end-to-end times calibrate fixed_ms (0: the uniform genotypes do).")
+@_CALIBRATION_OPTION
 @click.option("--output", default=None, type=click.Path(dir_okay=False),
               help="Where to write the table (default: RUN_DIR/latency_table.json).")
 @_friendly_errors
@@ -309,9 +312,10 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
 
     r = _open_run(run_dir, preset, config_path, overrides, quiet, create=True, search=None)
     kwargs = {"runs": runs} if runs else {}
+    if calibration_samples is not None:
+        kwargs["calibration_samples"] = calibration_samples
     path = output or r.path("latency_table.json")
     table = build_latency_table(r.arch, allowed=r.space.candidates, threads=threads, out_path=path,
-                                calibration_samples=calibration_samples,
                                 cache_dir=r.path("latency_cache"), progress=not quiet and sys.stderr.isatty(), **kwargs)
     click.echo(f"latency table: {path} ({len(table.entries)} layer configurations, fixed {table.fixed_ms:.3f} ms)")
 
@@ -324,8 +328,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
 @click.option("--channels", default=3, show_default=True, type=int)
 @click.option("--num-classes", default=1000, show_default=True, type=int)
 @click.option("--width-multiplier", default=1.0, show_default=True, type=float)
-@click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default="mobilenet", show_default=True,
-              help="The float stem: MobileNet's (2x down) or QuickNet's (4x down).")
+@_STEM_OPTION
 @click.option("--space", "space_mode", type=click.Choice(["paper", "lce"]), default="paper", show_default=True,
               help="Which group counts are legal: all divisors (paper) or LCE-lowerable ones (lce).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object with bops, float_flops, flops.")
@@ -361,8 +364,7 @@ def flops(module, groups, input_size, channels, num_classes, width_multiplier, s
 
 
 def _arch_options(fn, *, module_required: bool = True, module_default: str = None):
-    fn = click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default="mobilenet",
-                      show_default=True, help="The float stem: MobileNet's (2x down) or QuickNet's (4x down).")(fn)
+    fn = _STEM_OPTION(fn)
     fn = click.option("--width-multiplier", default=1.0, show_default=True, type=float)(fn)
     fn = click.option("--num-classes", default=1000, show_default=True, type=int)(fn)
     fn = click.option("--channels", default=3, show_default=True, type=int, help="Input channels.")(fn)
@@ -372,7 +374,7 @@ def _arch_options(fn, *, module_required: bool = True, module_default: str = Non
     return fn
 
 
-def _architecture(module, input_size, channels, num_classes, width_multiplier, stem="mobilenet"):
+def _architecture(module, input_size, channels, num_classes, width_multiplier, stem=DEFAULT_STEM):
     from .nn.specs import architecture
 
     return architecture(module, (input_size, input_size, channels), num_classes, width_multiplier, stem)
@@ -392,22 +394,22 @@ def latency():
               help="Summary of the timings stored per entry.")
 @click.option("--mode", type=click.Choice(list(SPACE_MODES)), default="lce", show_default=True,
               help="Search space whose group counts the table covers.")
-@click.option("--calibration-samples", default=12, show_default=True, type=click.IntRange(min=0),
-              help="Random genotypes whose end-to-end times calibrate fixed_ms (0: the uniform genotypes do).")
+@_CALIBRATION_OPTION
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
               help="Directory for converted models (a rebuild converts nothing twice).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def latency_build(module, input_size, channels, num_classes, width_multiplier, stem, threads, warmup, runs, statistic, mode,
-                  calibration_samples, cache_dir, out):
+def latency_build(module, input_size, channels, num_classes, width_multiplier, stem, threads, warmup, runs,
+                  statistic, mode, calibration_samples, cache_dir, out):
     """Measure a host latency table (LCE interpreter, every layer configuration timed round-robin)."""
     from .deploy.host_table import build_latency_table
     from .nn.space import SearchSpace
 
     arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
-    kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs)) if v is not None}
+    kwargs = {k: v for k, v in (("warmup", warmup), ("runs", runs), ("calibration_samples", calibration_samples))
+              if v is not None}
     table = build_latency_table(arch, allowed=SearchSpace(arch, mode).candidates, threads=threads, statistic=statistic,
-                                calibration_samples=calibration_samples, out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
+                                out_path=out, cache_dir=cache_dir, progress=sys.stderr.isatty(), **kwargs)
     click.echo(f"Wrote {out}: {len(table.entries)} entries, fixed_ms={table.fixed_ms:.3f}")
 
 
@@ -502,8 +504,8 @@ def device_parse(outputs, as_json, top):
               help="How profiled nodes are attributed to layers.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Table JSON to write.")
 @_friendly_errors
-def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier, stem, threads,
-                 mapping, out):
+def device_table(device_name, manifest, outputs, runs, module, input_size, channels, num_classes, width_multiplier,
+                 stem, threads, mapping, out):
     """Build a device latency table from captured lce_benchmark_model outputs."""
     from pathlib import Path
 

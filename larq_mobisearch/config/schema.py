@@ -128,7 +128,7 @@ class ModelConfig(Section):
     space: Choice(C.SPACE_MODES) = "lce"
     #: the float stem: "mobilenet" (3x3 stride-2 conv, 2x down) or "quicknet" (larq-zoo QuickNet's: conv s2 +
     #: depthwise s2 + 1x1, 4x down before the first binary conv; every later feature map half as large)
-    stem: Choice(C.STEMS) = "mobilenet"
+    stem: Choice(C.STEMS) = C.DEFAULT_STEM
     #: genes searched: "groups" (the paper: group counts), "width" (block widths) or "joint" (both)
     space_genes: Choice(C.SPACE_GENES) = "groups"
     #: width genes' choices: multipliers of each block's channels at `width_multiplier` (rounded to multiples of

@@ -33,7 +33,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -195,6 +195,57 @@ class HostMeasurement:
     networks: Dict[Tuple[int, ...], LatencyStats]
 
 
+@dataclass
+class HostReferences:
+    """The networks a host table times end to end: `genotypes` (in order), of which `calibrating` set
+    ``fixed_ms``, chosen as `how` says."""
+
+    genotypes: List[Tuple[int, ...]]
+    calibrating: Set[Tuple[int, ...]]
+    how: str
+
+
+def host_references(
+    arch: Architecture,
+    allowed: Sequence[Sequence[int]],
+    references: Optional[Sequence[Sequence[int]]] = None,
+    *,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_seed: int = 0,
+) -> HostReferences:
+    """The reference networks of `measure_host_table` (see there), e.g. to convert them ahead of the timing or
+    to check a table on other genotypes."""
+    if references is not None:
+        refs = [arch.expand_groups(tuple(r)) for r in references]
+        return HostReferences(refs, set(refs), "reference genotypes")
+    uniform = [arch.expand_groups(tuple(r)) for r in reference_genotypes(arch, allowed)]
+    samples = random_references(allowed, calibration_samples, seed=calibration_seed, exclude=uniform)
+    if not samples:
+        return HostReferences(uniform, set(uniform), "reference genotypes")
+    return HostReferences(uniform + samples, set(samples), "random genotypes of the space")
+
+
+def convert_host_models(
+    arch: Architecture,
+    allowed: Sequence[Sequence[int]],
+    networks: Sequence[Sequence[int]],
+    cache: FlatbufferCache,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+) -> Dict[str, bytes]:
+    """Every distinct layer model of `allowed` and every network of `networks`, converted through `cache`:
+    ``{"layer:<key id>" | "network:<1-2-4-...>": flatbuffer}``. Conversion needs no idle machine: run it ahead
+    of the timing, which does."""
+    needed = table_keys(arch, allowed, threads)
+    fbs: Dict[str, bytes] = {}
+    for key, _ in _progress(needed, len(needed), f"converting {arch.module} layers", progress):
+        fbs["layer:" + key_id(key)] = cache.layer(key)
+    for g in _progress(networks, len(networks), f"converting {arch.module} networks", progress):
+        fbs["network:" + "-".join(map(str, g))] = cache.network(arch, g)
+    return fbs
+
+
 def measure_host_table(
     arch: Architecture,
     *,
@@ -227,14 +278,9 @@ def measure_host_table(
     cache = cache or FlatbufferCache()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
-    if references is not None:
-        refs = [arch.expand_groups(tuple(r)) for r in references]
-        calibrating = set(refs)
-    else:
-        refs = [arch.expand_groups(tuple(r)) for r in reference_genotypes(arch, allowed)]
-        samples = random_references(allowed, calibration_samples, seed=calibration_seed, exclude=refs)
-        calibrating = set(samples or refs)
-        refs = refs + samples
+    chosen = host_references(arch, allowed, references, calibration_samples=calibration_samples,
+                             calibration_seed=calibration_seed)
+    refs, calibrating = chosen.genotypes, chosen.calibrating
     if not refs:
         raise ValueError("At least one reference genotype is needed to calibrate fixed_ms")
     networks: List[Tuple[int, ...]] = []
@@ -243,11 +289,7 @@ def measure_host_table(
             networks.append(g)
 
     needed = table_keys(arch, allowed, threads)
-    fbs: Dict[str, bytes] = {}
-    for key, _ in _progress(needed, len(needed), f"converting {arch.module} layers", progress):
-        fbs["layer:" + key_id(key)] = cache.layer(key)
-    for g in _progress(networks, len(networks), f"converting {arch.module} networks", progress):
-        fbs["network:" + "-".join(map(str, g))] = cache.network(arch, g)
+    fbs = convert_host_models(arch, allowed, networks, cache, threads=threads, progress=progress)
     log(f"Timing {len(needed)} layer models and {len(networks)} networks round-robin ({runs} rounds) ...")
     stats = measure_fn(
         fbs, num_threads=threads, warmup=warmup, runs=runs, use_indirect_bgemm=use_indirect_bgemm, progress=progress
@@ -284,8 +326,7 @@ def measure_host_table(
             "stats": net_stats[g].as_dict(),
         })
     table.fixed_ms = float(np.median([c["residual_ms"] for c in cal if c["calibrates"]]))
-    how = "random genotypes of the space" if len(calibrating) < len(refs) else "reference genotypes"
-    table.calibration = {"method": f"median residual of the {len(calibrating)} {how} marked 'calibrates'",
+    table.calibration = {"method": f"median residual of the {len(calibrating)} {chosen.how} marked 'calibrates'",
                          "references": cal}
     return HostMeasurement(table, net_stats)
 

@@ -34,14 +34,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from pydantic import ValidationError
 
+from ..choices import DEFAULT_STEM
 from ..fileio import atomic_write_text
 from ..nn.specs import Architecture, ConvSpec
 from .schema import DEVICE_PREFIX, SOURCE_HOST, TABLE_VERSION, TableFile, TableKey, describe_validation_error
 
 KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
 ARCH_FIELDS = ("module", "input_shape", "num_classes", "width_multiplier")
-#: The stem a table's ``architecture`` means when it names none (tables made before the stem choice).
-DEFAULT_STEM = "mobilenet"
 
 
 class LatencyTableError(ValueError):

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tupl
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from ..choices import STEMS
+from ..choices import DEFAULT_STEM, STEMS
 
 TABLE_VERSION = 1
 MANIFEST_VERSION = 1
@@ -97,7 +97,7 @@ class ArchitectureInfo(BaseModel):
     input_shape: Tuple[StrictInt, StrictInt, StrictInt]
     num_classes: PositiveInt
     width_multiplier: _number(0.0, inclusive=False)
-    stem: Literal[STEMS] = "mobilenet"
+    stem: Literal[STEMS] = DEFAULT_STEM
 
     @field_validator("input_shape")
     @classmethod

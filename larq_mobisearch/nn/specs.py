@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple
 
-from ..choices import BASELINES, MODULES, STEMS, check_choice, not_allowed
+from ..choices import BASELINES, DEFAULT_STEM, MODULES, STEMS, check_choice, not_allowed
 
 
 #: The 13 MobileNetV1 blocks (paper §3.2.2): (input channels, output channels, stride).
@@ -157,7 +157,7 @@ class Architecture:
     stem: ConvSpec
     blocks: Tuple[BlockSpec, ...]
     stem_rest: Tuple[ConvSpec, ...] = ()
-    stem_kind: str = "mobilenet"
+    stem_kind: str = DEFAULT_STEM
 
     @property
     def stem_convs(self) -> Tuple[ConvSpec, ...]:

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Dict, List, Literal, Mapping, Optional, Seque
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..choices import DEFAULT_STEM
 from ..config import SearchConfig
 from ..fileio import atomic_write_text
 from ..fingerprint import MISSING, diff_keys, stable_hash
@@ -81,7 +82,7 @@ def config_fingerprint(
             "num_classes": getattr(arch, "num_classes", None),
             "width_multiplier": getattr(arch, "width_multiplier", None),
         }
-        if getattr(arch, "stem_kind", "mobilenet") != "mobilenet":  # absent for the default: old hashes hold
+        if getattr(arch, "stem_kind", DEFAULT_STEM) != DEFAULT_STEM:  # absent for the default: old hashes hold
             arch_info["stem"] = arch.stem_kind
     if settings is None:
         settings = {k: v for k, v in search_settings(config).items() if k not in HASH_EXCLUDED_FIELDS}
