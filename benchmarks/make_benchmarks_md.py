@@ -480,8 +480,9 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
         "ablation": (plot_ablation, "ablation_fashion_accuracy_latency.png"),
         "efficiency": (fashion_md.plot_efficiency, "efficiency.png"),
     }
+    nothing_to_plot = {"ranking_variants": lambda d: not d["variants"]}  # a ledger with stand-alone rows only
     for key, (plot, filename) in single_plots.items():
-        if fashion[key] is not None:
+        if fashion[key] is not None and not nothing_to_plot.get(key, lambda d: False)(fashion[key]):
             fashion[f"{key}_plot"] = rel(_plot(write_plots, plot, fashion[key], str(plots_dir / filename)))
     latency = [fashion[k] for k in ("latency_m3_28", "latency_m3_224") if fashion[k] is not None]
     if latency:

@@ -13,8 +13,10 @@ test split):
    (the search's fitness, cached per supernet) and report Kendall's tau and Spearman's rho with the stand-alone
    accuracies, with bootstrap 95% intervals (genotypes resampled with replacement).
 
-Every stage resumes: a killed run redoes at most one epoch. The JSON is rewritten after every variant, so a
-run spread over several sessions commits what it has (``"complete": false`` until every variant is in).
+Every stage resumes: a killed run redoes at most one epoch. The JSON is the ledger across machines: it is
+rewritten after every stand-alone genotype and every variant (``"complete": false`` until all are in), and a
+run on a fresh checkout (no run directories) takes every genotype and variant it already holds from it, provided
+it was written with the same settings (refused otherwise). Commit it as it grows.
 
     python benchmarks/ranking_variants.py --variant-dir budget=runs/fashion_joint \\
         --json benchmarks/results/ranking_variants.json
@@ -29,7 +31,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,19 +136,42 @@ def open_variant(args, name: str):
     return run
 
 
-def train_standalone(args, base, genotypes, flops) -> List[Dict[str, Any]]:
-    """Each genotype trained from scratch (searches ``rank-NN`` of `base`, OUT_DIR/standalone); its test top-1."""
-    import tensorflow as tf
+def read_ledger(path: Optional[str], settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The results an earlier run wrote to `path` (``{}`` if none), refused if written with other settings."""
+    if not path or not Path(path).is_file():
+        return {}
+    with open(path) as f:
+        old = json.load(f)
+    differ = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items()
+              if old.get("settings", {}).get(k) != v}
+    if differ:
+        what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+        raise SystemExit(f"{path} was written with other settings ({what}): use another --json, or delete it "
+                         f"to start over")
+    return old
 
-    from larq_mobisearch import pipeline as P
 
-    cfg = base.cfg.model_copy(update={"retrain": base.cfg.retrain.model_copy(
-        update={"epochs": args.epochs, "seed": args.seed})})
+def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, Any]],
+                     on_row: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
+    """Each genotype trained from scratch (searches ``rank-NN`` of `base`, OUT_DIR/standalone) unless `known`
+    (the ledger's rows, by name) holds it; its test top-1. `on_row(rows)` after every new row."""
     rows = []
     for i, g in enumerate(genotypes):
         name = f"rank-{i:02d}"
-        r = P.Run.open(base.run_dir, cfg, verbose=0, search=name)
         text = base.space.encode(g)
+        if name in known:
+            if known[name]["genotype"] != text:
+                raise SystemExit(f"the ledger's {name} is {known[name]['genotype']}, not {text}: another genotype "
+                                 f"draw; use another --json")
+            rows.append(known[name])
+            continue
+        import tensorflow as tf
+
+        from larq_mobisearch import pipeline as P
+
+        cfg = base.cfg.model_copy(update={"retrain": base.cfg.retrain.model_copy(
+            update={"epochs": args.epochs, "seed": args.seed})})
+        r = P.Run.open(base.run_dir, cfg, verbose=0, search=name)
         if not r.done("retrain"):
             t = time.time()
             P.retrain(r, g)
@@ -160,6 +185,7 @@ def train_standalone(args, base, genotypes, flops) -> List[Dict[str, Any]]:
         rows.append({"name": name, "genotype": text, "flops": flops.cost(g),
                      "standalone_test_accuracy": done["test_accuracy"], "standalone_seconds": done.get("seconds")})
         print(f"  {name} {text:<60} FLOPs {flops.cost(g):9.4g} stand-alone {done['test_accuracy']:.4f}", flush=True)
+        on_row(rows)
     return rows
 
 
@@ -195,31 +221,42 @@ def main(argv=None) -> int:
     genotypes = feasible_spread(base.space, flops, budget, args.genotypes, args.seed)
     print(f"{len(genotypes)} genotypes within {budget:.4g} FLOPs, from {flops.cost(genotypes[0]):.4g} to "
           f"{flops.cost(genotypes[-1]):.4g}; stand-alone training {args.epochs} epochs each", flush=True)
-    rows = train_standalone(args, base, genotypes, flops)
-    acc = [r["standalone_test_accuracy"] for r in rows]
-    mean, std = common.mean_std(acc)
-    spread = {"min": min(acc), "max": max(acc), "mean": mean, "std": std,
-              "test_se_points": common.binomial_se_points(mean, base.data.test_size),
-              "flops": correlations([r["flops"] for r in rows], acc)}
-    out: Dict[str, Any] = {
-        "benchmark": "ranking_variants", "command": common.command_line(), "complete": False,
-        "settings": {"preset": args.preset, "out_dir": args.out_dir, "dataset": base.cfg.data.name,
-                     "module": base.cfg.model.module, "width_multiplier": base.cfg.model.width_multiplier,
-                     "space_genes": base.cfg.model.space_genes, "image_size": base.cfg.data.image_size,
-                     "flops_budget": budget, "genotypes": len(rows), "epochs": args.epochs, "seed": args.seed,
-                     "learning_rate": base.cfg.retrain.learning_rate, "schedule": base.cfg.retrain.schedule,
-                     "holdout_size": base.data.holdout_size, "test_size": base.data.test_size,
-                     "bootstrap": args.bootstrap, "overrides": args.overrides},
-        "rows": rows, "standalone_spread": spread, "variants": [],
-    }
-    for name in args.variants:
-        out["variants"].append(score_variant(args, name, genotypes, acc))
-        out["complete"] = len(out["variants"]) == len(args.variants)
-        out["seconds"] = round(time.time() - t0, 1)
+    settings = {"preset": args.preset, "dataset": base.cfg.data.name,
+                "module": base.cfg.model.module, "width_multiplier": base.cfg.model.width_multiplier,
+                "space_genes": base.cfg.model.space_genes, "image_size": base.cfg.data.image_size,
+                "flops_budget": budget, "genotypes": len(genotypes), "epochs": args.epochs, "seed": args.seed,
+                "learning_rate": base.cfg.retrain.learning_rate, "schedule": base.cfg.retrain.schedule,
+                "holdout_size": base.data.holdout_size, "test_size": base.data.test_size,
+                "bootstrap": args.bootstrap, "overrides": args.overrides}
+    ledger = read_ledger(args.json, settings)
+    known_variants = {v["name"]: v for v in ledger.get("variants", []) if v["overrides"] == VARIANTS[v["name"]][1]}
+    out: Dict[str, Any] = {"benchmark": "ranking_variants", "command": common.command_line(), "complete": False,
+                           "settings": settings, "rows": [], "standalone_spread": None, "variants": []}
+
+    def save(rows: List[Dict[str, Any]]) -> None:
+        acc = [r["standalone_test_accuracy"] for r in rows]
+        mean, std = common.mean_std(acc)
+        out["rows"] = rows
+        out["standalone_spread"] = {
+            "min": min(acc), "max": max(acc), "mean": mean, "std": std,
+            "test_se_points": common.binomial_se_points(mean, base.data.test_size),
+            "flops": correlations([r["flops"] for r in rows], acc) if len(rows) > 2 else None}
+        out["complete"] = len(rows) == len(genotypes) and len(out["variants"]) == len(args.variants)
+        out["session_seconds"] = round(time.time() - t0, 1)  # this invocation; per-row and per-supernet times are in the rows
         out["machine"] = {**L.machine_info(1), "load_average_end": common.load_average()}
         if args.json:
             atomic_write_json(args.json, out, indent=1)
-            print(f"Wrote {args.json} ({len(out['variants'])} of {len(args.variants)} variants)", flush=True)
+            print(f"Wrote {args.json} ({len(rows)} of {len(genotypes)} genotypes, {len(out['variants'])} of "
+                  f"{len(args.variants)} variants)", flush=True)
+
+    rows = train_standalone(args, base, genotypes, flops, {r["name"]: r for r in ledger.get("rows", [])}, save)
+    acc = [r["standalone_test_accuracy"] for r in rows]
+    for name in args.variants:
+        variant = known_variants.get(name)
+        if variant is None:
+            variant = score_variant(args, name, genotypes, acc)
+        out["variants"].append(variant)
+        save(rows)
     return 0
 
 

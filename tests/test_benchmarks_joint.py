@@ -114,3 +114,26 @@ def test_ranking_variants_markdown_rows_and_goal():
     assert "| + budget | 8 | +0.65 [+0.40, +0.90] (0.01) |" in md
     assert "| `b` | 2e+05 | 87.00 | 82.00 | 80.00 |" in md
     assert "span 2.00 points" in md and "meets the goal of >= 0.6" in md and "Incomplete" in md
+
+
+def test_ranking_ledger_resumes_trained_genotypes_and_refuses_other_settings(tmp_path):
+    """A fresh checkout (no run directories) takes the stand-alone rows the committed JSON holds instead of
+    training them again, and refuses a JSON written with other settings or another genotype draw."""
+    import json
+    from types import SimpleNamespace
+
+    settings = {"preset": "fashion_joint", "genotypes": 2, "epochs": 3}
+    rows = [{"name": "rank-00", "genotype": "(1, 2)", "flops": 1.0, "standalone_test_accuracy": 0.8},
+            {"name": "rank-01", "genotype": "(4, 4)", "flops": 2.0, "standalone_test_accuracy": 0.9}]
+    path = tmp_path / "ranking_variants.json"
+    path.write_text(json.dumps({"settings": settings, "rows": rows, "variants": []}))
+    assert rv.read_ledger(str(tmp_path / "absent.json"), settings) == {}
+    with pytest.raises(SystemExit, match="epochs: 3 there, 4 now"):
+        rv.read_ledger(str(path), {**settings, "epochs": 4})
+    known = {r["name"]: r for r in rv.read_ledger(str(path), settings)["rows"]}
+    base = SimpleNamespace(space=SimpleNamespace(encode=str), run_dir=None, cfg=None)  # nothing to train: no run
+    saved = []
+    got = rv.train_standalone(SimpleNamespace(), base, [(1, 2), (4, 4)], None, known, saved.append)
+    assert got == rows and saved == []
+    with pytest.raises(SystemExit, match="rank-01 is \\(4, 4\\), not \\(8, 8\\)"):
+        rv.train_standalone(SimpleNamespace(), base, [(1, 2), (8, 8)], None, known, saved.append)
