@@ -6,6 +6,7 @@ this module without TensorFlow. Import `larq_mobisearch` before this module's Te
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -173,6 +174,23 @@ def machine_summary(machine: Mapping[str, Any]) -> str:
 
 # --------------------------------------------------------------------------------------------------------
 # One supernet shared by several benchmarks (Fashion-MNIST: ranking, efficiency curve, Table 1)
+
+
+def read_ledger(path: Optional[str], settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The results an earlier run of a benchmark wrote to `path` (``{}`` if none): the ledger that carries its
+    finished work across machines and sessions (run directories do not travel; the committed JSON does).
+    Refused (SystemExit) if its ``settings`` differ from `settings` in any key of `settings`."""
+    if not path or not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        old = json.load(f)
+    differ = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items()
+              if old.get("settings", {}).get(k) != v}
+    if differ:
+        what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+        raise SystemExit(f"{path} was written with other settings ({what}): use another --json, or delete it "
+                         f"to start over")
+    return old
 
 
 def shared_run(run_dir: str, preset: str, overrides: Sequence[str] = (), search: Optional[str] = None):

@@ -34,11 +34,15 @@ are the supernet's, at the data's native size.
 
 Peers and float models (no run directory) train in ``--out-dir`` (default ``runs/benchmarks/pareto``), one
 directory per (model, seed): `training.fit`'s per-epoch backup (a killed run resumes at its epoch), ``weights.h5``,
-``done.json``, ``model.tflite`` and ``export.json``. The JSON (``--json``) is rewritten after every finished
-(model, seed), with the command line and the machine; the timing loop runs once every model is trained (a re-run
-skips finished work; ``--time-only`` times what is exported so far). Latency per row: its first seed's
-``.tflite`` (weights do not change it), 1 thread, mean and p10-p90 over ``--runs`` rounds, and the paired median
-per-round ratio to ``--reference`` (`common.paired_ratio`).
+``done.json``, ``model.tflite`` and ``export.json``. The JSON (``--json``) is rewritten after every search and
+every finished (model, seed), with the command line and the machine, and it is the ledger across sessions and
+machines (run directories do not travel; the committed JSON does): a re-run with the same recipe
+(`RECIPE_KEYS`; another one is refused) takes every searched genotype and every (model, seed) result it holds
+instead of searching or training again, so only work it lacks needs the supernet or a GPU-free afternoon. The
+timing loop runs once every model is trained (``--time-only`` times what is trained so far). Latency per row:
+its first seed's ``.tflite`` when it is on this machine, else the same architecture exported untrained
+(`timing_flatbuffer`: LCE's and TFLite's kernels do not depend on weight values), 1 thread, mean and p10-p90
+over ``--runs`` rounds, and the paired median per-round ratio to ``--reference`` (`common.paired_ratio`).
 
 Reported per row: test top-1 mean ± SE over seeds (SE = sqrt(binomial SE of the mean on the test set^2 + seed
 std^2 / seeds): the test images are the same for every seed), the ``.tflite`` top-1, FLOPs / BOPs (ours:
@@ -96,6 +100,11 @@ QUICK_OVERRIDES = (
     "search.flops_budget_fraction=0.6",
 )
 INSTALL_HINT = ".venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt"
+#: The settings a ledger's results depend on: a re-run may add seeds, rows or timing rounds, not change these.
+RECIPE_KEYS = ("preset", "dataset", "image_size", "channels", "num_classes", "module", "width_multiplier",
+               "space_genes", "epochs", "optimizer", "learning_rate", "schedule", "batch_size", "augment",
+               "test_size", "search_seed", "supernet_sampling", "supernet_budget_fraction", "pad_size", "pad_value",
+               "quick")
 
 
 def parse_args(argv=None):
@@ -400,31 +409,46 @@ def train_model(spec: ModelSpec, data, cfg, out_dir: str, *, seed: int, verbose:
 
 
 def open_base_run(args):
-    """The run directory (its supernet trained; --quick trains a tiny one), opened without a search."""
-    run = common.shared_run(args.run_dir, args.preset, args.overrides)
+    """The run directory (created from the preset if new), opened without a search. Its supernet is needed
+    only for a search the ledger does not hold (`need_supernet`)."""
+    return common.shared_run(args.run_dir, args.preset, args.overrides)
+
+
+def need_supernet(run, args) -> None:
+    """Refuse to search without a trained supernet (--quick trains its tiny one)."""
     if not run.done("supernet"):
         if not args.quick:
-            raise SystemExit(f"{args.run_dir} has no trained supernet: run `mobisearch run --preset fashion_joint "
-                             f"--run-dir {args.run_dir}` first")
+            raise SystemExit(f"{args.run_dir} has no trained supernet and the ledger has no searched genotype "
+                             f"for every budget: run `mobisearch run --preset fashion_joint --run-dir "
+                             f"{args.run_dir}` first")
         common.ensure_supernet(run)
-    return run
 
 
-def searched_rows(run, args) -> List[Dict[str, Any]]:
-    """One search per FLOPs budget fraction (search ``pareto-f<fraction>``, resumable); its winner as a row."""
+#: A searched row's fields that the ledger carries (its genotype and how it was found).
+SEARCHED_FIELDS = ("family", "label", "key", "genotype", "budget_fraction", "flops_budget", "supernet_fitness",
+                   "evaluations", "search", "costs")
+
+
+def searched_rows(run, args, known: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One search per FLOPs budget fraction (search ``pareto-f<fraction>``, resumable); its winner as a row.
+    A budget whose winner the ledger (`known`, rows by label) holds is not searched again."""
     from larq_mobisearch import pipeline as P
 
     rows = []
     for frac in args.fraction_list:
         name = f"pareto-f{frac:g}"
+        label = f"searched <= {frac:g}x"
+        if known.get(label, {}).get("genotype"):
+            rows.append({k: known[label][k] for k in SEARCHED_FIELDS if k in known[label]})
+            continue
         search = run.cfg.search.model_copy(update={
             "flops_budget": None, "flops_budget_fraction": frac, "random_baseline_samples": 0,
             "seed": args.search_seed})
         r = P.Run.open(run.run_dir, run.cfg.model_copy(update={"search": search}), verbose=2, search=name)
-        label = f"searched <= {frac:g}x"
         if not r.done("search"):
             if args.time_only:
                 continue
+            need_supernet(run, args)
             print(f"Search {name}: FLOPs <= {frac:g}x the uniform width-1 / groups-1 model ...", flush=True)
             try:
                 P.search(r)
@@ -516,6 +540,26 @@ def train_other(run, spec: ModelSpec, args, seed: int) -> Optional[Dict[str, Any
     return train_model(spec, run.data, cfg, out_dir, seed=seed)
 
 
+def carry_over(rows: List[Dict[str, Any]], known: Dict[str, Dict[str, Any]], test_size: int) -> None:
+    """Every (model, seed) result the ledger (`known`, rows by label) holds for `rows`, added to them so that it
+    is not trained again; a ledger row under the same label but of another model is refused."""
+    for row in rows:
+        old = known.get(row["label"])
+        if not old:
+            continue
+        differ = [k for k in ("family", "genotype", "what") if old.get(k) != row.get(k)]
+        if differ:
+            raise SystemExit(f"the ledger's row {row['label']!r} is another model ({', '.join(differ)}: "
+                             f"{[old.get(k) for k in differ]} there, {[row.get(k) for k in differ]} now): use "
+                             f"another --json")
+        for entry in old.get("per_seed", []):
+            add_seed(row, entry, test_size)
+
+
+def has_seed(row: Dict[str, Any], seed: int) -> bool:
+    return any(e["seed"] == seed for e in row.get("per_seed", []))
+
+
 def record(row: Dict[str, Any], entry: Dict[str, Any], test_size: int) -> None:
     """`add_seed`, and one line about it (a warning when its `.tflite` fails the numerics gate)."""
     add_seed(row, entry, test_size)
@@ -538,14 +582,48 @@ def add_seed(row: Dict[str, Any], entry: Dict[str, Any], test_size: int) -> None
             row[key] = first[key]
 
 
-def time_rows(rows: List[Dict[str, Any]], args) -> Optional[str]:
-    """Time every row's ``.tflite`` together (round-robin, 1 thread); latency and paired ratio per row."""
+def timing_flatbuffer(run, row: Dict[str, Any], spec: Optional[ModelSpec], out_dir: str) -> str:
+    """A ``.tflite`` of `row`'s model to time: its first seed's export when it is on this machine, else the same
+    architecture exported untrained to ``<out_dir>/timing/`` (the ledger of a fresh checkout has the results but
+    not the run directories; LCE's and TFLite's kernels take the same time whatever the weights hold).
+    ``row["timed"]`` says which."""
+    import tensorflow as tf
+
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.deploy.export import export_tflite, write_tflite
+
+    if row.get("tflite") and os.path.isfile(row["tflite"]):
+        row["timed"] = f"the trained .tflite (seed {row['per_seed'][0]['seed']})"
+        return row["tflite"]
+    path = os.path.join(out_dir, "timing", re.sub(r"[^a-z0-9.]+", "-", row["label"].lower()).strip("-") + ".tflite")
+    if not os.path.isfile(path):
+        if spec is None:  # ours: the pipeline's model and export options
+            model = P.build_final(run, run.space.expand(row["genotype"]))
+            flatbuffer = export_tflite(model, target=run.cfg.export.target, fuse_pointwise=run.cfg.export.fuse_pointwise)
+        else:
+            size, channels = row["input_size"], run.data.input_shape[2]
+            model = spec.build(size, channels, run.data.num_classes)
+            if spec.binary:
+                flatbuffer = export_tflite(model, fuse_pointwise=False)
+            else:
+                from peers import convert_float
+
+                flatbuffer = convert_float(model)
+        write_tflite(flatbuffer, path)
+        tf.keras.backend.clear_session()
+    row["timed"] = "the same architecture exported untrained"
+    return path
+
+
+def time_rows(run, rows: List[Dict[str, Any]], specs: Dict[str, ModelSpec], args) -> Optional[str]:
+    """Time every row with a trained seed together (round-robin, 1 thread): `timing_flatbuffer` of each;
+    latency and paired ratio per row."""
     from larq_mobisearch import deploy as L
 
-    timed = [r for r in rows if r.get("tflite")]
+    timed = [r for r in rows if r.get("per_seed")]
     if not timed:
         return None
-    fbs = {r["label"]: r["tflite"] for r in timed}
+    fbs = {r["label"]: timing_flatbuffer(run, r, specs.get(r["label"]), args.out_dir) for r in timed}
     runtimes = {r["label"]: r.get("runtime", "lce") for r in timed}
     print(f"\nTiming {len(fbs)} models round-robin, 1 thread, {args.runs} rounds ...", flush=True)
     times: Dict[str, List[float]] = {}
@@ -626,26 +704,33 @@ def main(argv=None) -> int:
     if run.cfg.retrain.loss != "cross_entropy" or run.cfg.retrain.two_step:
         raise SystemExit("pareto.py trains every model with the run's retraining recipe; peers support only "
                          "retrain.loss=cross_entropy without two_step")
-    ours = searched_rows(run, args) + uniform_rows(run, args)
-    others = model_rows(args)
-    rows = ours + [row for row, _ in others]
+    setup = settings(run, args)
+    ledger = common.read_ledger(args.json, {k: setup[k] for k in RECIPE_KEYS})
+    known = {r["label"]: r for r in ledger.get("rows", [])}
     result: Dict[str, Any] = {"benchmark": "pareto", "command": common.command_line(), "complete": False,
-                              "settings": settings(run, args), "machine": machine, "rows": rows,
-                              "plot": args.plot}
+                              "settings": setup, "machine": machine, "rows": [], "plot": args.plot}
+    ours = searched_rows(run, args, known) + uniform_rows(run, args)
+    others = model_rows(args)
+    rows = result["rows"] = ours + [row for row, _ in others]
     for row in ours:
         row.update(input_size=run.data.input_shape[0], runtime="lce")
+    carry_over(rows, known, run.data.test_size)
+    if known:
+        print(f"Ledger {args.json}: {sum(r['label'] in known for r in ours if r['family'] == 'searched')} searched "
+              f"genotypes and {sum(len(r.get('per_seed', [])) for r in rows)} (model, seed) results taken", flush=True)
+    write(result, args)
     for seed in args.seed_list:
         for row in ours:
-            entry = retrain_and_export(run, row, args, seed)
+            entry = None if has_seed(row, seed) else retrain_and_export(run, row, args, seed)
             if entry:
                 record(row, entry, run.data.test_size)
-            write(result, args)
+                write(result, args)
         for row, spec in others:
-            entry = train_other(run, spec, args, seed)
+            entry = None if has_seed(row, seed) else train_other(run, spec, args, seed)
             if entry:
                 record(row, entry, run.data.test_size)
-            write(result, args)
-    result["reference"] = time_rows(rows, args)
+                write(result, args)
+    result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()
     result["complete"] = not args.time_only and all(len(r.get("per_seed", [])) == len(args.seed_list) for r in rows)
     result["seconds"] = round(time.time() - t0, 1)

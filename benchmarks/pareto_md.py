@@ -275,6 +275,11 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
     out += [_fmt_row(r, reference) for r in result.get("rows") or []]
     if any(numerics_failed(r) for r in result.get("rows") or []):
         out += ["", NUMERICS_NOTE]
+    untrained = [r["label"] for r in result.get("rows") or [] if str(r.get("timed", "")).endswith("untrained")]
+    if untrained:
+        out += ["", f"Timed on the same architecture exported untrained (the trained `.tflite` was trained in an "
+                    f"earlier session, on another machine; kernels do not depend on weight values): "
+                    f"{', '.join(untrained)}."]
     genotypes = [r for r in result.get("rows") or [] if r.get("genotype")]
     if genotypes:
         out += ["", "Genotypes (group counts, then block widths after `_w`):", ""]

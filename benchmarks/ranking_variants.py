@@ -136,21 +136,6 @@ def open_variant(args, name: str):
     return run
 
 
-def read_ledger(path: Optional[str], settings: Dict[str, Any]) -> Dict[str, Any]:
-    """The results an earlier run wrote to `path` (``{}`` if none), refused if written with other settings."""
-    if not path or not Path(path).is_file():
-        return {}
-    with open(path) as f:
-        old = json.load(f)
-    differ = {k: (old.get("settings", {}).get(k), v) for k, v in settings.items()
-              if old.get("settings", {}).get(k) != v}
-    if differ:
-        what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
-        raise SystemExit(f"{path} was written with other settings ({what}): use another --json, or delete it "
-                         f"to start over")
-    return old
-
-
 def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, Any]],
                      on_row: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
     """Each genotype trained from scratch (searches ``rank-NN`` of `base`, OUT_DIR/standalone) unless `known`
@@ -228,7 +213,7 @@ def main(argv=None) -> int:
                 "learning_rate": base.cfg.retrain.learning_rate, "schedule": base.cfg.retrain.schedule,
                 "holdout_size": base.data.holdout_size, "test_size": base.data.test_size,
                 "bootstrap": args.bootstrap, "overrides": args.overrides}
-    ledger = read_ledger(args.json, settings)
+    ledger = common.read_ledger(args.json, settings)
     known_variants = {v["name"]: v for v in ledger.get("variants", []) if v["overrides"] == VARIANTS[v["name"]][1]}
     out: Dict[str, Any] = {"benchmark": "ranking_variants", "command": common.command_line(), "complete": False,
                            "settings": settings, "rows": [], "standalone_spread": None, "variants": []}

@@ -21,7 +21,7 @@ TINY_SETTINGS = (
     "search.recalibration_batches=1",
     "search.random_baseline_samples=3",
     "export.verify_samples=16",
-    "export.float_size=false",  # the float twin's conversion: checked in test_export.py and the joint pipeline test
+    "export.float_size=false",  # the float twin's conversion: checked in test_export.py
 )
 TINY = [a for s in TINY_SETTINGS for a in ("--set", s)]
 #: Test top-1 floor for the shared run's retrained winner (measured ~0.85-0.88; an untrained net is ~0.1).

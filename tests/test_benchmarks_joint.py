@@ -14,6 +14,7 @@ import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
+import common  # noqa: E402
 import elastic_md  # noqa: E402
 import ranking_variants as rv  # noqa: E402
 import table1_joint as t1  # noqa: E402
@@ -127,10 +128,10 @@ def test_ranking_ledger_resumes_trained_genotypes_and_refuses_other_settings(tmp
             {"name": "rank-01", "genotype": "(4, 4)", "flops": 2.0, "standalone_test_accuracy": 0.9}]
     path = tmp_path / "ranking_variants.json"
     path.write_text(json.dumps({"settings": settings, "rows": rows, "variants": []}))
-    assert rv.read_ledger(str(tmp_path / "absent.json"), settings) == {}
+    assert common.read_ledger(str(tmp_path / "absent.json"), settings) == {}
     with pytest.raises(SystemExit, match="epochs: 3 there, 4 now"):
-        rv.read_ledger(str(path), {**settings, "epochs": 4})
-    known = {r["name"]: r for r in rv.read_ledger(str(path), settings)["rows"]}
+        common.read_ledger(str(path), {**settings, "epochs": 4})
+    known = {r["name"]: r for r in common.read_ledger(str(path), settings)["rows"]}
     base = SimpleNamespace(space=SimpleNamespace(encode=str), run_dir=None, cfg=None)  # nothing to train: no run
     saved = []
     got = rv.train_standalone(SimpleNamespace(), base, [(1, 2), (4, 4)], None, known, saved.append)

@@ -251,3 +251,38 @@ def test_quicknetsmall_trains_through_paretos_training_function_and_exports_full
     assert pareto.train_model(spec, data, cfg, str(out), seed=0, verbose=0) == entry
     with pytest.raises(SystemExit):  # other settings in the same directory are refused
         pareto.train_model(spec, data, cfg.model_copy(update={"epochs": 2}), str(out), seed=0, verbose=0)
+
+
+def test_ledger_carries_searched_genotypes_and_seeds_and_times_an_untrained_twin(tmp_path):
+    """A fresh checkout (no run directories): the committed JSON's searched genotypes are not searched again
+    (no supernet is touched), its (model, seed) results are not trained again, a ledger row of another model is
+    refused, and a row whose trained .tflite is absent is timed on its architecture exported untrained."""
+    import pareto
+
+    args = SimpleNamespace(fraction_list=[0.35, 0.5], time_only=False, quick=False, run_dir="absent")
+    searched = [{"family": "searched", "label": f"searched <= {f:g}x", "key": f"f{f:g}", "genotype": f"g{f:g}",
+                 "budget_fraction": f, "costs": {"flops": 1e5}, "per_seed": [{"seed": 0, "test_accuracy": 0.9}]}
+                for f in args.fraction_list]
+    known = {r["label"]: r for r in searched}
+    rows = pareto.searched_rows(None, args, known)  # None: any use of the run directory would fail
+    assert [r["genotype"] for r in rows] == ["g0.35", "g0.5"] and "per_seed" not in rows[0]
+    pareto.carry_over(rows, known, test_size=10000)
+    assert pareto.has_seed(rows[0], 0) and not pareto.has_seed(rows[0], 1)
+    assert rows[0]["accuracy"]["n"] == 1 and rows[0]["accuracy"]["mean"] == pytest.approx(90.0)
+    other = [{**rows[1], "genotype": "another", "per_seed": []}]
+    with pytest.raises(SystemExit, match="another model"):
+        pareto.carry_over(other, known, test_size=10000)
+
+    spec = pareto.mobilenet_spec(0.25)
+    row = {"label": spec.label, "input_size": 32, "tflite": str(tmp_path / "gone.tflite"), "per_seed": [{"seed": 0}]}
+    run = SimpleNamespace(data=SimpleNamespace(input_shape=(28, 28, 1), num_classes=10))
+    path = pareto.timing_flatbuffer(run, row, spec, str(tmp_path))
+    assert row["timed"] == "the same architecture exported untrained" and path.startswith(str(tmp_path / "timing"))
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_path=path)
+    assert tuple(interp.get_input_details()[0]["shape"]) == (1, 32, 32, 1)
+    assert tuple(interp.get_output_details()[0]["shape"]) == (1, 10)
+    row["tflite"] = path  # a trained .tflite on this machine is timed as it is
+    assert pareto.timing_flatbuffer(run, row, spec, str(tmp_path)) == path
+    assert row["timed"] == "the trained .tflite (seed 0)"
