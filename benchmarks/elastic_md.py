@@ -142,7 +142,7 @@ def ranking_variants_markdown(data: Optional[Dict[str, Any]], plot: Optional[str
     """The ranking proof on the joint space: one row per supernet-training variant, the stand-alone spread."""
     if not data:
         return []
-    s, spread = data["settings"], data["standalone_spread"]
+    s, spread, ceiling = data["settings"], data["standalone_spread"], data.get("noise_ceiling")
     out = [
         "## Does the joint supernet rank? One row per way of training it",
         "",
@@ -162,28 +162,44 @@ def ranking_variants_markdown(data: Optional[Dict[str, Any]], plot: Optional[str
            f" **Incomplete: {len(data['rows'])} of {s['genotypes']} genotypes trained and {len(data['variants'])} "
            f"variants scored so far (the run resumes from this JSON).**"),
         "",
-        "| supernet training | epochs | Kendall tau [95% CI] (p) | Spearman rho [95% CI] (p) |",
-        "|---|---:|---:|---:|",
+        "| supernet training | epochs | Kendall tau [95% CI] (p) | Spearman rho [95% CI] (p) |"
+        + (" Kendall tau vs the two seeds' mean [95% CI] |" if ceiling else ""),
+        "|---|---:|---:|---:|" + ("---:|" if ceiling else ""),
     ]
     for v in data["variants"]:
-        c = v["correlations"]
-        (tl, th), (rl, rh) = c["kendall_tau_ci95"], c["spearman_rho_ci95"]
-        out.append(f"| {v['label']} | {v['supernet_settings'].get('epochs')} | {c['kendall_tau']:+.2f} "
-                   f"[{tl:+.2f}, {th:+.2f}] ({c['kendall_p']:.2g}) | {c['spearman_rho']:+.2f} [{rl:+.2f}, {rh:+.2f}] "
-                   f"({c['spearman_p']:.2g}) |")
+        two = (ceiling or {}).get("variants_vs_two_seed_mean", {}).get(v["name"])
+        out.append(f"| {v['label']} | {v['supernet_settings'].get('epochs')} | {_tau_rho(v['correlations'])} |"
+                   + (f" {_ci(two, 'kendall_tau')} |" if ceiling else ""))
     fl = spread["flops"]
     if fl:
         out.append(f"| reference: FLOPs alone | - | {fl['kendall_tau']:+.2f} ({fl['kendall_p']:.2g}) | "
-                   f"{fl['spearman_rho']:+.2f} ({fl['spearman_p']:.2g}) |")
-    out += ["", "| genotype | FLOPs | stand-alone test | " + " | ".join(v["name"] for v in data["variants"]) + " |",
-            "|---|---:|---:|" + "---:|" * len(data["variants"])]
+                   f"{fl['spearman_rho']:+.2f} ({fl['spearman_p']:.2g}) |" + (" - |" if ceiling else ""))
+    if ceiling:
+        out.append(f"| noise ceiling: stand-alone seed {s['seed']} vs seed {ceiling['repeat_seed']} | - | "
+                   f"{_tau_rho(ceiling['between_seeds'])} | - |")
+    repeat = ceiling is not None
+    out += ["", "| genotype | FLOPs | stand-alone test | " + (f"seed {ceiling['repeat_seed']} | " if repeat else "")
+            + " | ".join(v["name"] for v in data["variants"]) + " |",
+            "|---|---:|---:|" + ("---:|" if repeat else "") + "---:|" * len(data["variants"])]
     for i, r in enumerate(data["rows"]):
         out.append(f"| `{r['genotype']}` | {r['flops']:.4g} | {100 * r['standalone_test_accuracy']:.2f} | "
+                   + (f"{100 * r['repeat_test_accuracy']:.2f} | " if repeat else "")
                    + " | ".join(f"{100 * v['scores'][i]:.2f}" for v in data["variants"]) + " |")
     out += ["", ranking_variants_reading(data), ""]
     if plot and data["variants"]:
         out += [f"![ranking per supernet-training variant]({plot})", ""]
     return out
+
+
+def _ci(c: Dict[str, Any], key: str) -> str:
+    lo, hi = c[f"{key}_ci95"]
+    return f"{c[key]:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _tau_rho(c: Dict[str, Any]) -> str:
+    """Kendall's tau and Spearman's rho with their intervals and p-values, as two table cells."""
+    return (f"{_ci(c, 'kendall_tau')} ({c['kendall_p']:.2g}) | {_ci(c, 'spearman_rho')} "
+            f"({c['spearman_p']:.2g})")
 
 
 def ranking_variants_reading(data: Dict[str, Any]) -> str:
@@ -199,6 +215,19 @@ def ranking_variants_reading(data: Dict[str, Any]) -> str:
         met = "meets" if c["kendall_tau"] >= TAU_GOAL else "misses"
         text += (f" The default variant's Kendall tau {c['kendall_tau']:+.2f} (95% CI {c['kendall_tau_ci95'][0]:+.2f} "
                  f"to {c['kendall_tau_ci95'][1]:+.2f}) {met} the goal of >= {TAU_GOAL}.")
+    ceiling = data.get("noise_ceiling")
+    if ceiling:
+        b = ceiling["between_seeds"]
+        text += (f" Why, measured: the same genotypes trained stand-alone twice (seeds {data['settings']['seed']} and "
+                 f"{ceiling['repeat_seed']}) rank each other with Kendall tau {b['kendall_tau']:+.2f} (95% CI "
+                 f"{b['kendall_tau_ci95'][0]:+.2f} to {b['kendall_tau_ci95'][1]:+.2f}; their top-1 differs by "
+                 f"{ceiling['mean_abs_seed_difference_points']:.2f} points on average): that is the most any "
+                 f"supernet can reach against one seed's ranking.")
+        two = ceiling["variants_vs_two_seed_mean"].get(DEFAULT_VARIANT)
+        if two:
+            text += (f" Against the two seeds' mean (a less noisy truth) the default variant reaches "
+                     f"{two['kendall_tau']:+.2f} ({two['kendall_tau_ci95'][0]:+.2f} to "
+                     f"{two['kendall_tau_ci95'][1]:+.2f}).")
     return text
 
 

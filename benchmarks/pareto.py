@@ -429,9 +429,11 @@ SEARCHED_FIELDS = ("family", "label", "key", "genotype", "budget_fraction", "flo
                    "evaluations", "search", "costs")
 
 
-def searched_rows(run, args, known: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+def searched_rows(run, args, known: Dict[str, Dict[str, Any]],
+                  on_row: Callable[[List[Dict[str, Any]]], None] = lambda rows: None) -> List[Dict[str, Any]]:
     """One search per FLOPs budget fraction (search ``pareto-f<fraction>``, resumable); its winner as a row.
-    A budget whose winner the ledger (`known`, rows by label) holds is not searched again."""
+    A budget whose winner the ledger (`known`, rows by label) holds is not searched again; `on_row(rows)` after
+    every new search."""
     from larq_mobisearch import pipeline as P
 
     rows = []
@@ -464,6 +466,7 @@ def searched_rows(run, args, known: Dict[str, Dict[str, Any]]) -> List[Dict[str,
                      "costs": run.genotype_costs(genotype).as_dict()})
         print(f"  {label}: {result['genotype']} ({rows[-1]['costs']['flops']:.4g} FLOPs, budget "
               f"{result['budgets']['flops']:.4g}; supernet {100 * result['fitness']:.2f}%)", flush=True)
+        on_row(rows)
     return rows
 
 
@@ -709,7 +712,12 @@ def main(argv=None) -> int:
     known = {r["label"]: r for r in ledger.get("rows", [])}
     result: Dict[str, Any] = {"benchmark": "pareto", "command": common.command_line(), "complete": False,
                               "settings": setup, "machine": machine, "rows": [], "plot": args.plot}
-    ours = searched_rows(run, args, known) + uniform_rows(run, args)
+
+    def searched(rows: List[Dict[str, Any]]) -> None:  # the ledger with the new genotypes, nothing of it lost
+        labels = {r["label"] for r in rows}
+        write({**result, "rows": rows + [r for label, r in known.items() if label not in labels]}, args)
+
+    ours = searched_rows(run, args, known, searched) + uniform_rows(run, args)
     others = model_rows(args)
     rows = result["rows"] = ours + [row for row, _ in others]
     for row in ours:

@@ -11,7 +11,10 @@ test split):
 3. for every supernet-training variant (one supernet each, ``OUT_DIR/<variant>``, or an existing run
    directory with ``--variant-dir``): train it (resumes), score every genotype after BatchNorm recalibration
    (the search's fitness, cached per supernet) and report Kendall's tau and Spearman's rho with the stand-alone
-   accuracies, with bootstrap 95% intervals (genotypes resampled with replacement).
+   accuracies, with bootstrap 95% intervals (genotypes resampled with replacement);
+4. the noise ceiling: every genotype trained stand-alone a second time with another seed (``--repeat-seed``,
+   searches ``rank-NN-s<seed>``). Kendall's tau between the two seeds is the most any supernet can reach against
+   one seed's ranking; each variant is also correlated with the two seeds' mean, a less noisy truth.
 
 Every stage resumes: a killed run redoes at most one epoch. The JSON is the ledger across machines: it is
 rewritten after every stand-alone genotype and every variant (``"complete": false`` until all are in), and a
@@ -71,11 +74,13 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=3, help="stand-alone training epochs (one schedule for all)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the genotypes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat-seed", type=int, default=1,
+                   help="retrain every genotype with this seed too (the noise ceiling); negative: no repeat")
     p.add_argument("--quick", action="store_true", help="5 genotypes, 1 epoch, 1 supernet epoch")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.genotypes, args.epochs = 5, 1
+        args.genotypes, args.epochs, args.repeat_seed = 5, 1, -1
         args.overrides = ["supernet.epochs=1", *args.overrides]
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -89,6 +94,8 @@ def parse_args(argv=None):
             p.error(f"--variant-dir: received {item!r}; expected VARIANT=RUN_DIR with VARIANT one of {', '.join(VARIANTS)}")
         dirs[name] = path
     args.variant_dirs = dirs
+    if args.repeat_seed == args.seed:
+        p.error(f"--repeat-seed must differ from --seed ({args.seed})")
     if args.genotypes < 3 or args.epochs < 1 or args.bootstrap < 1:
         p.error(f"--genotypes >= 3, --epochs >= 1 and --bootstrap >= 1; received {args.genotypes}, {args.epochs}, "
                 f"{args.bootstrap}")
@@ -136,6 +143,30 @@ def open_variant(args, name: str):
     return run
 
 
+def retrain_once(args, base, name: str, genotype, seed: int) -> Dict[str, Any]:
+    """`genotype` trained from scratch with retraining seed `seed` in search `name` of `base` (resumes); its
+    ``final/done.json``."""
+    import tensorflow as tf
+
+    from larq_mobisearch import pipeline as P
+
+    text = base.space.encode(genotype)
+    cfg = base.cfg.model_copy(update={"retrain": base.cfg.retrain.model_copy(
+        update={"epochs": args.epochs, "seed": seed})})
+    r = P.Run.open(base.run_dir, cfg, verbose=0, search=name)
+    if not r.done("retrain"):
+        t = time.time()
+        P.retrain(r, genotype)
+        tf.keras.backend.clear_session()
+        print(f"  {name} {text} trained in {time.time() - t:.0f} s", flush=True)
+    with open(r.search_path("final", "done.json")) as f:
+        done = json.load(f)
+    if done["genotype"] != text:
+        raise SystemExit(f"{r.search_path('final')} holds {done['genotype']}, not {text}: another genotype "
+                         f"draw (--seed, --genotypes or the preset changed); use another --out-dir")
+    return done
+
+
 def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, Any]],
                      on_row: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
     """Each genotype trained from scratch (searches ``rank-NN`` of `base`, OUT_DIR/standalone) unless `known`
@@ -150,28 +181,45 @@ def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, An
                                  f"draw; use another --json")
             rows.append(known[name])
             continue
-        import tensorflow as tf
-
-        from larq_mobisearch import pipeline as P
-
-        cfg = base.cfg.model_copy(update={"retrain": base.cfg.retrain.model_copy(
-            update={"epochs": args.epochs, "seed": args.seed})})
-        r = P.Run.open(base.run_dir, cfg, verbose=0, search=name)
-        if not r.done("retrain"):
-            t = time.time()
-            P.retrain(r, g)
-            tf.keras.backend.clear_session()
-            print(f"  {name} {text} trained in {time.time() - t:.0f} s", flush=True)
-        with open(r.search_path("final", "done.json")) as f:
-            done = json.load(f)
-        if done["genotype"] != text:
-            raise SystemExit(f"{r.search_path('final')} holds {done['genotype']}, not {text}: another genotype "
-                             f"draw (--seed, --genotypes or the preset changed); use another --out-dir")
+        done = retrain_once(args, base, name, g, args.seed)
         rows.append({"name": name, "genotype": text, "flops": flops.cost(g),
                      "standalone_test_accuracy": done["test_accuracy"], "standalone_seconds": done.get("seconds")})
         print(f"  {name} {text:<60} FLOPs {flops.cost(g):9.4g} stand-alone {done['test_accuracy']:.4f}", flush=True)
         on_row(rows)
     return rows
+
+
+def train_repeats(args, base, genotypes, rows: List[Dict[str, Any]],
+                  on_row: Callable[[List[Dict[str, Any]]], None]) -> None:
+    """Every row's genotype trained again with ``--repeat-seed`` (search ``rank-NN-s<seed>``) unless the row
+    holds that repeat: its ``repeat_test_accuracy``. `on_row(rows)` after every new repeat."""
+    for row, g in zip(rows, genotypes):
+        if row.get("repeat_seed") == args.repeat_seed:
+            continue
+        done = retrain_once(args, base, f"{row['name']}-s{args.repeat_seed}", g, args.repeat_seed)
+        row.update(repeat_seed=args.repeat_seed, repeat_test_accuracy=done["test_accuracy"])
+        print(f"  {row['name']} seed {args.repeat_seed}: {done['test_accuracy']:.4f} (seed {args.seed}: "
+              f"{row['standalone_test_accuracy']:.4f})", flush=True)
+        on_row(rows)
+
+
+def noise_ceiling(rows: List[Dict[str, Any]], variants: List[Dict[str, Any]], resamples: int,
+                  seed: int) -> Optional[Dict[str, Any]]:
+    """With every row repeated: the two seeds' stand-alone accuracies correlated with each other (the most a
+    supernet can reach against one seed's ranking), and each variant's scores against the two seeds' mean."""
+    if not rows or any("repeat_test_accuracy" not in r for r in rows):
+        return None
+    a = [r["standalone_test_accuracy"] for r in rows]
+    b = [r["repeat_test_accuracy"] for r in rows]
+    mean = [(x + y) / 2 for x, y in zip(a, b)]
+    diffs = [100 * abs(x - y) for x, y in zip(a, b)]
+    return {"repeat_seed": rows[0].get("repeat_seed"),
+            "between_seeds": {**correlations(a, b), **bootstrap_intervals(a, b, resamples, seed)},
+            "mean_abs_seed_difference_points": sum(diffs) / len(diffs),
+            "two_seed_mean_spread_points": 100 * (max(mean) - min(mean)),
+            "variants_vs_two_seed_mean": {v["name"]: {**correlations(v["scores"], mean),
+                                                      **bootstrap_intervals(v["scores"], mean, resamples, seed)}
+                                          for v in variants}}
 
 
 def score_variant(args, name: str, genotypes, acc: Sequence[float]) -> Dict[str, Any]:
@@ -215,8 +263,10 @@ def main(argv=None) -> int:
                 "bootstrap": args.bootstrap, "overrides": args.overrides}
     ledger = common.read_ledger(args.json, settings)
     known_variants = {v["name"]: v for v in ledger.get("variants", []) if v["overrides"] == VARIANTS[v["name"]][1]}
+    # (the repeat seed adds work without changing the rest: kept beside the settings the ledger must match)
     out: Dict[str, Any] = {"benchmark": "ranking_variants", "command": common.command_line(), "complete": False,
-                           "settings": settings, "rows": [], "standalone_spread": None, "variants": []}
+                           "settings": settings, "repeat_seed": args.repeat_seed if args.repeat_seed >= 0 else None,
+                           "rows": [], "standalone_spread": None, "variants": []}
 
     def save(rows: List[Dict[str, Any]]) -> None:
         acc = [r["standalone_test_accuracy"] for r in rows]
@@ -226,7 +276,10 @@ def main(argv=None) -> int:
             "min": min(acc), "max": max(acc), "mean": mean, "std": std,
             "test_se_points": common.binomial_se_points(mean, base.data.test_size),
             "flops": correlations([r["flops"] for r in rows], acc) if len(rows) > 2 else None}
-        out["complete"] = len(rows) == len(genotypes) and len(out["variants"]) == len(args.variants)
+        out["noise_ceiling"] = noise_ceiling(rows, out["variants"], args.bootstrap, args.seed) \
+            if args.repeat_seed >= 0 else None
+        out["complete"] = len(rows) == len(genotypes) and len(out["variants"]) == len(args.variants) and \
+            (args.repeat_seed < 0 or out["noise_ceiling"] is not None)
         out["session_seconds"] = round(time.time() - t0, 1)  # this invocation; per-row and per-supernet times are in the rows
         out["machine"] = {**L.machine_info(1), "load_average_end": common.load_average()}
         if args.json:
@@ -241,6 +294,9 @@ def main(argv=None) -> int:
         if variant is None:
             variant = score_variant(args, name, genotypes, acc)
         out["variants"].append(variant)
+        save(rows)
+    if args.repeat_seed >= 0:
+        train_repeats(args, base, genotypes, rows, save)
         save(rows)
     return 0
 

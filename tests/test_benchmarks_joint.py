@@ -138,3 +138,42 @@ def test_ranking_ledger_resumes_trained_genotypes_and_refuses_other_settings(tmp
     assert got == rows and saved == []
     with pytest.raises(SystemExit, match="rank-01 is \\(4, 4\\), not \\(8, 8\\)"):
         rv.train_standalone(SimpleNamespace(), base, [(1, 2), (8, 8)], None, known, saved.append)
+
+
+def test_noise_ceiling_from_two_stand_alone_seeds_and_its_markdown():
+    """The repeat seed's ranking against the first (hand-computed Kendall tau), the variants against the two seeds'
+    mean, a repeat the ledger holds not trained again, and the section's extra row, column and reading."""
+    from types import SimpleNamespace
+
+    rows = [{"name": f"rank-0{i}", "genotype": g, "flops": f, "standalone_test_accuracy": a,
+             "repeat_seed": 1, "repeat_test_accuracy": b}
+            for i, (g, f, a, b) in enumerate([("a", 1e5, 0.85, 0.86), ("b", 2e5, 0.87, 0.85), ("c", 3e5, 0.86, 0.87),
+                                              ("d", 4e5, 0.88, 0.88)])]
+    variants = [{"name": "budget", "label": "+ budget", "supernet_settings": {"epochs": 8},
+                 "scores": [0.80, 0.81, 0.83, 0.84]}]
+    ceiling = rv.noise_ceiling(rows, variants, resamples=50, seed=0)
+    # seed 0 ranks a<c<b<d, seed 1 b<a<c<d: pairs (a,b) (b,c) discordant, 4 of 6 concordant -> tau = (4-2)/6
+    assert ceiling["between_seeds"]["kendall_tau"] == pytest.approx(1 / 3)
+    assert ceiling["mean_abs_seed_difference_points"] == pytest.approx((1 + 2 + 1 + 0) / 4)
+    # two-seed means 0.855, 0.86, 0.865, 0.88: the same order as the scores
+    assert ceiling["variants_vs_two_seed_mean"]["budget"]["kendall_tau"] == pytest.approx(1.0)
+    assert rv.noise_ceiling([{k: v for k, v in rows[0].items() if k != "repeat_test_accuracy"}], variants, 50, 0) \
+        is None
+    saved = []
+    rv.train_repeats(SimpleNamespace(repeat_seed=1, seed=0), None, ["ga", "gb", "gc", "gd"], rows, saved.append)
+    assert saved == []  # every repeat is in the ledger: nothing trained (no run directory to train in)
+
+    corr = {"kendall_tau": 0.5, "kendall_p": 0.01, "spearman_rho": 0.6, "spearman_p": 0.01,
+            "kendall_tau_ci95": [0.1, 0.8], "spearman_rho_ci95": [0.2, 0.9]}
+    data = {"settings": {"genotypes": 4, "space_genes": "joint", "flops_budget": 5e5, "dataset": "fashion_mnist",
+                         "image_size": 28, "module": "m1", "width_multiplier": 0.5, "epochs": 3, "learning_rate": 5e-3,
+                         "schedule": "cosine", "seed": 0, "test_size": 10000, "holdout_size": 6000, "bootstrap": 50},
+            "rows": rows, "variants": [{**variants[0], "correlations": corr}], "complete": True,
+            "standalone_spread": {"min": 0.85, "max": 0.88, "std": 0.013, "mean": 0.865, "test_se_points": 0.34,
+                                  "flops": None},
+            "noise_ceiling": ceiling}
+    md = "\n".join(elastic_md.ranking_variants_markdown(data))
+    assert "| noise ceiling: stand-alone seed 0 vs seed 1 | - | +0.33 [" in md
+    assert "| `b` | 2e+05 | 87.00 | 85.00 | 81.00 |" in md
+    assert "| + budget | 8 | +0.50 [+0.10, +0.80] (0.01) | +0.60 [+0.20, +0.90] (0.01) | +1.00 [" in md
+    assert "rank each other with Kendall tau +0.33" in md and "the default variant reaches +1.00" in md
