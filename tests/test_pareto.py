@@ -273,7 +273,13 @@ def test_ledger_carries_searched_genotypes_and_seeds_and_times_an_untrained_twin
     with pytest.raises(SystemExit, match="another model"):
         pareto.carry_over(other, known, test_size=10000)
 
-    spec = pareto.mobilenet_spec(0.25)
+    def tiny(size, channels, classes):  # a float model that converts in a second (MobileNet's path, smaller)
+        import tensorflow as tf
+
+        return tf.keras.Sequential([tf.keras.Input((size, size, channels)), tf.keras.layers.Conv2D(4, 3),
+                                    tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(classes)])
+
+    spec = pareto.ModelSpec("tiny float", "float", "a 3x3 conv and a dense layer", tiny, False)
     row = {"label": spec.label, "input_size": 32, "tflite": str(tmp_path / "gone.tflite"), "per_seed": [{"seed": 0}]}
     run = SimpleNamespace(data=SimpleNamespace(input_shape=(28, 28, 1), num_classes=10))
     path = pareto.timing_flatbuffer(run, row, spec, str(tmp_path))
