@@ -427,7 +427,8 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         lines += fashion_md.efficiency_markdown(fashion["efficiency_joint"], fashion.get("efficiency_joint_plot"),
                                                 title=elastic_md.EFFICIENCY_JOINT_TITLE,
                                                 command=elastic_md.EFFICIENCY_JOINT_CMD)
-    lines += elastic_md.table1_joint_markdown(fashion.get("table1_joint"), fashion.get("table1_joint_plot"))
+    lines += elastic_md.table1_joint_markdown(fashion.get("table1_joint"), fashion.get("table1_joint_plot"),
+                                              fashion.get("ranking_variants"))
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += pareto_md.pareto_markdown(fashion.get("pareto"), fashion.get("pareto_plot")).rstrip("\n").split("\n") + [""]
     lines += measured_markdown(measured)

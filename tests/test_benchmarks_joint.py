@@ -94,6 +94,18 @@ def test_table1_joint_pairs_gaps_by_seed_and_reads_the_goals():
     assert "| groups_only | - | - | - | no groups-only genotype fits | 0 |" in md
     assert "90.50 ± 0.50" in md and "Incomplete" not in md
     assert "Incomplete" in "\n".join(elastic_md.table1_joint_markdown(_table1(seeds[:1], complete=False)))
+    # a missed goal gets the ranking benchmark's why; a met one does not
+    ranking = {"settings": {"epochs": 3, "seed": 0}, "rows": [{}] * 16,
+               "standalone_spread": {"min": 0.85, "max": 0.87, "std": 0.005, "test_se_points": 0.34},
+               "noise_ceiling": {"repeat_seed": 1, "between_seeds": {"kendall_tau": 0.2},
+                                 "mean_abs_seed_difference_points": 0.4}}
+    assert elastic_md.table1_joint_why(data, ranking) is None
+    missed = _table1([{"seed": s, "test_accuracy": {"evolution": 0.86, "random": 0.86, "uniform": 0.865,
+                                                    "uniform_g1": 0.86}} for s in range(3)])
+    why = elastic_md.table1_joint_why(missed, ranking)
+    assert "spans 2.00 points (std 0.50)" in why and "about 2.0 standard deviations" in why
+    assert "Kendall tau +0.20, differing by 0.40 points" in why
+    assert why in "\n".join(elastic_md.table1_joint_markdown(missed, ranking=ranking))
 
 
 def test_ranking_variants_markdown_rows_and_goal():
