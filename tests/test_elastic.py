@@ -263,3 +263,24 @@ def test_assign_genotype_inside_a_function_sets_what_set_genotype_sets(module):
         assign(tf.constant(genotype, tf.int32))
         assert state() == expected and sn.get_genotype(supernet) == genotype
     assert assign.experimental_get_tracing_count() == 1
+
+
+def test_repair_sampling_under_a_tight_budget_gives_legal_joint_genotypes():
+    """Rejection sampling that finds nothing falls back to bounded repairs; on the joint space those must cost
+    and return canonical genotypes (a raw draw can hold a group count its width makes illegal: found by the
+    Pareto benchmark's 0.35x search, which crashed in `count_costs`)."""
+    from larq_mobisearch.search.problem import Constraint, Problem
+
+    space = _space("m1")
+    model = flops_cost_model(space)
+    budget = 0.35 * model.cost(space.uniform(1, 1.0))
+    problem = Problem(space, (Constraint(model, budget),), max_tries=1)  # one draw: the repair path does the work
+    rng, found = random.Random(3), []
+    for _ in range(20):
+        g = problem.sample(rng, set(found))
+        if g is not None:
+            found.append(g)
+    assert found
+    for g in found:
+        assert problem.legal(g) and model.cost(g) <= budget
+        assert count_costs(*space.resolve(g)).flops == pytest.approx(model.cost(g), rel=1e-12)

@@ -253,7 +253,8 @@ class Problem:
             return None
         n = len(self.candidates)
         for _ in range(max(1, self.max_tries // 10)):
-            genes = [rng.choice(c) for c in self.candidates]
+            # canonical before costing: a joint space's raw draw may hold group counts its widths make illegal
+            genes = list(self.canonical(tuple(rng.choice(c) for c in self.candidates)))
             v = self.violation(tuple(genes))
             for _ in range(4 * n):
                 if v <= 0:
@@ -263,12 +264,12 @@ class Problem:
                 for value in self.candidates[i]:
                     if value == genes[i]:
                         continue
-                    trial = genes[:i] + [value] + genes[i + 1 :]
+                    trial = list(self.canonical(tuple(genes[:i] + [value] + genes[i + 1 :])))
                     tv = self.violation(tuple(trial))
                     if tv < v:
-                        options.append((value, tv))
+                        options.append((trial, tv))
                 if options:
-                    genes[i], v = options[rng.randrange(len(options))]
+                    genes, v = options[rng.randrange(len(options))]
             g = self.canonical(tuple(genes))
             if g not in exclude and self.within_budget(g):
                 return g
