@@ -69,6 +69,30 @@ def one_per_quantile(genotypes, cost, n: int):
     return [ranked[round(i * (len(ranked) - 1) / (n - 1))] for i in range(n)]
 
 
+def retrain_stand_alone(run, name: str, genotype, *, epochs: int, seed: int) -> dict:
+    """`genotype` trained from scratch (`epochs` epochs, retraining seed `seed`) in search `name` of `run`
+    (resumes; a finished one is read back); its ``final/done.json``. Refused if that search holds another
+    genotype."""
+    import tensorflow as tf
+
+    from larq_mobisearch import pipeline as P
+
+    text = run.space.encode(genotype)
+    cfg = run.cfg.model_copy(update={"retrain": run.cfg.retrain.model_copy(update={"epochs": epochs, "seed": seed})})
+    r = P.Run.open(run.run_dir, cfg, verbose=0, search=name)
+    if not r.done("retrain"):
+        t = time.time()
+        P.retrain(r, genotype)
+        tf.keras.backend.clear_session()
+        print(f"  {name} {text} trained in {time.time() - t:.0f} s", flush=True)
+    with open(r.search_path("final", "done.json")) as f:
+        done = json.load(f)
+    if done["genotype"] != text:
+        raise SystemExit(f"{r.search_path('final')} holds {done['genotype']}, not {text}: another genotype draw "
+                         f"(--seed, --genotypes or the preset changed); use another run directory")
+    return done
+
+
 def correlations(x, y):
     from scipy.stats import kendalltau, spearmanr
 
@@ -81,10 +105,6 @@ def correlations(x, y):
 def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.time()
-    import tensorflow as tf
-
-    from larq_mobisearch import pipeline as P
-
     run = common.shared_run(args.run_dir, args.preset, args.overrides)
     supernet_info = common.ensure_supernet(run)
     evaluator, local = common.supernet_evaluator(run)
@@ -101,16 +121,7 @@ def main(argv=None) -> int:
     rows = []
     for i, (g, s_rec, s_raw) in enumerate(zip(genotypes, recal, no_recal)):
         name = f"rank-{i:02d}"
-        cfg = run.cfg.model_copy(update={"retrain": run.cfg.retrain.model_copy(
-            update={"epochs": args.epochs, "seed": args.seed})})
-        r = P.Run.open(run.run_dir, cfg, verbose=0, search=name)
-        if not r.done("retrain"):
-            t = time.time()
-            P.retrain(r, g)
-            tf.keras.backend.clear_session()
-            print(f"  {name} {encode(g)} trained in {time.time() - t:.0f} s", flush=True)
-        with open(r.search_path("final", "done.json")) as f:
-            done = json.load(f)
+        done = retrain_stand_alone(run, name, g, epochs=args.epochs, seed=args.seed)
         rows.append({"name": name, "genotype": encode(g), "flops": flops.cost(g), "supernet_recalibrated": s_rec,
                      "supernet_no_recalibration": s_raw, "standalone_test_accuracy": done["test_accuracy"],
                      "standalone_seconds": done.get("seconds")})

@@ -13,8 +13,9 @@ test split):
    (the search's fitness, cached per supernet) and report Kendall's tau and Spearman's rho with the stand-alone
    accuracies, with bootstrap 95% intervals (genotypes resampled with replacement);
 4. the noise ceiling: every genotype trained stand-alone a second time with another seed (``--repeat-seed``,
-   searches ``rank-NN-s<seed>``). Kendall's tau between the two seeds is the most any supernet can reach against
-   one seed's ranking; each variant is also correlated with the two seeds' mean, a less noisy truth.
+   searches ``rank-NN-s<seed>``). Kendall's tau between the two seeds says how reproducible the one-seed ranking
+   the supernets are scored against is; each variant is also correlated with the two seeds' mean, a less noisy
+   truth.
 
 Every stage resumes: a killed run redoes at most one epoch. The JSON is the ledger across machines: it is
 rewritten after every stand-alone genotype and every variant (``"complete": false`` until all are in), and a
@@ -29,7 +30,6 @@ it was written with the same settings (refused otherwise). Commit it as it grows
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -43,7 +43,7 @@ import larq_mobisearch  # noqa: E402,F401  (selects Keras 2 before TensorFlow is
 from larq_mobisearch.fileio import atomic_write_json  # noqa: E402
 
 import common  # noqa: E402
-from ranking import correlations, one_per_quantile  # noqa: E402
+from ranking import correlations, one_per_quantile, retrain_stand_alone  # noqa: E402
 
 #: Supernet-training variants (issue 22): name -> (label, `supernet.*` overrides over the preset).
 VARIANTS: Dict[str, tuple] = {
@@ -143,30 +143,6 @@ def open_variant(args, name: str):
     return run
 
 
-def retrain_once(args, base, name: str, genotype, seed: int) -> Dict[str, Any]:
-    """`genotype` trained from scratch with retraining seed `seed` in search `name` of `base` (resumes); its
-    ``final/done.json``."""
-    import tensorflow as tf
-
-    from larq_mobisearch import pipeline as P
-
-    text = base.space.encode(genotype)
-    cfg = base.cfg.model_copy(update={"retrain": base.cfg.retrain.model_copy(
-        update={"epochs": args.epochs, "seed": seed})})
-    r = P.Run.open(base.run_dir, cfg, verbose=0, search=name)
-    if not r.done("retrain"):
-        t = time.time()
-        P.retrain(r, genotype)
-        tf.keras.backend.clear_session()
-        print(f"  {name} {text} trained in {time.time() - t:.0f} s", flush=True)
-    with open(r.search_path("final", "done.json")) as f:
-        done = json.load(f)
-    if done["genotype"] != text:
-        raise SystemExit(f"{r.search_path('final')} holds {done['genotype']}, not {text}: another genotype "
-                         f"draw (--seed, --genotypes or the preset changed); use another --out-dir")
-    return done
-
-
 def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, Any]],
                      on_row: Callable[[List[Dict[str, Any]]], None]) -> List[Dict[str, Any]]:
     """Each genotype trained from scratch (searches ``rank-NN`` of `base`, OUT_DIR/standalone) unless `known`
@@ -181,7 +157,7 @@ def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, An
                                  f"draw; use another --json")
             rows.append(known[name])
             continue
-        done = retrain_once(args, base, name, g, args.seed)
+        done = retrain_stand_alone(base, name, g, epochs=args.epochs, seed=args.seed)
         rows.append({"name": name, "genotype": text, "flops": flops.cost(g),
                      "standalone_test_accuracy": done["test_accuracy"], "standalone_seconds": done.get("seconds")})
         print(f"  {name} {text:<60} FLOPs {flops.cost(g):9.4g} stand-alone {done['test_accuracy']:.4f}", flush=True)
@@ -196,7 +172,8 @@ def train_repeats(args, base, genotypes, rows: List[Dict[str, Any]],
     for row, g in zip(rows, genotypes):
         if row.get("repeat_seed") == args.repeat_seed:
             continue
-        done = retrain_once(args, base, f"{row['name']}-s{args.repeat_seed}", g, args.repeat_seed)
+        done = retrain_stand_alone(base, f"{row['name']}-s{args.repeat_seed}", g, epochs=args.epochs,
+                                   seed=args.repeat_seed)
         row.update(repeat_seed=args.repeat_seed, repeat_test_accuracy=done["test_accuracy"])
         print(f"  {row['name']} seed {args.repeat_seed}: {done['test_accuracy']:.4f} (seed {args.seed}: "
               f"{row['standalone_test_accuracy']:.4f})", flush=True)
@@ -205,8 +182,8 @@ def train_repeats(args, base, genotypes, rows: List[Dict[str, Any]],
 
 def noise_ceiling(rows: List[Dict[str, Any]], variants: List[Dict[str, Any]], resamples: int,
                   seed: int) -> Optional[Dict[str, Any]]:
-    """With every row repeated: the two seeds' stand-alone accuracies correlated with each other (the most a
-    supernet can reach against one seed's ranking), and each variant's scores against the two seeds' mean."""
+    """With every row repeated: the two seeds' stand-alone accuracies correlated with each other (how
+    reproducible the one-seed ranking is), and each variant's scores against the two seeds' mean."""
     if not rows or any("repeat_test_accuracy" not in r for r in rows):
         return None
     a = [r["standalone_test_accuracy"] for r in rows]

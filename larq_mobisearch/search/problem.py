@@ -270,7 +270,7 @@ class Problem:
                         options.append((trial, tv))
                 if options:
                     genes, v = options[rng.randrange(len(options))]
-            g = self.canonical(tuple(genes))
+            g = tuple(genes)  # canonical: every step above kept it so
             if g not in exclude and self.within_budget(g):
                 return g
         return None
