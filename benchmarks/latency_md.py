@@ -12,6 +12,8 @@ LATENCY_CMDS = (
     ".venv/bin/python benchmarks/latency.py --module m3 --input-size 224 --genotypes 24 "
     "--json benchmarks/results/latency_m3_224.json",
 )
+LATENCY_JOINT_CMD = (".venv/bin/python benchmarks/latency_joint.py --run-dir runs/benchmarks/ranking_variants/budget "
+                     "--json benchmarks/results/latency_joint_28.json --table benchmarks/results/latency_table_joint_28.json")
 STEM_CMD = ".venv/bin/python benchmarks/stem_feasibility.py --json benchmarks/results/stem_feasibility.json"
 #: issue 23: mean |error| <= 2% with about as many predictions above as below
 MAE_GOAL = 2.0
@@ -37,6 +39,17 @@ def balanced(summary: Mapping[str, float]) -> bool:
     return min(summary["above"], summary["below"]) >= summary["n"] / 3
 
 
+def _identity_axes(ax, rows: Sequence[Mapping[str, Any]], title: str) -> None:
+    """The prediction = measurement line over `rows`, the title and the axis labels of a predicted-vs-measured plot."""
+    lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in rows)
+    hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in rows)
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="prediction = measurement")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("measured (ms, host LCE, 1 thread)")
+    ax.set_ylabel("predicted by the table (ms)")
+    ax.legend(fontsize=8)
+
+
 def plot_latency(data: Sequence[Mapping[str, Any]], path: str) -> str:
     import matplotlib
 
@@ -50,16 +63,10 @@ def plot_latency(data: Sequence[Mapping[str, Any]], path: str) -> str:
         for kind, color in (("uniform", "tab:orange"), ("random", "tab:blue")):
             pts = [(r["measured_ms"], r["predicted_ms"]) for r in rows if r["label"].startswith(kind)]
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color=color, label=f"{kind} genotypes")
-        lo = min(min(r["measured_ms"], r["predicted_ms"]) for r in rows)
-        hi = max(max(r["measured_ms"], r["predicted_ms"]) for r in rows)
-        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, label="prediction = measurement")
         h, w, c = res["arch"]["input_shape"]
         s = error_summary([r["error_pct"] for r in random_rows(res)])
-        ax.set_title(f"{res['module'].upper()} {h}x{w}x{c}: mean |error| {s['mae']:.2f}%, "
-                     f"{s['above']} above / {s['below']} below", fontsize=9)
-        ax.set_xlabel("measured (ms, host LCE, 1 thread)")
-        ax.set_ylabel("predicted by the table (ms)")
-        ax.legend(fontsize=8)
+        _identity_axes(ax, rows, f"{res['module'].upper()} {h}x{w}x{c}: mean |error| {s['mae']:.2f}%, "
+                                 f"{s['above']} above / {s['below']} below")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -110,6 +117,61 @@ def latency_markdown(data: Sequence[Optional[Mapping[str, Any]]], plot: Optional
             "x86 LCE kernels: they rank genotypes, they are not phone latencies.", ""]
     if plot:
         out += [f"![Predicted vs measured latency]({plot})", ""]
+    return out
+
+
+def plot_joint_latency(data: Mapping[str, Any], path: str) -> str:
+    """Predicted (the joint space's table) vs measured latency of the checked random joint genotypes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["rows"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.scatter([r["measured_ms"] for r in rows], [r["predicted_ms"] for r in rows], s=18, color="tab:blue",
+               label="random joint genotypes (checks)")
+    e, sp = data["errors"], data["space"]
+    h, w, c = sp["input_shape"]
+    _identity_axes(ax, rows, f"{sp['module'].upper()} {h}x{w}x{c}, {sp['genes']} space: mean |error| "
+                             f"{e['mae']:.2f}%, {e['above']} above / {e['below']} below")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def joint_latency_markdown(data: Optional[Mapping[str, Any]], plot: Optional[str] = None) -> List[str]:
+    """The section of `latency_joint.py`: the joint space's table against whole networks."""
+    if not data:
+        return []
+    e, sp, t, st = data["errors"], data["space"], data["table"], data["settings"]
+    h, w, c = sp["input_shape"]
+    met = e["mae"] <= MAE_GOAL and balanced(e)
+    out = ["## Latency table of the joint width x groups space", "", "```bash", data.get("command", LATENCY_JOINT_CMD),
+           "```", "",
+           f"A space with width genes changes every conv a block touches, so its table (scope `block_convs`, "
+           f"`deploy.table_plan.block_table_keys`) holds every conv of every block at every (input width, output "
+           f"width) pair and every group count legal there: {t['entries']} configurations for "
+           f"{sp['module'].upper()} at {h}x{w}x{c}, width {sp['width_multiplier']:g}, width choices "
+           f"{', '.join(f'{x:g}' for x in sp['width_choices'])} ({sp['size']:.3g} genotypes). `fixed_ms` "
+           f"({t['fixed_ms']:.4f} ms: stem, shortcuts, pooling, classifier, per-call cost"
+           + ("; negative because every isolated layer model carries its own call and input-quantization overhead, "
+              "more than the rest of the network costs: every genotype has the same number of block convs, so it "
+              "cancels" if t["fixed_ms"] < 0 else "")
+           + f") is the median residual of "
+           f"{t['calibrating']} random joint genotypes; {st['checks']} other random joint genotypes, timed in the same "
+           f"round-robin loop ({st['runs']} rounds, 1 thread), check it. This is the table the Pareto benchmark's "
+           f"latency-budget searches use.", "",
+           "| genotypes checked | mean abs error | max abs error | above / below | mean signed error | "
+           "Spearman (table) | Spearman (FLOPs) | goal (<= 2%, no systematic sign) |",
+           "|---:|---:|---:|---:|---:|---:|---:|---|",
+           f"| {e['n']} | {e['mae']:.2f}% | {e['max']:.2f}% | {e['above']} / {e['below']} | {e['signed']:+.2f}% | "
+           f"{data['spearman_table']:.3f} | {data['spearman_flops']:.3f} | {'met' if met else 'missed'} |", "",
+           f"Machine: {data['machine'].get('cpu')}, {data['machine'].get('cpu_count')} logical CPUs; load average "
+           f"after timing {', '.join(f'{x:.2f}' for x in data.get('load_average') or [])}.", ""]
+    if plot:
+        out += [f"![Joint table: predicted vs measured]({plot})", ""]
     return out
 
 

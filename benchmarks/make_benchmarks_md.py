@@ -394,6 +394,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         PEERS_CMD,
         latency_md.STEM_CMD,
         *latency_md.LATENCY_CMDS,
+        latency_md.LATENCY_JOINT_CMD,
         ABLATION_CMD,
         fashion_md.EFFICIENCY_CMD,
         ABLATION_FASHION_CMD,
@@ -418,6 +419,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += latency_md.stem_markdown(fashion.get("stem_feasibility"))
     lines += latency_md.latency_markdown([fashion.get("latency_m3_28"), fashion.get("latency_m3_224")],
                                          fashion.get("latency_plot"))
+    lines += latency_md.joint_latency_markdown(fashion.get("latency_joint"), fashion.get("latency_joint_plot"))
     lines += methods_md.methods_markdown(fashion.get("methods"), fashion.get("methods_plot"))
     lines += ablation_markdown(ablation, ablation_plot, title="## Table 1 on scikit-learn digits (small, 8x8 images)")
     lines += methods_md.ablation_baselines_markdown(ablation)
@@ -469,7 +471,8 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("fashion_joint_run", "fashion_joint_run"), ("ranking_variants", "ranking_variants"),
                                 ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"),
                                 ("pareto", "pareto"), ("stem_feasibility", "stem_feasibility"),
-                                ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"))}
+                                ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"),
+                                ("latency_joint", "latency_joint_28"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),
@@ -480,8 +483,10 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
         "methods": (methods_md.plot_methods, "methods_accuracy_latency.png"),
         "ablation": (plot_ablation, "ablation_fashion_accuracy_latency.png"),
         "efficiency": (fashion_md.plot_efficiency, "efficiency.png"),
+        "latency_joint": (latency_md.plot_joint_latency, "latency_joint.png"),
     }
-    nothing_to_plot = {"ranking_variants": lambda d: not d["variants"]}  # a ledger with stand-alone rows only
+    nothing_to_plot = {"ranking_variants": lambda d: not d["variants"],  # a ledger with stand-alone rows only
+                       "pareto": lambda d: not pareto_md.result_points(d)}  # nothing timed yet
     for key, (plot, filename) in single_plots.items():
         if fashion[key] is not None and not nothing_to_plot.get(key, lambda d: False)(fashion[key]):
             fashion[f"{key}_plot"] = rel(_plot(write_plots, plot, fashion[key], str(plots_dir / filename)))

@@ -8,10 +8,12 @@ latency of every ``.tflite`` timed together. Four families of rows:
 1. **searched** (ours): the package's evolutionary search on the joint width x groups space, on the trained
    supernet of ``--run-dir`` (default ``runs/fashion_joint``, made by ``mobisearch run --preset fashion_joint
    --run-dir runs/fashion_joint``), one search per FLOPs budget (``--fractions``, default 0.35, 0.5, 0.75 x the
-   uniform width-1 / groups-1 model; latency tables cover group genes only, so budgets are FLOPs). Search
-   ``pareto-f<fraction>`` of the run directory (seed ``--search-seed``, no random-search baseline); its winner is
+   uniform width-1 / groups-1 model, or ``none``) and one per latency budget (``--latency-fractions`` x the
+   latency of that model as the host latency table ``--latency-table`` of the joint space predicts it; the
+   table is `benchmarks/latency_joint.py`'s, of the data's input size). Search ``pareto-f<fraction>`` or
+   ``pareto-l<fraction>`` of the run directory (seed ``--search-seed``, no random-search baseline); its winner is
    retrained from scratch and exported by the pipeline's own ``retrain`` and ``export`` stages in search
-   ``pareto-f<fraction>-s<seed>``. The supernet trained only the genotypes within the run's own budget
+   ``pareto-<f|l><fraction>-s<seed>``. The supernet trained only the genotypes within the run's own budget
    (``supernet.sampling=budget``: 0.5x for `fashion_joint`); a search at a larger budget also scores wider
    genotypes whose weights the supernet trained less.
 2. **uniform** (ours): uniform (width, groups) points (``--uniform``, default w0.5g1, w0.75g4, w0.75g1, w1g4,
@@ -90,6 +92,7 @@ BACKGROUND = -1.0
 PAD_SIZE = 32
 ZOO_PEERS = {"QuickNetSmall": "sota.QuickNetSmall", "QuickNet": "sota.QuickNet", "Bi-RealNet": "literature.BiRealNet"}
 DEFAULT_FRACTIONS = "0.35,0.5,0.75"
+DEFAULT_LATENCY_FRACTIONS = "0.35,0.5,0.65"
 DEFAULT_UNIFORM = "w0.5g1,w0.75g4,w0.75g1,w1g4,w1g1"
 DEFAULT_PEERS = "QuickNetSmall,QuickNet,Bi-RealNet"
 DEFAULT_FLOATS = "0.25,0.5"
@@ -115,7 +118,14 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default=None, help="retraining seeds (default 0,1; --quick: 0)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs of every model (default 8; --quick: 1)")
     p.add_argument("--fractions", default=None,
-                   help=f"searched FLOPs budgets, x the uniform width-1 / groups-1 model (default {DEFAULT_FRACTIONS})")
+                   help=f"searched FLOPs budgets, x the uniform width-1 / groups-1 model, or 'none' "
+                        f"(default {DEFAULT_FRACTIONS})")
+    p.add_argument("--latency-table", default=None,
+                   help="a host latency table of the run's space (scope block_convs: benchmarks/latency_joint.py) "
+                        "for latency-budget searches")
+    p.add_argument("--latency-fractions", default=None,
+                   help="searched latency budgets, x the table's prediction of the uniform width-1 / groups-1 model "
+                        f"(default with --latency-table: {DEFAULT_LATENCY_FRACTIONS}; else none)")
     p.add_argument("--search-seed", type=int, default=0, help="seed of every search (search.seed)")
     p.add_argument("--uniform", default=None, help=f"uniform points w<width>g<groups> (default {DEFAULT_UNIFORM})")
     p.add_argument("--peers", default=None, help=f"larq-zoo peers, or 'none' (default {DEFAULT_PEERS})")
@@ -146,7 +156,10 @@ def parse_args(argv=None):
                               os.path.join(args.out_dir, "pareto.png"))
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
-        args.fraction_list = [float(f) for f in args.fractions.split(",") if f.strip()]
+        args.fraction_list = [] if args.fractions == "none" else \
+            [float(f) for f in args.fractions.split(",") if f.strip()]
+        latency = args.latency_fractions or (DEFAULT_LATENCY_FRACTIONS if args.latency_table else "none")
+        args.latency_fraction_list = [] if latency == "none" else [float(f) for f in latency.split(",") if f.strip()]
         args.uniform_list = parse_uniform(args.uniform)
         args.float_list = [] if args.floats == "none" else [float(a) for a in args.floats.split(",") if a.strip()]
     except ValueError as exc:
@@ -157,8 +170,14 @@ def parse_args(argv=None):
         p.error(f"--peers: unknown {unknown}; allowed: {sorted(ZOO_PEERS)} or 'none'")
     if not args.seed_list or len(set(args.seed_list)) != len(args.seed_list):
         p.error(f"--seeds: received {args.seeds!r}; expected distinct integers")
-    if args.epochs < 1 or any(not 0 < f <= 4 for f in args.fraction_list):
-        p.error("--epochs must be >= 1 and every --fractions value in (0, 4]")
+    if args.epochs < 1 or any(not 0 < f <= 4 for f in args.fraction_list + args.latency_fraction_list):
+        p.error("--epochs must be >= 1 and every --fractions / --latency-fractions value in (0, 4]")
+    if args.latency_fraction_list and not args.latency_table:
+        p.error("--latency-fractions needs --latency-table (benchmarks/latency_joint.py writes one)")
+    if args.latency_table:
+        if not os.path.isfile(args.latency_table):
+            p.error(f"--latency-table: no file {args.latency_table!r}")
+        args.latency_table = os.path.abspath(args.latency_table)
     return args
 
 
@@ -425,33 +444,54 @@ def need_supernet(run, args) -> None:
 
 
 #: A searched row's fields that the ledger carries (its genotype and how it was found).
-SEARCHED_FIELDS = ("family", "label", "key", "genotype", "budget_fraction", "flops_budget", "supernet_fitness",
-                   "evaluations", "search", "costs")
+SEARCHED_FIELDS = ("family", "label", "key", "genotype", "budget_kind", "budget_fraction", "flops_budget",
+                   "latency_budget_ms", "predicted_ms", "latency_table_sha1", "supernet_fitness", "evaluations", "search",
+                   "costs")
+
+
+def budgets(run, args) -> List[Dict[str, Any]]:
+    """The searches: one per FLOPs fraction (``pareto-f<fraction>``) and one per latency fraction
+    (``pareto-l<fraction>``: fraction x the latency table's prediction of the uniform width-1 / groups-1 model)."""
+    out = [{"kind": "flops", "fraction": f, "key": f"f{f:g}", "label": f"searched <= {f:g}x",
+            "update": {"flops_budget": None, "flops_budget_fraction": f}} for f in args.fraction_list]
+    if args.latency_fraction_list:
+        model = latency_model(run, args)
+        reference = model.cost(run.space.uniform(1, 1.0))
+        for f in args.latency_fraction_list:
+            out.append({"kind": "latency", "fraction": f, "key": f"l{f:g}", "label": f"searched <= {f:g}x latency",
+                        "reference_ms": reference,
+                        "update": {"flops_budget": None, "flops_budget_fraction": None, "latency_budget_ms": f * reference,
+                                   "latency_table": args.latency_table, "latency_threads": 1}})
+    return out
+
+
+def latency_model(run, args):
+    from larq_mobisearch.search.costs import WidthLatencyCostModel
+
+    return WidthLatencyCostModel(args.latency_table, run.space, threads=1)
 
 
 def searched_rows(run, args, known: Dict[str, Dict[str, Any]],
                   on_row: Callable[[List[Dict[str, Any]]], None] = lambda rows: None) -> List[Dict[str, Any]]:
-    """One search per FLOPs budget fraction (search ``pareto-f<fraction>``, resumable); its winner as a row.
-    A budget whose winner the ledger (`known`, rows by label) holds is not searched again; `on_row(rows)` after
-    every new search."""
+    """One search per budget (`budgets`, resumable); its winner as a row. A budget whose winner the ledger
+    (`known`, rows by label) holds is not searched again; `on_row(rows)` after every new search."""
     from larq_mobisearch import pipeline as P
 
     rows = []
-    for frac in args.fraction_list:
-        name = f"pareto-f{frac:g}"
-        label = f"searched <= {frac:g}x"
+    for budget in budgets(run, args):
+        name, label, frac = f"pareto-{budget['key']}", budget["label"], budget["fraction"]
         if known.get(label, {}).get("genotype"):
             rows.append({k: known[label][k] for k in SEARCHED_FIELDS if k in known[label]})
             continue
-        search = run.cfg.search.model_copy(update={
-            "flops_budget": None, "flops_budget_fraction": frac, "random_baseline_samples": 0,
-            "seed": args.search_seed})
+        search = run.cfg.search.model_copy(update={**budget["update"], "random_baseline_samples": 0,
+                                                   "seed": args.search_seed})
         r = P.Run.open(run.run_dir, run.cfg.model_copy(update={"search": search}), verbose=2, search=name)
         if not r.done("search"):
             if args.time_only:
                 continue
             need_supernet(run, args)
-            print(f"Search {name}: FLOPs <= {frac:g}x the uniform width-1 / groups-1 model ...", flush=True)
+            what = "FLOPs" if budget["kind"] == "flops" else f"latency ({budget['update'].get('latency_budget_ms', 0):.4g} ms)"
+            print(f"Search {name}: {what} <= {frac:g}x the uniform width-1 / groups-1 model ...", flush=True)
             try:
                 P.search(r)
             except P.RunDirError as exc:
@@ -460,14 +500,27 @@ def searched_rows(run, args, known: Dict[str, Dict[str, Any]],
         with open(r.search_path("search", "result.json")) as f:
             result = json.load(f)
         genotype = run.space.expand(result["genotype"])
-        rows.append({"family": "searched", "label": label, "key": f"f{frac:g}", "genotype": result["genotype"],
-                     "budget_fraction": frac, "flops_budget": result["budgets"]["flops"],
-                     "supernet_fitness": result["fitness"], "evaluations": result["evaluations"], "search": name,
-                     "costs": run.genotype_costs(genotype).as_dict()})
-        print(f"  {label}: {result['genotype']} ({rows[-1]['costs']['flops']:.4g} FLOPs, budget "
-              f"{result['budgets']['flops']:.4g}; supernet {100 * result['fitness']:.2f}%)", flush=True)
+        row = {"family": "searched", "label": label, "key": budget["key"], "genotype": result["genotype"],
+               "budget_kind": budget["kind"], "budget_fraction": frac, "flops_budget": result["budgets"]["flops"],
+               "supernet_fitness": result["fitness"], "evaluations": result["evaluations"], "search": name,
+               "costs": run.genotype_costs(genotype).as_dict()}
+        if budget["kind"] == "latency":
+            row.update(latency_budget_ms=result["budgets"]["latency_ms"],
+                       predicted_ms=latency_model(run, args).cost(genotype),
+                       latency_table_sha1=file_sha1(args.latency_table))
+        rows.append(row)
+        print(f"  {label}: {result['genotype']} ({rows[-1]['costs']['flops']:.4g} FLOPs"
+              + (f", predicted {row['predicted_ms']:.4g} ms" if "predicted_ms" in row else "")
+              + f"; supernet {100 * result['fitness']:.2f}%)", flush=True)
         on_row(rows)
     return rows
+
+
+def file_sha1(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
 
 
 def uniform_rows(run, args) -> List[Dict[str, Any]]:
@@ -677,7 +730,9 @@ def settings(run, args) -> Dict[str, Any]:
             "epochs": args.epochs, "seeds": args.seed_list, "optimizer": cfg.retrain.optimizer,
             "learning_rate": cfg.retrain.learning_rate, "schedule": cfg.retrain.schedule,
             "batch_size": cfg.data.batch_size, "augment": cfg.data.augment, "test_size": data.test_size,
-            "budget_fractions": args.fraction_list, "search_seed": args.search_seed,
+            "budget_fractions": args.fraction_list, "latency_fractions": args.latency_fraction_list,
+            "latency_table": args.latency_table and os.path.relpath(args.latency_table),
+            "search_seed": args.search_seed,
             "supernet_sampling": cfg.supernet.sampling,
             "supernet_budget_fraction": cfg.search.flops_budget_fraction,
             "uniform": [f"w{w:g}g{g}" for w, g in args.uniform_list], "peers": args.peer_list,

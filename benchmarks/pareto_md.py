@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import common  # benchmarks/common.py (pure Python)
 
-PARETO_CMD = ".venv/bin/python benchmarks/pareto.py --json benchmarks/results/pareto.json"
+PARETO_CMD = (".venv/bin/python benchmarks/pareto.py --run-dir runs/benchmarks/ranking_variants/budget --fractions none "
+              "--latency-table benchmarks/results/latency_table_joint_28.json --json benchmarks/results/pareto.json")
 PARETO_PLOT = "benchmarks/results/pareto.png"
 #: The family of our searched models, and the families the goal asks it to dominate (float MobileNetV1 is the
 #: accuracy ceiling of a float network, listed in the reading but not part of the goal).
@@ -245,6 +246,12 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
     reading = result.get("reading") or dominance_reading(result_points(result))
     plot = plot or result.get("plot") or PARETO_PLOT
     fractions = ", ".join(f"{f:g}" for f in s.get("budget_fractions") or [])
+    latency = ", ".join(f"{f:g}" for f in s.get("latency_fractions") or [])
+    budgets = " and ".join(
+        ([f"FLOPs budgets of {fractions} x the uniform width-1 / groups-1 model"] if fractions else [])
+        + ([f"latency budgets of {latency} x the uniform width-1 / groups-1 model's latency as predicted by the "
+            f"host latency table of the joint space (`{s.get('latency_table')}`, `benchmarks/latency_joint.py`)"]
+           if latency else [])) or "no budget yet"
     epochs = s.get("epochs")
     out = [
         f"## Accuracy x latency against what users would otherwise pick ({s.get('dataset', '')})",
@@ -259,7 +266,7 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
         f"(initialization); test top-1 on the {s.get('test_size', 0):,}-image test split (Fashion-MNIST: the "
         f"official one), in Keras and as the `.tflite` (LCE interpreter for binary "
         f"models, TFLite for float). Searched rows: the joint (width x groups) search of the `{s.get('run_dir')}` "
-        f"supernet at FLOPs budgets of {fractions} x the uniform width-1 / groups-1 model, each winner retrained "
+        f"supernet at {budgets}, each winner retrained "
         f"from scratch. Inputs {s.get('image_size')}x{s.get('image_size')}x{s.get('channels')}; models that do not "
         f"build at that size get the images zero-padded (background value) to the size in the table. Host "
         f"latency: every `.tflite` timed together, round-robin, 1 thread, {s.get('timing_runs')} rounds "
@@ -284,7 +291,9 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
     if genotypes:
         out += ["", "Genotypes (group counts, then block widths after `_w`):", ""]
         out += [f"- {r['label']}: `{r['genotype']}`" for r in genotypes]
-    out += ["", f"![accuracy vs latency]({plot})", "", "Reading:", ""]
+    if result_points(result):
+        out += ["", f"![accuracy vs latency]({plot})"]
+    out += ["", "Reading:", ""]
     lines = reading_lines(reading)
     out += lines[:-1] + ["", lines[-1]]  # the goal's verdict as a paragraph of its own
     machine = result.get("machine")

@@ -305,8 +305,9 @@ def searches(run_dir, as_json):
 def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs, calibration_samples, output):
     """Measure a host latency lookup table for the run's architecture and search space (LCE interpreter).
 
-    Use it with `mobisearch search --latency-table FILE --latency-budget-ms X`. Host x86 timings rank
-    genotypes; for a device, build the table from `lce_benchmark_model` output (see export/README.md).
+    Use it with `mobisearch search --latency-table FILE --latency-budget-ms X`. With width genes the table
+    times every block conv at every width pair. Host x86 timings rank genotypes; for a device, build the
+    table from `lce_benchmark_model` output (see export/README.md).
     """
     from .deploy.host_table import build_latency_table
 
@@ -315,7 +316,7 @@ def latency_table(run_dir, preset, config_path, overrides, quiet, threads, runs,
     if calibration_samples is not None:
         kwargs["calibration_samples"] = calibration_samples
     path = output or r.path("latency_table.json")
-    table = build_latency_table(r.arch, allowed=r.space.candidates, threads=threads, out_path=path,
+    table = build_latency_table(r.arch, allowed=r.space.group_candidates, space=r.space, threads=threads, out_path=path,
                                 cache_dir=r.path("latency_cache"), progress=not quiet and sys.stderr.isatty(), **kwargs)
     click.echo(f"latency table: {path} ({len(table.entries)} layer configurations, fixed {table.fixed_ms:.3f} ms)")
 
@@ -418,7 +419,7 @@ def latency_build(module, input_size, channels, num_classes, width_multiplier, s
 @_friendly_errors
 def latency_show(table):
     """Validate a latency table and print its entries."""
-    from .deploy.latency_table import describe_architecture, describe_key, load_latency_table
+    from .deploy import describe_architecture, describe_key, load_latency_table
 
     t = load_latency_table(table)
     click.echo(f"source: {t.source}; architecture: {describe_architecture(t.architecture)}; threads: {t.threads}")
@@ -511,7 +512,7 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, chann
 
     from .deploy.calibration import table_from_manifest
     from .deploy.device_table import latency_table_from_benchmark_outputs
-    from .deploy.latency_table import describe_key, save_latency_table
+    from .deploy import describe_key, save_latency_table
     from .nn.space import decode
 
     if manifest:

@@ -88,3 +88,15 @@ def test_readme_fashion_joint_figures_are_those_of_the_runs_report():
     flops = lambda x: f"{x:.2e}".replace("e+0", "e")  # noqa: E731
     assert f"{flops(report['costs']['flops'])} FLOPs against the budget's {flops(report['flops_budget'])}" in \
         " ".join(section.split())
+
+
+def test_readme_joint_latency_table_figures_are_those_of_its_json():
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" /
+                       "latency_joint_28.json").read_text())
+    e = data["errors"]
+    text = " ".join(README.split())
+    assert (f"{data['table']['entries']} configurations, {e['mae']:.2f}% mean error on {e['n']} held-out joint "
+            f"genotypes, {e['above']} above / {e['below']} below, Spearman {data['spearman_table']:.3f} against "
+            f"{data['spearman_flops']:.3f} for FLOPs") in text

@@ -259,7 +259,8 @@ def test_ledger_carries_searched_genotypes_and_seeds_and_times_an_untrained_twin
     refused, and a row whose trained .tflite is absent is timed on its architecture exported untrained."""
     import pareto
 
-    args = SimpleNamespace(fraction_list=[0.35, 0.5], time_only=False, quick=False, run_dir="absent")
+    args = SimpleNamespace(fraction_list=[0.35, 0.5], latency_fraction_list=[], time_only=False, quick=False,
+                           run_dir="absent")
     searched = [{"family": "searched", "label": f"searched <= {f:g}x", "key": f"f{f:g}", "genotype": f"g{f:g}",
                  "budget_fraction": f, "costs": {"flops": 1e5}, "per_seed": [{"seed": 0, "test_accuracy": 0.9}]}
                 for f in args.fraction_list]

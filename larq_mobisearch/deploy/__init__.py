@@ -7,12 +7,13 @@ Modules (one concept each):
 - `fuse`: export-time fusion of M3's pointwise pairs; `export`: `export_tflite`, `export_report`;
 - `verify`: LCE interpreter vs Keras, near ties, the numerics gate;
 - `timing`: round-robin interpreter timing; `profile`: per-op host time breakdown;
-- `latency_table`: table keys, `LatencyTable`, load/save; `schema`: the JSON file schemas (pydantic);
+- `table_plan`: what a table measures (layer keys, scopes, reference networks); `latency_table`: `LatencyTable`,
+  load/save; `schema`: the JSON file schemas (pydantic);
 - `host_table`: host tables; `benchmark_output`: ``lce_benchmark_model`` output parser;
   `device_table`: device tables; `calibration`: calibration models and manifests.
 
 The public names of these modules are re-exported here and imported on first use: importing one module
-(e.g. the pure-Python `latency_table`, which `search.costs` reads) does not import the TensorFlow-based ones,
+(e.g. the pure-Python `latency_table` and `table_plan`, which `search.costs` reads) does not import the TensorFlow-based ones,
 and there is no import cycle with `search`. The latency cost model lives with the other cost models:
 `larq_mobisearch.search.costs.LatencyCostModel` (also reachable here).
 """
@@ -38,21 +39,22 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
                "numerics_failures", "logit_tolerance"),
     "timing": ("LatencyStats", "measure_latency", "measure_latencies", "make_interpreter", "DEFAULT_STATISTIC",
                "DEFAULT_RUNS", "DEFAULT_WARMUP"),
-    "latency_table": ("LatencyTable", "LatencyTableError", "layer_key", "key_id", "describe_key", "table_keys",
-                      "default_allowed", "reference_genotypes", "random_references", "DEFAULT_CALIBRATION_SAMPLES",
-                      "machine_info", "architecture_info",
+    "table_plan": ("layer_key", "key_id", "describe_key", "table_keys", "default_allowed", "reference_genotypes",
+                   "random_references", "DEFAULT_CALIBRATION_SAMPLES", "block_conv_keys", "block_table_keys",
+                   "SCOPE_GENES", "SCOPE_BLOCKS", "KEY_FIELDS", "HostReferences", "host_references",
+                   "width_references", "plan_for", "TablePlan"),
+    "latency_table": ("LatencyTable", "LatencyTableError", "machine_info", "architecture_info",
                       "load_latency_table", "save_latency_table", "validate_table_json", "describe_architecture",
-                      "KEY_FIELDS", "TABLE_VERSION", "SOURCE_HOST", "DEVICE_PREFIX"),
+                      "TABLE_VERSION", "DEVICE_PREFIX"),
     "host_table": ("build_latency_table", "measure_host_table", "HostMeasurement", "FlatbufferCache",
-                   "HostReferences", "host_references", "convert_host_models",
-                   "build_layer_model", "build_genotype_model", "measure_genotype"),
+                   "convert_host_models", "build_layer_model", "build_genotype_model", "measure_genotype"),
     "benchmark_output": ("parse_benchmark_output", "BenchmarkOutput", "BenchmarkOutputError", "RunStats",
                          "OpRow", "TypeRow", "ProfileSection"),
     "device_table": ("latency_table_from_benchmark_outputs", "latency_table_from_benchmark_output",
                      "layer_times", "layer_of_names", "tflite_node_outputs", "exported_convs"),
     "calibration": ("calibration_genotypes", "export_calibration_models", "load_manifest",
                     "table_from_manifest"),
-    "schema": ("TableFile", "Manifest", "MANIFEST_VERSION", "describe_validation_error"),
+    "schema": ("TableFile", "Manifest", "MANIFEST_VERSION", "describe_validation_error", "SOURCE_HOST"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 _WHERE["LatencyCostModel"] = "..search.costs"

@@ -23,13 +23,14 @@ from ..fileio import atomic_write_bytes, atomic_write_text
 from ..nn.specs import Architecture, architecture
 from .benchmark_output import parse_benchmark_output
 from .device_table import latency_table_from_benchmark_outputs
-from .latency_table import LatencyTable, architecture_info, reference_genotypes
+from .latency_table import LatencyTable, architecture_info
+from .table_plan import reference_genotypes
 from .schema import MANIFEST_VERSION, Manifest, describe_validation_error
 
 
 def calibration_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None) -> List[Tuple[int, ...]]:
     """Uniform genotypes that together use every allowed group count of every gene
-    (`latency_table.reference_genotypes`)."""
+    (`table_plan.reference_genotypes`)."""
     return reference_genotypes(arch, allowed)
 
 

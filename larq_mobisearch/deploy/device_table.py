@@ -34,7 +34,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from ..choices import MAPPINGS, check_choice
 from ..nn.specs import Architecture, ConvSpec
 from .benchmark_output import BenchmarkOutput, BenchmarkOutputError, parse_benchmark_output
-from .latency_table import DEVICE_PREFIX, LatencyTable, architecture_info, key_id, layer_key
+from .latency_table import DEVICE_PREFIX, LatencyTable, architecture_info
+from .table_plan import key_id, layer_key
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LceBconv2d")
 QUANTIZE_OP = "LceQuantize"

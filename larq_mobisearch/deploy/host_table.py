@@ -9,11 +9,16 @@ call, input/output copies) is measured end to end, on whole networks:
 
     fixed_ms = median over calibrating genotypes r of [measured(r) - sum of entries(r)]
 
+With width genes (a ``block_convs`` table, `plan_for`) every conv of blocks 1..13 is such an entry, at every
+(input width, output width) pair the space allows, and the calibrating genotypes are random genotypes of the
+space with their widths (`width_references`); ``fixed_ms`` then holds the stem, shortcuts, pooling, classifier and
+the per-call cost.
+
 Because each gene always contributes exactly one entry, any constant per-entry overhead of the isolated
 measurements cancels in ``fixed_ms``. What does not cancel is how the rest of a network runs around its
 searchable layers: that residual depends on the genotype's mix of group counts. The uniform genotypes
-(`latency_table.reference_genotypes`, timed and recorded as checks) sit at the edges of that distribution; random
-genotypes of the space (`latency_table.random_references`, 12 by default) are what a search compares, so they
+(`table_plan.reference_genotypes`, timed and recorded as checks) sit at the edges of that distribution; random
+genotypes of the space (`table_plan.random_references`, 12 by default) are what a search compares, so they
 calibrate ``fixed_ms`` (BENCHMARKS.md, "Latency table error"). The median keeps one badly timed network from
 shifting it.
 
@@ -33,7 +38,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -41,21 +46,18 @@ from ..choices import STATISTICS, check_choice
 from ..fileio import atomic_write_bytes
 from ..nn.specs import Architecture, allowed_group_counts
 from .converter import convert
-from .latency_table import (
+from .latency_table import LatencyTable, architecture_info, machine_info, package_version, save_latency_table
+from .schema import SOURCE_HOST
+from .table_plan import (
     DEFAULT_CALIBRATION_SAMPLES,
     KEY_FIELDS,
-    SOURCE_HOST,
-    LatencyTable,
-    architecture_info,
+    SCOPE_BLOCKS,
+    HostReferences,
     default_allowed,
+    host_references,
     key_id,
-    layer_key,
-    machine_info,
-    package_version,
-    random_references,
-    reference_genotypes,
-    save_latency_table,
-    table_keys,
+    plan_for,
+    width_references,
 )
 from .timing import DEFAULT_RUNS, DEFAULT_STATISTIC, DEFAULT_WARMUP, LatencyStats, measure_latencies, measure_latency
 
@@ -157,7 +159,7 @@ class FlatbufferCache:
     def network(self, arch: Architecture, genotype: Sequence[int], *, fuse_pointwise: bool = True) -> bytes:
         """The converted network (M3's pointwise pairs fused, as exported, unless ``fuse_pointwise=False``)."""
         genes = [int(g) for g in arch.expand_groups(tuple(genotype))]
-        what = {"network": architecture_info(arch), "genotype": genes}
+        what = {"network": architecture_info(arch), "genotype": genes, "widths": list(arch.block_channels)}
         if not fuse_pointwise:
             what["unfused"] = True
             return self.get(what, lambda: build_genotype_model(arch, genes, fuse_pointwise=False))
@@ -195,54 +197,25 @@ class HostMeasurement:
     networks: Dict[Tuple[int, ...], LatencyStats]
 
 
-@dataclass
-class HostReferences:
-    """The networks a host table times end to end: `genotypes` (in order), of which `calibrating` set
-    ``fixed_ms``, chosen as `how` says."""
-
-    genotypes: List[Tuple[int, ...]]
-    calibrating: Set[Tuple[int, ...]]
-    how: str
-
-
-def host_references(
-    arch: Architecture,
-    allowed: Sequence[Sequence[int]],
-    references: Optional[Sequence[Sequence[int]]] = None,
-    *,
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
-    calibration_seed: int = 0,
-) -> HostReferences:
-    """The reference networks of `measure_host_table` (see there), e.g. to convert them ahead of the timing or
-    to check a table on other genotypes."""
-    if references is not None:
-        refs = [arch.expand_groups(tuple(r)) for r in references]
-        return HostReferences(refs, set(refs), "reference genotypes")
-    uniform = [arch.expand_groups(tuple(r)) for r in reference_genotypes(arch, allowed)]
-    samples = random_references(allowed, calibration_samples, seed=calibration_seed, exclude=uniform)
-    if not samples:
-        return HostReferences(uniform, set(uniform), "reference genotypes")
-    return HostReferences(uniform + samples, set(samples), "random genotypes of the space")
-
-
 def convert_host_models(
     arch: Architecture,
-    allowed: Sequence[Sequence[int]],
+    allowed: Optional[Sequence[Sequence[int]]],
     networks: Sequence[Sequence[int]],
     cache: FlatbufferCache,
     *,
     threads: int = 1,
     progress: bool = True,
+    space=None,
 ) -> Dict[str, bytes]:
-    """Every distinct layer model of `allowed` and every network of `networks`, converted through `cache`:
-    ``{"layer:<key id>" | "network:<1-2-4-...>": flatbuffer}``. Conversion needs no idle machine: run it ahead
-    of the timing, which does."""
-    needed = table_keys(arch, allowed, threads)
+    """Every distinct layer model of the table (`plan_for` `arch`, `allowed`, `space`) and every network of
+    `networks`, converted through `cache`: ``{"layer:<key id>" | "network:<genotype string>": flatbuffer}``.
+    Conversion needs no idle machine: run it ahead of the timing, which does."""
+    plan = plan_for(arch, allowed, space, threads)
     fbs: Dict[str, bytes] = {}
-    for key, _ in _progress(needed, len(needed), f"converting {arch.module} layers", progress):
+    for key, _ in _progress(plan.needed, len(plan.needed), f"converting {arch.module} layers", progress):
         fbs["layer:" + key_id(key)] = cache.layer(key)
     for g in _progress(networks, len(networks), f"converting {arch.module} networks", progress):
-        fbs["network:" + "-".join(map(str, g))] = cache.network(arch, g)
+        fbs["network:" + plan.name(g)] = cache.network(*plan.resolve(g))
     return fbs
 
 
@@ -263,9 +236,13 @@ def measure_host_table(
     log: Callable[[str], None] = None,
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
     calibration_seed: int = 0,
+    space=None,
 ) -> HostMeasurement:
     """Convert every distinct layer configuration and the reference (+ extra) networks, time them all in one
     round-robin loop (`measure_latencies`), and assemble the table (see the module docstring).
+
+    `space` with width genes (a `nn.space.SearchSpace` of `arch`): a ``block_convs`` table (`plan_for`); its
+    references are `width_references` unless given, and genotypes are full (group counts, then block widths).
 
     `references` given: they calibrate ``fixed_ms``. Otherwise the uniform `reference_genotypes` are timed as
     checks and `calibration_samples` random genotypes (`random_references`, seeded by `calibration_seed`)
@@ -278,18 +255,27 @@ def measure_host_table(
     cache = cache or FlatbufferCache()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
-    chosen = host_references(arch, allowed, references, calibration_samples=calibration_samples,
-                             calibration_seed=calibration_seed)
+    plan = plan_for(arch, allowed, space, threads)
+    blocks = plan.scope == SCOPE_BLOCKS
+    if blocks:
+        full = lambda g: space.validate(g if isinstance(g, str) else tuple(g))  # noqa: E731
+        chosen = (HostReferences([full(r) for r in references], {full(r) for r in references}, "reference genotypes")
+                  if references is not None else
+                  width_references(space, calibration_samples, calibration_seed=calibration_seed))
+    else:
+        full = lambda g: arch.expand_groups(tuple(g))  # noqa: E731
+        chosen = host_references(arch, allowed, references, calibration_samples=calibration_samples,
+                                 calibration_seed=calibration_seed)
     refs, calibrating = chosen.genotypes, chosen.calibrating
     if not refs:
         raise ValueError("At least one reference genotype is needed to calibrate fixed_ms")
     networks: List[Tuple[int, ...]] = []
-    for g in list(refs) + [arch.expand_groups(tuple(x)) for x in extra_genotypes]:
+    for g in list(refs) + [full(x) for x in extra_genotypes]:
         if g not in networks:
             networks.append(g)
 
-    needed = table_keys(arch, allowed, threads)
-    fbs = convert_host_models(arch, allowed, networks, cache, threads=threads, progress=progress)
+    needed = plan.needed
+    fbs = convert_host_models(arch, allowed, networks, cache, threads=threads, progress=progress, space=space)
     log(f"Timing {len(needed)} layer models and {len(networks)} networks round-robin ({runs} rounds) ...")
     stats = measure_fn(
         fbs, num_threads=threads, warmup=warmup, runs=runs, use_indirect_bgemm=use_indirect_bgemm, progress=progress
@@ -302,8 +288,10 @@ def measure_host_table(
         entries={},
         fixed_ms=None,
         architecture=architecture_info(arch),
+        scope=plan.scope,
         method=(
-            "host: each searchable layer converted alone (conv + BatchNorm, LceQuantize on its float input); layer "
+            ("host: every block conv at every width pair" if blocks else "host: each searchable layer") +
+            " converted alone (conv + BatchNorm, LceQuantize on its float input); layer "
             f"models and reference networks timed together round-robin with LCE's interpreter ({statistic} of "
             f"{runs} rounds); fixed_ms = median over the calibrating genotypes (calibration.references with "
             "'calibrates': true) of measured end-to-end latency minus the sum of their entries"
@@ -312,10 +300,10 @@ def measure_host_table(
     for key, layers in needed:
         st = stats["layer:" + key_id(key)]
         table.add(key, st.statistic(statistic), layers=layers, stats=st.as_dict())
-    net_stats = {g: stats["network:" + "-".join(map(str, g))] for g in networks}
+    net_stats = {g: stats["network:" + plan.name(g)] for g in networks}
     cal = []
     for g in refs:
-        entries_ms = sum(table.lookup(layer_key(s, x, threads)) for s, x in zip(arch.gene_layers, g))
+        entries_ms = sum(table.lookup(k) for k in plan.entries(*plan.resolve(g)))
         measured = net_stats[g].statistic(statistic)
         cal.append({
             "genotype": list(g),
@@ -348,6 +336,7 @@ def build_latency_table(
     convert_fn: Callable[[Any], bytes] = None,
     measure_fn: Callable[..., Dict[str, LatencyStats]] = None,
     log: Callable[[str], None] = None,
+    space=None,
 ) -> LatencyTable:
     """Measure a host latency table for `arch` (see the module docstring for the method).
 
@@ -368,6 +357,8 @@ def build_latency_table(
         progress: show tqdm progress bars.
         convert_fn, measure_fn: injectable for tests (default: LCE conversion and `measure_latencies`).
         log: function for progress messages (default: print to stderr).
+        space: the `nn.space.SearchSpace` searched; with width genes the table has scope ``block_convs``
+            (every block conv at every width pair; references are full genotypes) and `allowed` is ignored.
     """
     result = measure_host_table(
         arch,
@@ -383,6 +374,7 @@ def build_latency_table(
         use_indirect_bgemm=use_indirect_bgemm,
         measure_fn=measure_fn,
         log=log,
+        space=space,
     )
     if out_path is not None:
         save_latency_table(result.table, out_path)

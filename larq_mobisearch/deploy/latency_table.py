@@ -1,9 +1,16 @@
-"""Latency lookup tables: the configuration keys, the `LatencyTable`, its JSON schema, load and save.
+"""Latency lookup tables: the `LatencyTable`, its JSON schema, load and save (what it measures: `table_plan`).
 
-A table holds one measured time per distinct searchable-layer configuration (kind, kernel, input size,
-channels, groups, stride, threads) plus ``fixed_ms`` for everything the genotype does not change; the search
-predicts ``fixed_ms + sum of the genotype's entries`` (`larq_mobisearch.search.costs.LatencyCostModel`).
-Host tables come from `host_table`, device tables from `device_table`.
+A table holds one measured time per distinct layer configuration (kind, kernel, input size, channels, groups,
+stride, threads) plus ``fixed_ms`` for everything else; the search predicts ``fixed_ms + sum of the genotype's
+entries``. Its ``scope`` says which layers have entries:
+
+- ``gene_layers`` (default; group genes only): the searchable convs; the pointwise convs are in ``fixed_ms``
+  (`larq_mobisearch.search.costs.LatencyCostModel`);
+- ``block_convs`` (spaces with width genes, where a block's width changes every conv it touches): every conv of
+  blocks 1..13, at every pair of (input, output) widths the space allows (`table_plan.block_table_keys`); ``fixed_ms`` holds
+  the stem, shortcuts, pooling, classifier and the per-call cost (`larq_mobisearch.search.costs.WidthLatencyCostModel`).
+
+Host tables come from `host_table`, device tables from `device_table` (``gene_layers`` only).
 
 Pure Python (pydantic, no TensorFlow): the search and the cost model import it cheaply, and it imports
 nothing from `larq_mobisearch.search`.
@@ -17,6 +24,7 @@ JSON format (version 1)::
                           "out_channels": 32, "groups": 1, "stride": 1, "threads": 1},
                   "ms": 1.234, ...}],
      "fixed_ms": 5.67,
+     "scope": "gene_layers" | "block_convs",    (optional, default "gene_layers")
      "architecture": {"module": "m3", "input_shape": [224, 224, 3], "num_classes": 1000,
                       "width_multiplier": 1.0},
      "calibration": {...}, "method": "..."}
@@ -30,116 +38,22 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from pydantic import ValidationError
 
 from ..choices import DEFAULT_STEM
 from ..fileio import atomic_write_text
-from ..nn.specs import Architecture, ConvSpec
-from .schema import DEVICE_PREFIX, SOURCE_HOST, TABLE_VERSION, TableFile, TableKey, describe_validation_error
+from ..nn.specs import Architecture
+from .schema import DEVICE_PREFIX, TABLE_VERSION, TableFile, TableKey, describe_validation_error
 
-KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
+from .table_plan import SCOPE_GENES, describe_key, key_id
+
 ARCH_FIELDS = ("module", "input_shape", "num_classes", "width_multiplier")
 
 
 class LatencyTableError(ValueError):
     """A latency table that is corrupt, incomplete, or does not match the architecture / threads asked for."""
-
-
-# --------------------------------------------------------------------------------------------------------
-# Layer configurations (table keys)
-
-
-def layer_key(spec: ConvSpec, groups: int, threads: int) -> Dict[str, Any]:
-    """The configuration of searchable layer `spec` at `groups` groups, as a JSON-able table key."""
-    return {
-        "kind": spec.kind,
-        "kernel": int(spec.kernel),
-        "in_size": [int(s) for s in spec.in_size],
-        "in_channels": int(spec.in_channels),
-        "out_channels": int(spec.out_channels),
-        "groups": int(groups),
-        "stride": int(spec.stride),
-        "threads": int(threads),
-    }
-
-
-def key_id(key: Mapping[str, Any]) -> str:
-    """Canonical string of a key (dict lookups)."""
-    return json.dumps({f: key[f] for f in KEY_FIELDS}, sort_keys=True, separators=(",", ":"))
-
-
-def describe_key(key: Mapping[str, Any]) -> str:
-    """Human-readable layer configuration, e.g. ``binary 3x3 conv 56x56x128->128 stride 2 groups 4, 1 thread``."""
-    h, w = key["in_size"]
-    k = key["kernel"]
-    t = key["threads"]
-    return (
-        f"{key['kind']} {k}x{k} conv {h}x{w}x{key['in_channels']}->{key['out_channels']} "
-        f"stride {key['stride']} groups {key['groups']}, {t} thread{'s' if t != 1 else ''}"
-    )
-
-
-def default_allowed(arch: Architecture) -> Tuple[Tuple[int, ...], ...]:
-    """Group counts the table covers by default: the LCE search space (`SearchSpace(arch, "lce")`)."""
-    return arch.allowed_groups(lce_compatible=True)
-
-
-def table_keys(
-    arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None, threads: int = 1
-) -> List[Tuple[Dict[str, Any], List[str]]]:
-    """Distinct (key, [layer names]) pairs needed to cost every genotype of `allowed` (ordered as the network)."""
-    allowed = default_allowed(arch) if allowed is None else allowed
-    if len(allowed) != arch.num_genes:
-        raise ValueError(f"allowed has {len(allowed)} gene entries, {arch.module} has {arch.num_genes} genes")
-    out: Dict[str, Tuple[Dict[str, Any], List[str]]] = {}
-    for spec, values in zip(arch.gene_layers, allowed):
-        for g in values:
-            key = layer_key(spec, g, threads)
-            out.setdefault(key_id(key), (key, []))[1].append(spec.name)
-    return list(out.values())
-
-
-def reference_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None) -> List[Tuple[int, ...]]:
-    """Uniform genotypes that together use every allowed group count of every gene (each gene clamped to its
-    largest allowed count <= g, for each distinct allowed value g), from all-fewest to all-most groups.
-
-    They calibrate ``fixed_ms`` of host tables and are the calibration models of device tables.
-    """
-    allowed = default_allowed(arch) if allowed is None else allowed
-    out: List[Tuple[int, ...]] = []
-    for v in sorted({int(g) for a in allowed for g in a}):
-        genotype = tuple(max([g for g in a if g <= v] or [min(a)]) for a in allowed)
-        if genotype not in out:
-            out.append(genotype)
-    return out
-
-
-#: Random genotypes of the space that calibrate a host table's ``fixed_ms`` (`random_references`).
-DEFAULT_CALIBRATION_SAMPLES = 12
-
-
-def random_references(allowed: Sequence[Sequence[int]], n: int = DEFAULT_CALIBRATION_SAMPLES, *, seed: int = 0,
-                      exclude: Sequence[Sequence[int]] = ()) -> List[Tuple[int, ...]]:
-    """Up to `n` distinct genotypes drawn uniformly (seeded) from `allowed`, none of them in `exclude`: what a
-    search samples, unlike the uniform `reference_genotypes` at the edges of the space. Bounded: fewer when the
-    space has fewer."""
-    import random
-
-    if int(n) < 0:
-        raise ValueError(f"n must be >= 0, received {n}")
-    rng = random.Random(seed)
-    seen = {tuple(int(g) for g in e) for e in exclude}
-    out: List[Tuple[int, ...]] = []
-    for _ in range(50 * int(n)):
-        if len(out) >= int(n):
-            break
-        g = tuple(int(rng.choice(list(a))) for a in allowed)
-        if g not in seen:
-            seen.add(g)
-            out.append(g)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -226,6 +140,7 @@ class LatencyTable:
     calibration: Optional[Dict[str, Any]] = None
     method: str = ""
     version: int = TABLE_VERSION
+    scope: str = SCOPE_GENES
 
     @property
     def threads(self) -> int:
@@ -285,6 +200,8 @@ class LatencyTable:
             out["calibration"] = self.calibration
         if self.method:
             out["method"] = self.method
+        if self.scope != SCOPE_GENES:
+            out["scope"] = self.scope
         return out
 
 
@@ -325,6 +242,7 @@ def validate_table_json(data: Any, *, allow_partial: bool = False, where: str = 
         architecture=dict(data["architecture"]),
         calibration=data.get("calibration"),
         method=str(data.get("method") or ""),
+        scope=parsed.scope,
     )
     for i, (raw, entry) in enumerate(zip(data["entries"], parsed.entries)):
         key = entry.key.model_dump()

@@ -117,6 +117,7 @@ class TableFile(BaseModel):
     architecture: ArchitectureInfo
     calibration: Optional[Dict[str, Any]] = None
     method: Optional[str] = None
+    scope: Literal["gene_layers", "block_convs"] = "gene_layers"
 
     @field_validator("version")
     @classmethod

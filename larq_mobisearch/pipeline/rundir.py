@@ -335,13 +335,11 @@ class Run:
         if not self.cfg.search.latency_table:
             return None
         from ..deploy.latency_table import load_latency_table
-        from ..search.costs import LatencyCostModel
+        from ..search.costs import LatencyCostModel, WidthLatencyCostModel
 
-        if self.space.has_widths:
-            raise RunDirError(f"search.latency_table: received {self.cfg.search.latency_table!r}; latency tables "
-                              f"cover group genes only, not model.space_genes={self.cfg.model.space_genes!r} (use a "
-                              f"FLOPs budget with width genes)")
         table = load_latency_table(self.cfg.search.latency_table)
+        if self.space.has_widths:
+            return WidthLatencyCostModel(table, self.space, threads=self.cfg.search.latency_threads)
         return LatencyCostModel(table, self.arch, self.space.candidates, threads=self.cfg.search.latency_threads)
 
 

@@ -6,7 +6,10 @@ architecture description and the genotype, never from Keras weights (a masked su
 counted in full).
 
 Cost models (`FlopsCostModel`, and `LatencyCostModel` from a measured latency table) share one shape: a fixed part plus one
-additive term per gene, looked up by the gene's group count. The search only calls `cost(genotype)`.
+additive term per gene, looked up by the gene's group count. With width genes a conv's cost depends on two block
+widths: `WidthFlopsCostModel` counts the genotype's architecture and `WidthLatencyCostModel` sums a ``block_convs``
+table's entries of every block conv; their minimum is a dynamic programme over the chain of blocks (`chain_min`).
+The search only calls `cost(genotype)` (and `min_cost`).
 """
 
 from __future__ import annotations
@@ -14,20 +17,26 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..deploy.latency_table import (
-    LatencyTable,
-    LatencyTableError,
+from ..deploy.latency_table import LatencyTable, LatencyTableError, load_latency_table
+from ..deploy.table_plan import (
+    SCOPE_BLOCKS,
+    SCOPE_GENES,
+    block_conv_keys,
+    block_table_keys,
     default_allowed,
     describe_key,
+    key_id,
     layer_key,
-    load_latency_table,
 )
 from ..nn.specs import Architecture, allowed_group_counts
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
 BOPS_PER_FLOP = 64
+#: Genotypes whose predicted latency `WidthLatencyCostModel` keeps (a search's rejection sampling costs the same
+#: genotypes many times); emptied when full.
+COST_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -114,17 +123,54 @@ class FlopsCostModel(AdditiveCostModel):
         super().__init__(fixed, table)
 
 
+def chain_min(space, conv_cost, fixed: float, per_output_channel: float = 0.0) -> float:
+    """The cheapest genotype of `space` (a space with width genes) under a cost that sums ``conv_cost(conv, g)``
+    over every conv of blocks 1..13 (at the cheapest legal group count of each searchable conv) plus `fixed` plus
+    ``per_output_channel`` x the last block's width: an exact dynamic programme over the chain of blocks (a
+    block's cost depends on its own width and the one before)."""
+    arch, lce = space.arch, space.mode == "lce"
+    base = list(arch.block_channels)
+
+    def block_cost(widths, index):
+        total = 0.0
+        for conv in arch.with_widths(widths).blocks[index - 1].convs:
+            values = (conv.groups,) if conv.gene is None else space.group_candidates[conv.gene]
+            legal = [g for g in values if conv.gene is None or g in allowed_group_counts(
+                conv.in_channels, conv.out_channels, binary=conv.binary, lce_compatible=lce)] or [1]
+            total += min(conv_cost(conv, g) for g in legal)
+        return total
+
+    best = {None: float(fixed)}  # width of the previous block -> cheapest cost so far
+    for i, choices in enumerate(space.widths, start=1):
+        nxt: Dict[int, float] = {}
+        for prev, so_far in best.items():
+            for c in choices:
+                w = list(base)
+                if prev is not None:
+                    w[i - 2] = prev
+                w[i - 1] = c
+                cost = so_far + block_cost(w, i)
+                if cost < nxt.get(c, math.inf):
+                    nxt[c] = cost
+        best = nxt
+    return min(v + c * per_output_channel for c, v in best.items())
+
+
+def _require_widths(space, what: str, instead: str) -> None:
+    if not getattr(space, "has_widths", False):
+        raise ValueError(f"{what} is for spaces with width genes; use {instead}")
+
+
 class WidthFlopsCostModel:
     """FLOPs of a genotype with width genes (`nn.space.SearchSpace` ``width`` / ``joint``): counted on the
     genotype's architecture (`SearchSpace.resolve`). Not additive per gene (a conv's cost depends on two block
-    widths), so its minimum is an exact dynamic programme over the chain of blocks."""
+    widths), so its minimum is an exact dynamic programme over the chain of blocks (`chain_min`)."""
 
     unit = "FLOPs"
     name = "flops"
 
     def __init__(self, space):
-        if not getattr(space, "has_widths", False):
-            raise ValueError("WidthFlopsCostModel is for spaces with width genes; use FlopsCostModel")
+        _require_widths(space, "WidthFlopsCostModel", "FlopsCostModel")
         self.space = space
         self.arch = space.arch
         self._min: Optional[float] = None
@@ -133,38 +179,12 @@ class WidthFlopsCostModel:
         arch, groups = self.space.resolve(genotype)
         return count_costs(arch, groups).flops
 
-    def _block_cost(self, arch: Architecture, index: int) -> float:
-        """Cheapest FLOPs of block `index` (1-based) of `arch` over the group counts the space allows there."""
-        total = 0.0
-        lce = self.space.mode == "lce"
-        for conv in arch.blocks[index - 1].convs:
-            values = (1,) if conv.gene is None else self.space.group_candidates[conv.gene]
-            legal = [g for g in values if g in allowed_group_counts(conv.in_channels, conv.out_channels,
-                                                                   binary=conv.binary, lce_compatible=lce)] or [1]
-            scale = 1.0 / BOPS_PER_FLOP if conv.binary else 1.0
-            total += min(conv.macs(g) for g in legal) * scale
-        return total
-
     def min_cost(self, allowed=None) -> float:
         """The cheapest genotype's FLOPs (`allowed` is ignored: the space's own candidates)."""
         if self._min is None:
-            base = list(self.arch.block_channels)
-            widths = self.space.widths
             fixed = sum(conv.macs() for conv in self.arch.stem_convs)
-            best = {None: float(fixed)}  # width of the previous block -> cheapest cost so far
-            for i, choices in enumerate(widths, start=1):
-                nxt: Dict[int, float] = {}
-                for prev, so_far in best.items():
-                    for c in choices:
-                        w = list(base)
-                        if prev is not None:
-                            w[i - 2] = prev
-                        w[i - 1] = c
-                        cost = so_far + self._block_cost(self.arch.with_widths(w), i)
-                        if cost < nxt.get(c, math.inf):
-                            nxt[c] = cost
-                best = nxt
-            self._min = min(v + c * self.arch.num_classes for c, v in best.items())
+            self._min = chain_min(self.space, lambda conv, g: conv.macs(g) / (BOPS_PER_FLOP if conv.binary else 1),
+                                  fixed, per_output_channel=self.arch.num_classes)
         return self._min
 
 
@@ -198,16 +218,7 @@ class LatencyCostModel(AdditiveCostModel):
         *,
         threads: Optional[int] = None,
     ):
-        if not isinstance(table, LatencyTable):
-            table = load_latency_table(table)
-        if not table.complete:
-            raise LatencyTableError("The latency table has no fixed_ms (an interrupted build); finish the build first")
-        table.check_architecture(arch)
-        if threads is not None and int(threads) != table.threads:
-            raise LatencyTableError(
-                f"The latency table was measured with {table.threads} thread(s), not {int(threads)}; "
-                f"build or measure a table with --threads {int(threads)}"
-            )
+        table = _usable_table(table, arch, threads, SCOPE_GENES)
         allowed = default_allowed(arch) if allowed is None else allowed
         if len(allowed) != arch.num_genes:
             raise ValueError(f"allowed has {len(allowed)} gene entries, {arch.module} has {arch.num_genes} genes")
@@ -236,3 +247,80 @@ class LatencyCostModel(AdditiveCostModel):
     def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, int, float]]:
         """(layer name, groups, ms) per gene, for reports."""
         return [(spec.name, int(g), self.table[i][int(g)]) for i, (spec, g) in enumerate(zip(self.arch.gene_layers, genotype))]
+
+
+def _usable_table(table, arch: Architecture, threads: Optional[int], scope: str) -> LatencyTable:
+    """`table` (or the table at that path), refused with LatencyTableError when it is unfinished, of another
+    architecture, thread count or scope."""
+    if not isinstance(table, LatencyTable):
+        table = load_latency_table(table)
+    if not table.complete:
+        raise LatencyTableError("The latency table has no fixed_ms (an interrupted build); finish the build first")
+    table.check_architecture(arch)
+    if threads is not None and int(threads) != table.threads:
+        raise LatencyTableError(
+            f"The latency table was measured with {table.threads} thread(s), not {int(threads)}; "
+            f"build or measure a table with --threads {int(threads)}"
+        )
+    if table.scope != scope:
+        need = ("every block conv at every width pair (a table built for the search space with width genes)"
+                if scope == SCOPE_BLOCKS else "the searchable layers (a table built for a groups-only space)")
+        raise LatencyTableError(
+            f"The latency table ({table.source}) has scope {table.scope!r}; this search space needs scope "
+            f"{scope!r}: {need}. Build one with `mobisearch latency-table` on a run of this space."
+        )
+    return table
+
+
+class WidthLatencyCostModel:
+    """Predicted latency (ms) of a genotype with width genes: ``fixed_ms`` + the table's entry of every conv of
+    blocks 1..13 at the genotype's widths and group counts (a ``block_convs`` table, `table_plan.block_table_keys`).
+
+    # Arguments
+        table: a `LatencyTable` with scope ``block_convs``, or a path to its JSON.
+        space: the `nn.space.SearchSpace` searched (``width`` or ``joint`` genes); every conv configuration it
+            can produce must have an entry, else LatencyTableError names the first few missing.
+        threads: if given, the table must have been measured with this many threads.
+    """
+
+    unit = "ms"
+    name = "latency"
+
+    def __init__(self, table: Union[LatencyTable, str, os.PathLike], space, *, threads: Optional[int] = None):
+        _require_widths(space, "WidthLatencyCostModel", "LatencyCostModel")
+        table = _usable_table(table, space.arch, threads, SCOPE_BLOCKS)
+        missing = [f"{', '.join(names)}: {describe_key(key)}" for key, names in block_table_keys(space, table.threads)
+                   if key_id(key) not in table.entries]
+        if missing:
+            shown = "; ".join(missing[:5]) + (f"; ... ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise LatencyTableError(f"The latency table ({table.source}) has no entry for {shown}. Build the table "
+                                    "for this search space (its widths and group counts).")
+        self.latency_table = table
+        self.space = space
+        self.arch = space.arch
+        self.source = table.source
+        self.fixed = float(table.fixed_ms)
+        self._min: Optional[float] = None
+        self._costs: Dict[Tuple[int, ...], float] = {}
+
+    def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, Dict[str, Any], float]]:
+        """(layer name, key, ms) of every block conv of `genotype`, for reports."""
+        arch, groups = self.space.resolve(genotype)
+        return [(name, key, self.latency_table.lookup(key))
+                for key, name in block_conv_keys(arch, groups, self.latency_table.threads)]
+
+    def cost(self, genotype: Sequence[int]) -> float:
+        genotype = tuple(int(g) for g in genotype)
+        if genotype not in self._costs:
+            if len(self._costs) >= COST_CACHE_SIZE:
+                self._costs.clear()
+            self._costs[genotype] = self.fixed + sum(ms for _, _, ms in self.breakdown(genotype))
+        return self._costs[genotype]
+
+    def min_cost(self, allowed=None) -> float:
+        """The cheapest genotype's predicted latency (`allowed` is ignored: the space's own candidates)."""
+        if self._min is None:
+            threads = self.latency_table.threads
+            self._min = chain_min(self.space, lambda conv, g: self.latency_table.lookup(layer_key(conv, g, threads)),
+                                  self.fixed)
+        return self._min

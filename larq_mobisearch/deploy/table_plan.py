@@ -1,0 +1,236 @@
+"""What a latency table measures: its layer configurations (keys) and the networks that calibrate it.
+
+- Keys: `layer_key` (one conv at a group count), `key_id`, `describe_key`; `table_keys` (scope ``gene_layers``: the
+  searchable layers at every allowed group count) and `block_table_keys` / `block_conv_keys` (scope
+  ``block_convs``, spaces with width genes: every conv of every block at every width pair);
+- reference networks: `reference_genotypes` (uniform), `random_references` and `width_references` (what a search
+  compares; they calibrate ``fixed_ms``), `host_references`;
+- `plan_for`: the `TablePlan` of a table (scope, keys, how a genotype resolves and which entries it sums).
+
+Pure Python (no TensorFlow): `latency_table`, `host_table`, `device_table` and `search.costs` build on it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+from ..nn.specs import Architecture, ConvSpec, allowed_group_counts
+
+KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
+#: Which layers a table has entries for (see the module docstring).
+SCOPE_GENES = "gene_layers"
+SCOPE_BLOCKS = "block_convs"
+SCOPES = (SCOPE_GENES, SCOPE_BLOCKS)
+
+# --------------------------------------------------------------------------------------------------------
+# Layer configurations (table keys)
+
+
+def layer_key(spec: ConvSpec, groups: int, threads: int) -> Dict[str, Any]:
+    """The configuration of searchable layer `spec` at `groups` groups, as a JSON-able table key."""
+    return {
+        "kind": spec.kind,
+        "kernel": int(spec.kernel),
+        "in_size": [int(s) for s in spec.in_size],
+        "in_channels": int(spec.in_channels),
+        "out_channels": int(spec.out_channels),
+        "groups": int(groups),
+        "stride": int(spec.stride),
+        "threads": int(threads),
+    }
+
+
+def key_id(key: Mapping[str, Any]) -> str:
+    """Canonical string of a key (dict lookups)."""
+    return json.dumps({f: key[f] for f in KEY_FIELDS}, sort_keys=True, separators=(",", ":"))
+
+
+def describe_key(key: Mapping[str, Any]) -> str:
+    """Human-readable layer configuration, e.g. ``binary 3x3 conv 56x56x128->128 stride 2 groups 4, 1 thread``."""
+    h, w = key["in_size"]
+    k = key["kernel"]
+    t = key["threads"]
+    return (
+        f"{key['kind']} {k}x{k} conv {h}x{w}x{key['in_channels']}->{key['out_channels']} "
+        f"stride {key['stride']} groups {key['groups']}, {t} thread{'s' if t != 1 else ''}"
+    )
+
+
+def default_allowed(arch: Architecture) -> Tuple[Tuple[int, ...], ...]:
+    """Group counts the table covers by default: the LCE search space (`SearchSpace(arch, "lce")`)."""
+    return arch.allowed_groups(lce_compatible=True)
+
+
+def table_keys(
+    arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None, threads: int = 1
+) -> List[Tuple[Dict[str, Any], List[str]]]:
+    """Distinct (key, [layer names]) pairs needed to cost every genotype of `allowed` (ordered as the network)."""
+    allowed = default_allowed(arch) if allowed is None else allowed
+    if len(allowed) != arch.num_genes:
+        raise ValueError(f"allowed has {len(allowed)} gene entries, {arch.module} has {arch.num_genes} genes")
+    out: Dict[str, Tuple[Dict[str, Any], List[str]]] = {}
+    for spec, values in zip(arch.gene_layers, allowed):
+        for g in values:
+            key = layer_key(spec, g, threads)
+            out.setdefault(key_id(key), (key, []))[1].append(spec.name)
+    return list(out.values())
+
+
+def block_conv_keys(arch: Architecture, groups: Sequence[int], threads: int = 1) -> List[Tuple[Dict[str, Any], str]]:
+    """(key, layer name) of every conv of blocks 1..13 of `arch` (at a genotype's widths: `SearchSpace.resolve`),
+    each at its gene's group count in `groups` or its fixed one: the entries a ``block_convs`` table sums."""
+    return [(layer_key(c, c.groups if c.gene is None else int(groups[c.gene]), threads), c.name)
+            for b in arch.blocks for c in b.convs]
+
+
+def block_table_keys(space, threads: int = 1) -> List[Tuple[Dict[str, Any], List[str]]]:
+    """Distinct (key, [layer names]) pairs of a ``block_convs`` table for `space` (a `nn.space.SearchSpace` with
+    width genes): every conv of every block at every (input width, output width) pair the space allows, each
+    searchable conv at every candidate group count legal at those widths."""
+    arch = space.arch
+    lce = space.mode == "lce"
+    base = list(arch.block_channels)
+    out: Dict[str, Tuple[Dict[str, Any], List[str]]] = {}
+    for i, outs in enumerate(space.widths, start=1):
+        for cin in ((None,) if i == 1 else space.widths[i - 2]):
+            for cout in outs:
+                widths = list(base)
+                if cin is not None:
+                    widths[i - 2] = cin
+                widths[i - 1] = cout
+                for conv in arch.with_widths(widths).blocks[i - 1].convs:
+                    if conv.gene is None:
+                        values = (conv.groups,)
+                    else:
+                        legal = allowed_group_counts(conv.in_channels, conv.out_channels, binary=conv.binary,
+                                                     lce_compatible=lce)
+                        values = tuple(g for g in space.group_candidates[conv.gene] if g in legal)
+                    for g in values:
+                        key = layer_key(conv, g, threads)
+                        names = out.setdefault(key_id(key), (key, []))[1]
+                        if conv.name not in names:
+                            names.append(conv.name)
+    return list(out.values())
+
+
+def reference_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None) -> List[Tuple[int, ...]]:
+    """Uniform genotypes that together use every allowed group count of every gene (each gene clamped to its
+    largest allowed count <= g, for each distinct allowed value g), from all-fewest to all-most groups.
+
+    They calibrate ``fixed_ms`` of host tables and are the calibration models of device tables.
+    """
+    allowed = default_allowed(arch) if allowed is None else allowed
+    out: List[Tuple[int, ...]] = []
+    for v in sorted({int(g) for a in allowed for g in a}):
+        genotype = tuple(max([g for g in a if g <= v] or [min(a)]) for a in allowed)
+        if genotype not in out:
+            out.append(genotype)
+    return out
+
+
+#: Random genotypes of the space that calibrate a host table's ``fixed_ms`` (`random_references`).
+DEFAULT_CALIBRATION_SAMPLES = 12
+
+
+def random_references(allowed: Sequence[Sequence[int]], n: int = DEFAULT_CALIBRATION_SAMPLES, *, seed: int = 0,
+                      exclude: Sequence[Sequence[int]] = ()) -> List[Tuple[int, ...]]:
+    """Up to `n` distinct genotypes drawn uniformly (seeded) from `allowed`, none of them in `exclude`: what a
+    search samples, unlike the uniform `reference_genotypes` at the edges of the space. Bounded: fewer when the
+    space has fewer."""
+    if int(n) < 0:
+        raise ValueError(f"n must be >= 0, received {n}")
+    rng = random.Random(seed)
+    seen = {tuple(int(g) for g in e) for e in exclude}
+    out: List[Tuple[int, ...]] = []
+    for _ in range(50 * int(n)):
+        if len(out) >= int(n):
+            break
+        g = tuple(int(rng.choice(list(a))) for a in allowed)
+        if g not in seen:
+            seen.add(g)
+            out.append(g)
+    return out
+
+
+@dataclass
+class HostReferences:
+    """The networks a host table times end to end: `genotypes` (in order), of which `calibrating` set
+    ``fixed_ms``, chosen as `how` says."""
+
+    genotypes: List[Tuple[int, ...]]
+    calibrating: Set[Tuple[int, ...]]
+    how: str
+
+
+def host_references(
+    arch: Architecture,
+    allowed: Sequence[Sequence[int]],
+    references: Optional[Sequence[Sequence[int]]] = None,
+    *,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    calibration_seed: int = 0,
+) -> HostReferences:
+    """The reference networks of `measure_host_table` (see there), e.g. to convert them ahead of the timing or
+    to check a table on other genotypes."""
+    if references is not None:
+        refs = [arch.expand_groups(tuple(r)) for r in references]
+        return HostReferences(refs, set(refs), "reference genotypes")
+    uniform = [arch.expand_groups(tuple(r)) for r in reference_genotypes(arch, allowed)]
+    samples = random_references(allowed, calibration_samples, seed=calibration_seed, exclude=uniform)
+    if not samples:
+        return HostReferences(uniform, set(uniform), "reference genotypes")
+    return HostReferences(uniform + samples, set(samples), "random genotypes of the space")
+
+
+def width_references(space, calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, *,
+                     calibration_seed: int = 0) -> HostReferences:
+    """The reference networks of a ``block_convs`` table (`space` with width genes): the largest and the smallest
+    genotype as checks, and `calibration_samples` distinct random genotypes (`SearchSpace.sample`, seeded), what a
+    search compares, calibrating ``fixed_ms`` (bounded: fewer when the space has fewer)."""
+    rng = random.Random(calibration_seed)
+    edges = [space.largest(), space.smallest()]
+    edges = [g for i, g in enumerate(edges) if g not in edges[:i]]
+    samples: List[Tuple[int, ...]] = []
+    for _ in range(50 * int(calibration_samples)):
+        if len(samples) >= int(calibration_samples):
+            break
+        g = space.sample(rng)
+        if g not in samples and g not in edges:
+            samples.append(g)
+    if not samples:
+        return HostReferences(edges, set(edges), "reference genotypes")
+    return HostReferences(edges + samples, set(samples), "random genotypes of the space")
+
+
+@dataclass
+class TablePlan:
+    """What a table covers: its `scope`, the distinct layer configurations it needs (`needed`: (key, [layer
+    names])), how a reference genotype becomes (architecture, group counts) (`resolve`) and which entries a
+    network of it sums (`entries`). `plan_for` makes one."""
+
+    scope: str
+    needed: List[Tuple[Dict[str, Any], List[str]]]
+    resolve: Callable[[Sequence[int]], Tuple[Architecture, Tuple[int, ...]]]
+    entries: Callable[[Architecture, Sequence[int]], List[Dict[str, Any]]]
+    name: Callable[[Sequence[int]], str]
+
+
+def plan_for(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None, space=None,
+             threads: int = 1) -> TablePlan:
+    """The `TablePlan` of a table for `arch`: ``block_convs`` when `space` (a `nn.space.SearchSpace` of `arch`)
+    has width genes, else ``gene_layers`` over `allowed` (default: the LCE space)."""
+    if space is not None and space.has_widths:
+        if space.arch != arch:
+            raise ValueError("space must be a search space of arch")
+        return TablePlan(
+            SCOPE_BLOCKS, block_table_keys(space, threads), space.resolve,
+            lambda a, groups: [k for k, _ in block_conv_keys(a, groups, threads)],
+            lambda g: space.encode(g))
+    allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
+    return TablePlan(
+        SCOPE_GENES, table_keys(arch, allowed, threads), lambda g: (arch, arch.expand_groups(tuple(g))),
+        lambda a, groups: [layer_key(s, x, threads) for s, x in zip(a.gene_layers, groups)],
+        lambda g: "-".join(map(str, g)))
