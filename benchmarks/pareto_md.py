@@ -235,6 +235,15 @@ def reading_lines(reading: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def _budget_note(row: Mapping[str, Any]) -> str:
+    """`` (table: 0.22 ms for a 0.23 ms budget; measured 0.21 ms)`` for a latency-budget search's row."""
+    if row.get("latency_budget_ms") is None or row.get("predicted_ms") is None:
+        return ""
+    measured = (row.get("latency") or {}).get("mean_ms")
+    return (f" (table: {row['predicted_ms']:.3f} ms for a {row['latency_budget_ms']:.3f} ms budget"
+            + (f"; measured {measured:.3f} ms" if measured is not None else "") + ")")
+
+
 def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = None) -> str:
     """The BENCHMARKS.md section: how it was measured, one table row per model, the plot and the reading.
 
@@ -290,7 +299,7 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
     genotypes = [r for r in result.get("rows") or [] if r.get("genotype")]
     if genotypes:
         out += ["", "Genotypes (group counts, then block widths after `_w`):", ""]
-        out += [f"- {r['label']}: `{r['genotype']}`" for r in genotypes]
+        out += [f"- {r['label']}: `{r['genotype']}`" + _budget_note(r) for r in genotypes]
     if result_points(result):
         out += ["", f"![accuracy vs latency]({plot})"]
     out += ["", "Reading:", ""]
