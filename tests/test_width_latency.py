@@ -154,6 +154,12 @@ def test_a_table_of_the_other_scope_or_with_a_missing_width_is_refused():
     narrow = _space("m1", width_choices=(0.5, 1.0))
     with pytest.raises(L.LatencyTableError, match=r"no entry for block\d+_\w+: .*\(\d+ in all\)"):
         WidthLatencyCostModel(_table(space, keys=L.block_table_keys(narrow, 1)), space)
+    # a genotype outside the space is named, with the configuration the table lacks
+    model = WidthLatencyCostModel(_table(narrow), narrow)
+    outside = space.uniform(1, 1.5)
+    with pytest.raises(L.LatencyTableError,
+                       match=r"no entry for block1_pw of genotype \S+_w48-\S+: float 1x1 conv 14x14x16->48"):
+        model.cost(outside)
     data = _table(space).to_json()
     data["scope"] = "everything"
     with pytest.raises(L.LatencyTableError, match="scope"):

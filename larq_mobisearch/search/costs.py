@@ -306,8 +306,15 @@ class WidthLatencyCostModel:
     def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, Dict[str, Any], float]]:
         """(layer name, key, ms) of every block conv of `genotype`, for reports."""
         arch, groups = self.space.resolve(genotype)
-        return [(name, key, self.latency_table.lookup(key))
-                for key, name in block_conv_keys(arch, groups, self.latency_table.threads)]
+        out = []
+        for key, name in block_conv_keys(arch, groups, self.latency_table.threads):
+            try:
+                out.append((name, key, self.latency_table.lookup(key)))
+            except KeyError:
+                raise LatencyTableError(f"The latency table has no entry for {name} of genotype "
+                                        f"{self.space.encode(genotype)}: {describe_key(key)} (a genotype outside the "
+                                        f"search space the table was built for?)") from None
+        return out
 
     def cost(self, genotype: Sequence[int]) -> float:
         genotype = tuple(int(g) for g in genotype)
