@@ -246,30 +246,6 @@ def test_joint_pipeline_on_digits_learns_and_exports_a_narrowed_winner(tmp_path)
     assert exported["tflite_bytes"] > 0 and exported.get("float_tflite_bytes") is None, exported
     assert report
 
-    # A second search on the same supernet under a latency budget: a joint space takes a block_convs table (here
-    # made-up entries: the pipeline's wiring is what is checked; tests/test_width_latency.py checks the table).
-    from larq_mobisearch import deploy as L
-    from larq_mobisearch.pipeline import Run
-    from larq_mobisearch.search.costs import WidthLatencyCostModel
-
-    space = Run.open(str(run_dir)).space
-    table = L.LatencyTable(machine=L.machine_info(1), source="host", entries={}, fixed_ms=0.1,
-                           architecture=L.architecture_info(space.arch), scope=L.SCOPE_BLOCKS)
-    for key, _ in L.block_table_keys(space, 1):
-        table.add(key, 1e-3 * key["in_channels"] * key["out_channels"] / key["groups"] * key["kernel"] ** 2 / 64)
-    L.save_latency_table(table, tmp_path / "table.json")
-    model = WidthLatencyCostModel(table, space)
-    budget = 0.5 * (model.min_cost() + model.cost(space.largest()))
-    result = CliRunner().invoke(main, ["search", "--quiet", "--run-dir", str(run_dir), "--name", "fast",
-                                       "--latency-table", str(tmp_path / "table.json"), "--latency-budget-ms",
-                                       str(budget), "--set", "search.flops_budget_fraction=1.0"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    fast = json.loads((run_dir / "searches" / "fast" / "search" / "result.json").read_text())
-    assert fast["budgets"]["latency_ms"] == pytest.approx(budget)
-    assert model.cost(space.expand(fast["genotype"])) <= budget
-    assert fast["costs"]["latency"] == pytest.approx(model.cost(space.expand(fast["genotype"])))
-
 
 @pytest.mark.parametrize("module", ["m1", "m3"])
 def test_assign_genotype_inside_a_function_sets_what_set_genotype_sets(module):

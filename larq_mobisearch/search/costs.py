@@ -34,9 +34,6 @@ from ..nn.specs import Architecture, allowed_group_counts
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
 BOPS_PER_FLOP = 64
-#: Genotypes whose predicted latency `WidthLatencyCostModel` keeps (a search's rejection sampling costs the same
-#: genotypes many times); emptied when full.
-COST_CACHE_SIZE = 100_000
 
 
 @dataclass(frozen=True)
@@ -301,7 +298,8 @@ class WidthLatencyCostModel:
         self.source = table.source
         self.fixed = float(table.fixed_ms)
         self._min: Optional[float] = None
-        self._costs: Dict[Tuple[int, ...], float] = {}
+        self._block_genes = [[c.gene for c in b.convs if c.gene is not None] for b in self.arch.blocks]
+        self._blocks: Dict[Tuple[Any, ...], float] = {}
 
     def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, Dict[str, Any], float]]:
         """(layer name, key, ms) of every block conv of `genotype`, for reports."""
@@ -317,12 +315,32 @@ class WidthLatencyCostModel:
         return out
 
     def cost(self, genotype: Sequence[int]) -> float:
-        genotype = tuple(int(g) for g in genotype)
-        if genotype not in self._costs:
-            if len(self._costs) >= COST_CACHE_SIZE:
-                self._costs.clear()
-            self._costs[genotype] = self.fixed + sum(ms for _, _, ms in self.breakdown(genotype))
-        return self._costs[genotype]
+        """``fixed_ms`` + each block's entries, a block's sum kept per (block, input width, width, its group
+        counts): a search costs thousands of genotypes made of few distinct blocks."""
+        groups, widths = self.space.split(tuple(int(g) for g in genotype))
+        total = self.fixed
+        for i, width in enumerate(widths):
+            prev = widths[i - 1] if i else None
+            key = (i, prev, width, tuple(groups[gene] for gene in self._block_genes[i]))
+            if key not in self._blocks:
+                self._blocks[key] = self._block_ms(i, prev, width, groups)
+            total += self._blocks[key]
+        return total
+
+    def _block_ms(self, index: int, prev: Optional[int], width: int, groups: Sequence[int]) -> float:
+        w = list(self.arch.block_channels)
+        if prev is not None:
+            w[index - 1] = prev
+        w[index] = width
+        threads, total = self.latency_table.threads, 0.0
+        for conv in self.arch.with_widths(w).blocks[index].convs:
+            key = layer_key(conv, conv.groups if conv.gene is None else groups[conv.gene], threads)
+            try:
+                total += self.latency_table.lookup(key)
+            except KeyError:
+                raise LatencyTableError(f"The latency table has no entry for {conv.name}: {describe_key(key)} (a "
+                                        f"genotype outside the search space the table was built for?)") from None
+        return total
 
     def min_cost(self, allowed=None) -> float:
         """The cheapest genotype's predicted latency (`allowed` is ignored: the space's own candidates)."""
