@@ -54,19 +54,6 @@ def parse_args(argv=None):
     return args
 
 
-def check_genotypes(space, references, n: int, seed: int):
-    """`n` distinct random genotypes of `space` (`SearchSpace.sample`, seeded) that are not `references`
-    (bounded: fewer if the space has fewer)."""
-    rng, out = random.Random(seed), []
-    for _ in range(50 * n):
-        if len(out) >= n:
-            break
-        g = space.sample(rng)
-        if g not in references and g not in out:
-            out.append(g)
-    return out
-
-
 def spearman(xs, ys) -> float:
     from scipy.stats import spearmanr
 
@@ -87,7 +74,8 @@ def main(argv=None) -> int:
     machine = L.machine_info(1)
     common.print_machine(machine)
     refs = L.width_references(space)
-    checks = check_genotypes(space, refs.genotypes, args.checks, args.check_seed)
+    rng = random.Random(args.check_seed)  # `n` random genotypes of the space that calibrated nothing
+    checks = L.distinct_draws(lambda: space.sample(rng), args.checks, refs.genotypes)
     cache = L.FlatbufferCache(run.path("latency_cache"))
     if args.convert_only:
         fbs = L.convert_host_models(space.arch, None, refs.genotypes + checks, cache, space=space)

@@ -451,7 +451,8 @@ SEARCHED_FIELDS = ("family", "label", "key", "genotype", "budget_kind", "budget_
 
 def budgets(run, args) -> List[Dict[str, Any]]:
     """The searches: one per FLOPs fraction (``pareto-f<fraction>``) and one per latency fraction
-    (``pareto-l<fraction>``: fraction x the latency table's prediction of the uniform width-1 / groups-1 model)."""
+    (``pareto-l<fraction>``: fraction x the latency table's prediction of the uniform width-1 / groups-1 model; the
+    table's cost model, loaded once, rides along as ``model``)."""
     out = [{"kind": "flops", "fraction": f, "key": f"f{f:g}", "label": f"searched <= {f:g}x",
             "update": {"flops_budget": None, "flops_budget_fraction": f}} for f in args.fraction_list]
     if args.latency_fraction_list:
@@ -459,7 +460,7 @@ def budgets(run, args) -> List[Dict[str, Any]]:
         reference = model.cost(run.space.uniform(1, 1.0))
         for f in args.latency_fraction_list:
             out.append({"kind": "latency", "fraction": f, "key": f"l{f:g}", "label": f"searched <= {f:g}x latency",
-                        "reference_ms": reference,
+                        "model": model,
                         "update": {"flops_budget": None, "flops_budget_fraction": None, "latency_budget_ms": f * reference,
                                    "latency_table": args.latency_table, "latency_threads": 1}})
     return out
@@ -490,7 +491,8 @@ def searched_rows(run, args, known: Dict[str, Dict[str, Any]],
             if args.time_only:
                 continue
             need_supernet(run, args)
-            what = "FLOPs" if budget["kind"] == "flops" else f"latency ({budget['update'].get('latency_budget_ms', 0):.4g} ms)"
+            what = "FLOPs" if budget["kind"] == "flops" else \
+                f"latency ({budget['update']['latency_budget_ms']:.4g} ms)"
             print(f"Search {name}: {what} <= {frac:g}x the uniform width-1 / groups-1 model ...", flush=True)
             try:
                 P.search(r)
@@ -506,7 +508,7 @@ def searched_rows(run, args, known: Dict[str, Dict[str, Any]],
                "costs": run.genotype_costs(genotype).as_dict()}
         if budget["kind"] == "latency":
             row.update(latency_budget_ms=result["budgets"]["latency_ms"],
-                       predicted_ms=latency_model(run, args).cost(genotype),
+                       predicted_ms=budget["model"].cost(genotype),
                        latency_table_sha1=file_sha1(args.latency_table))
         rows.append(row)
         print(f"  {label}: {result['genotype']} ({rows[-1]['costs']['flops']:.4g} FLOPs"

@@ -257,20 +257,19 @@ def measure_host_table(
     allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
     plan = plan_for(arch, allowed, space, threads)
     blocks = plan.scope == SCOPE_BLOCKS
-    if blocks:
-        full = lambda g: space.validate(g if isinstance(g, str) else tuple(g))  # noqa: E731
-        chosen = (HostReferences([full(r) for r in references], {full(r) for r in references}, "reference genotypes")
-                  if references is not None else
-                  width_references(space, calibration_samples, calibration_seed=calibration_seed))
+    if references is not None:
+        given = [plan.full(r) for r in references]
+        chosen = HostReferences(given, set(given), "reference genotypes")
+    elif blocks:
+        chosen = width_references(space, calibration_samples, calibration_seed=calibration_seed)
     else:
-        full = lambda g: arch.expand_groups(tuple(g))  # noqa: E731
-        chosen = host_references(arch, allowed, references, calibration_samples=calibration_samples,
+        chosen = host_references(arch, allowed, calibration_samples=calibration_samples,
                                  calibration_seed=calibration_seed)
     refs, calibrating = chosen.genotypes, chosen.calibrating
     if not refs:
         raise ValueError("At least one reference genotype is needed to calibrate fixed_ms")
     networks: List[Tuple[int, ...]] = []
-    for g in list(refs) + [full(x) for x in extra_genotypes]:
+    for g in list(refs) + [plan.full(x) for x in extra_genotypes]:
         if g not in networks:
             networks.append(g)
 

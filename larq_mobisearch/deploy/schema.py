@@ -16,6 +16,7 @@ from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tupl
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from ..choices import DEFAULT_STEM, STEMS
+from .table_plan import SCOPE_GENES, SCOPES
 
 TABLE_VERSION = 1
 MANIFEST_VERSION = 1
@@ -117,7 +118,7 @@ class TableFile(BaseModel):
     architecture: ArchitectureInfo
     calibration: Optional[Dict[str, Any]] = None
     method: Optional[str] = None
-    scope: Literal["gene_layers", "block_convs"] = "gene_layers"
+    scope: Literal[SCOPES] = SCOPE_GENES
 
     @field_validator("version")
     @classmethod

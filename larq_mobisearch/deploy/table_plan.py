@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..nn.specs import Architecture, ConvSpec, allowed_group_counts
+from ..nn.specs import Architecture, ConvSpec
 
 KEY_FIELDS = ("kind", "kernel", "in_size", "in_channels", "out_channels", "groups", "stride", "threads")
 #: Which layers a table has entries for (see the module docstring).
@@ -90,25 +90,12 @@ def block_table_keys(space, threads: int = 1) -> List[Tuple[Dict[str, Any], List
     """Distinct (key, [layer names]) pairs of a ``block_convs`` table for `space` (a `nn.space.SearchSpace` with
     width genes): every conv of every block at every (input width, output width) pair the space allows, each
     searchable conv at every candidate group count legal at those widths."""
-    arch = space.arch
-    lce = space.mode == "lce"
-    base = list(arch.block_channels)
     out: Dict[str, Tuple[Dict[str, Any], List[str]]] = {}
     for i, outs in enumerate(space.widths, start=1):
         for cin in ((None,) if i == 1 else space.widths[i - 2]):
             for cout in outs:
-                widths = list(base)
-                if cin is not None:
-                    widths[i - 2] = cin
-                widths[i - 1] = cout
-                for conv in arch.with_widths(widths).blocks[i - 1].convs:
-                    if conv.gene is None:
-                        values = (conv.groups,)
-                    else:
-                        legal = allowed_group_counts(conv.in_channels, conv.out_channels, binary=conv.binary,
-                                                     lce_compatible=lce)
-                        values = tuple(g for g in space.group_candidates[conv.gene] if g in legal)
-                    for g in values:
+                for conv in space.block_at(i, cin, cout).convs:
+                    for g in space.conv_groups(conv):
                         key = layer_key(conv, g, threads)
                         names = out.setdefault(key_id(key), (key, []))[1]
                         if conv.name not in names:
@@ -143,12 +130,19 @@ def random_references(allowed: Sequence[Sequence[int]], n: int = DEFAULT_CALIBRA
     if int(n) < 0:
         raise ValueError(f"n must be >= 0, received {n}")
     rng = random.Random(seed)
+    return distinct_draws(lambda: tuple(int(rng.choice(list(a))) for a in allowed), n, exclude)
+
+
+def distinct_draws(draw: Callable[[], Tuple[int, ...]], n: int, exclude: Sequence[Sequence[int]] = ()
+                   ) -> List[Tuple[int, ...]]:
+    """Up to `n` distinct genotypes from `draw()` (a seeded sampler), none of them in `exclude`, in the order drawn;
+    bounded at 50 x `n` draws, so a space with fewer genotypes gives fewer."""
     seen = {tuple(int(g) for g in e) for e in exclude}
     out: List[Tuple[int, ...]] = []
     for _ in range(50 * int(n)):
         if len(out) >= int(n):
             break
-        g = tuple(int(rng.choice(list(a))) for a in allowed)
+        g = draw()
         if g not in seen:
             seen.add(g)
             out.append(g)
@@ -193,13 +187,7 @@ def width_references(space, calibration_samples: int = DEFAULT_CALIBRATION_SAMPL
     rng = random.Random(calibration_seed)
     edges = [space.largest(), space.smallest()]
     edges = [g for i, g in enumerate(edges) if g not in edges[:i]]
-    samples: List[Tuple[int, ...]] = []
-    for _ in range(50 * int(calibration_samples)):
-        if len(samples) >= int(calibration_samples):
-            break
-        g = space.sample(rng)
-        if g not in samples and g not in edges:
-            samples.append(g)
+    samples = distinct_draws(lambda: space.sample(rng), calibration_samples, edges)
     if not samples:
         return HostReferences(edges, set(edges), "reference genotypes")
     return HostReferences(edges + samples, set(samples), "random genotypes of the space")
@@ -208,11 +196,13 @@ def width_references(space, calibration_samples: int = DEFAULT_CALIBRATION_SAMPL
 @dataclass
 class TablePlan:
     """What a table covers: its `scope`, the distinct layer configurations it needs (`needed`: (key, [layer
-    names])), how a reference genotype becomes (architecture, group counts) (`resolve`) and which entries a
-    network of it sums (`entries`). `plan_for` makes one."""
+    names])), how a genotype (tuple, or string with width genes) becomes this table's full tuple (`full`), how
+    that becomes (architecture, group counts) (`resolve`) and which entries a network of it sums (`entries`).
+    `plan_for` makes one."""
 
     scope: str
     needed: List[Tuple[Dict[str, Any], List[str]]]
+    full: Callable[[Any], Tuple[int, ...]]
     resolve: Callable[[Sequence[int]], Tuple[Architecture, Tuple[int, ...]]]
     entries: Callable[[Architecture, Sequence[int]], List[Dict[str, Any]]]
     name: Callable[[Sequence[int]], str]
@@ -226,11 +216,11 @@ def plan_for(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = No
         if space.arch != arch:
             raise ValueError("space must be a search space of arch")
         return TablePlan(
-            SCOPE_BLOCKS, block_table_keys(space, threads), space.resolve,
-            lambda a, groups: [k for k, _ in block_conv_keys(a, groups, threads)],
-            lambda g: space.encode(g))
+            SCOPE_BLOCKS, block_table_keys(space, threads), space.validate, space.resolve,
+            lambda a, groups: [k for k, _ in block_conv_keys(a, groups, threads)], space.encode)
     allowed = default_allowed(arch) if allowed is None else tuple(tuple(int(g) for g in a) for a in allowed)
     return TablePlan(
-        SCOPE_GENES, table_keys(arch, allowed, threads), lambda g: (arch, arch.expand_groups(tuple(g))),
+        SCOPE_GENES, table_keys(arch, allowed, threads), lambda g: arch.expand_groups(tuple(g)),
+        lambda g: (arch, arch.expand_groups(tuple(g))),
         lambda a, groups: [layer_key(s, x, threads) for s, x in zip(a.gene_layers, groups)],
         lambda g: "-".join(map(str, g)))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Optional, Sequence, Tuple
 
-from .specs import DEFAULT_WIDTH_CHOICES, Architecture, allowed_group_counts, width_candidates
+from .specs import DEFAULT_WIDTH_CHOICES, Architecture, BlockSpec, ConvSpec, allowed_group_counts, width_candidates
 from ..choices import SPACE_GENES, SPACE_MODES, check_choice, not_allowed
 
 Genotype = Tuple[int, ...]
@@ -130,6 +130,24 @@ class SearchSpace:
                 for cout in outs:
                     union[spec.gene] |= set(allowed_group_counts(cin, cout, binary=spec.binary, lce_compatible=lce))
         return tuple(tuple(sorted(u)) for u in union)
+
+    def block_at(self, index: int, prev: Optional[int], width: int) -> BlockSpec:
+        """Block `index` (1..13) with `width` output channels after a block of `prev` (None: the stem's, for block
+        1; else the model's own width there): a block's convs depend on these two widths only."""
+        widths = list(self.arch.block_channels)
+        if prev is not None:
+            widths[index - 2] = prev
+        widths[index - 1] = width
+        return self.arch.with_widths(widths).blocks[index - 1]
+
+    def conv_groups(self, conv: ConvSpec) -> Tuple[int, ...]:
+        """The group counts `conv` (at its channels) may take in this space: its fixed count, or its gene's
+        candidates that are legal at its channels."""
+        if conv.gene is None:
+            return (conv.groups,)
+        legal = allowed_group_counts(conv.in_channels, conv.out_channels, binary=conv.binary,
+                                     lce_compatible=self.mode == "lce")
+        return tuple(g for g in self.group_candidates[conv.gene] if g in legal)
 
     def split(self, genotype: Sequence[int]) -> Tuple[Genotype, Genotype]:
         """``(group counts, block widths)`` of a full genotype (widths: the model's own in a groups space)."""

@@ -30,7 +30,7 @@ from ..deploy.table_plan import (
     key_id,
     layer_key,
 )
-from ..nn.specs import Architecture, allowed_group_counts
+from ..nn.specs import Architecture
 
 #: Bi-Real Net / paper convention: one FLOP per 64 binary operations.
 BOPS_PER_FLOP = 64
@@ -125,28 +125,16 @@ def chain_min(space, conv_cost, fixed: float, per_output_channel: float = 0.0) -
     over every conv of blocks 1..13 (at the cheapest legal group count of each searchable conv) plus `fixed` plus
     ``per_output_channel`` x the last block's width: an exact dynamic programme over the chain of blocks (a
     block's cost depends on its own width and the one before)."""
-    arch, lce = space.arch, space.mode == "lce"
-    base = list(arch.block_channels)
-
-    def block_cost(widths, index):
-        total = 0.0
-        for conv in arch.with_widths(widths).blocks[index - 1].convs:
-            values = (conv.groups,) if conv.gene is None else space.group_candidates[conv.gene]
-            legal = [g for g in values if conv.gene is None or g in allowed_group_counts(
-                conv.in_channels, conv.out_channels, binary=conv.binary, lce_compatible=lce)] or [1]
-            total += min(conv_cost(conv, g) for g in legal)
-        return total
+    def block_cost(index, prev, width):
+        return sum(min(conv_cost(conv, g) for g in space.conv_groups(conv) or (1,))
+                   for conv in space.block_at(index, prev, width).convs)
 
     best = {None: float(fixed)}  # width of the previous block -> cheapest cost so far
     for i, choices in enumerate(space.widths, start=1):
         nxt: Dict[int, float] = {}
         for prev, so_far in best.items():
             for c in choices:
-                w = list(base)
-                if prev is not None:
-                    w[i - 2] = prev
-                w[i - 1] = c
-                cost = so_far + block_cost(w, i)
+                cost = so_far + block_cost(i, prev, c)
                 if cost < nxt.get(c, math.inf):
                     nxt[c] = cost
         best = nxt
@@ -304,15 +292,15 @@ class WidthLatencyCostModel:
     def breakdown(self, genotype: Sequence[int]) -> List[Tuple[str, Dict[str, Any], float]]:
         """(layer name, key, ms) of every block conv of `genotype`, for reports."""
         arch, groups = self.space.resolve(genotype)
-        out = []
-        for key, name in block_conv_keys(arch, groups, self.latency_table.threads):
-            try:
-                out.append((name, key, self.latency_table.lookup(key)))
-            except KeyError:
-                raise LatencyTableError(f"The latency table has no entry for {name} of genotype "
-                                        f"{self.space.encode(genotype)}: {describe_key(key)} (a genotype outside the "
-                                        f"search space the table was built for?)") from None
-        return out
+        return [(name, key, self._entry_ms(name, key))
+                for key, name in block_conv_keys(arch, groups, self.latency_table.threads)]
+
+    def _entry_ms(self, name: str, key: Mapping[str, Any]) -> float:
+        try:
+            return self.latency_table.lookup(key)
+        except KeyError:
+            raise LatencyTableError(f"The latency table has no entry for {name}: {describe_key(key)} (a genotype "
+                                    "outside the search space the table was built for?)") from None
 
     def cost(self, genotype: Sequence[int]) -> float:
         """``fixed_ms`` + each block's entries, a block's sum kept per (block, input width, width, its group
@@ -323,29 +311,17 @@ class WidthLatencyCostModel:
             prev = widths[i - 1] if i else None
             key = (i, prev, width, tuple(groups[gene] for gene in self._block_genes[i]))
             if key not in self._blocks:
-                self._blocks[key] = self._block_ms(i, prev, width, groups)
+                threads = self.latency_table.threads
+                self._blocks[key] = sum(
+                    self._entry_ms(c.name, layer_key(c, c.groups if c.gene is None else groups[c.gene], threads))
+                    for c in self.space.block_at(i + 1, prev, width).convs)
             total += self._blocks[key]
-        return total
-
-    def _block_ms(self, index: int, prev: Optional[int], width: int, groups: Sequence[int]) -> float:
-        w = list(self.arch.block_channels)
-        if prev is not None:
-            w[index - 1] = prev
-        w[index] = width
-        threads, total = self.latency_table.threads, 0.0
-        for conv in self.arch.with_widths(w).blocks[index].convs:
-            key = layer_key(conv, conv.groups if conv.gene is None else groups[conv.gene], threads)
-            try:
-                total += self.latency_table.lookup(key)
-            except KeyError:
-                raise LatencyTableError(f"The latency table has no entry for {conv.name}: {describe_key(key)} (a "
-                                        f"genotype outside the search space the table was built for?)") from None
         return total
 
     def min_cost(self, allowed=None) -> float:
         """The cheapest genotype's predicted latency (`allowed` is ignored: the space's own candidates)."""
         if self._min is None:
             threads = self.latency_table.threads
-            self._min = chain_min(self.space, lambda conv, g: self.latency_table.lookup(layer_key(conv, g, threads)),
+            self._min = chain_min(self.space, lambda conv, g: self._entry_ms(conv.name, layer_key(conv, g, threads)),
                                   self.fixed)
         return self._min
