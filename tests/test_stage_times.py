@@ -17,23 +17,34 @@ from larq_mobisearch.training import read_history, resume_epoch
 pytestmark = pytest.mark.filterwarnings("ignore:non-integer arguments to randrange:DeprecationWarning")
 
 
-def test_an_interrupted_stage_keeps_its_time_and_a_resumed_one_adds_to_it(tmp_path):
+class _Clock:
+    """A monotonic clock the test advances by hand (no sleeping, exact expectations)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_an_interrupted_stage_keeps_its_time_and_a_resumed_one_adds_to_it(tmp_path, monkeypatch):
+    from larq_mobisearch.pipeline import clock
+
+    fake = _Clock()
+    monkeypatch.setattr(clock, "time", fake)
     run = Run.open(str(tmp_path / "run"), load_config(preset="digits"))
     assert stage_seconds(run, "search") is None
-    t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         with stage_clock(run, "search"):
-            time.sleep(0.3)
+            fake.now += 0.3
             raise KeyboardInterrupt  # the user stops the run
-    first = time.monotonic() - t0
-    assert 0.3 <= stage_seconds(run, "search") <= first + 0.05
-    t1 = time.monotonic()
+    assert stage_seconds(run, "search") == 0.3
     with stage_clock(run, "search") as flush:
-        time.sleep(0.2)
+        fake.now += 0.2
         flush()
-        time.sleep(0.2)
-    second = time.monotonic() - t1
-    assert 0.7 <= stage_seconds(run, "search") <= first + second + 0.1
+        assert stage_seconds(run, "search") == 0.5  # a flush mid-stage (after an epoch) writes the time so far
+        fake.now += 0.2
+    assert stage_seconds(run, "search") == 0.7
     assert stage_seconds(run, "export") is None and stage_seconds(run, "retrain") is None
     Run.open(run.run_dir, None, search="default", restart_from="search", echo=lambda line: None)
     assert stage_seconds(run, "search") is None  # deleted with the stage's other files
