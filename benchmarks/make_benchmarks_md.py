@@ -30,6 +30,7 @@ import methods_md  # noqa: E402
 import elastic_md  # noqa: E402
 import latency_md  # noqa: E402
 import pareto_md  # noqa: E402
+import suite_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
@@ -405,6 +406,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         elastic_md.TABLE1_JOINT_CMD,
         elastic_md.EFFICIENCY_JOINT_CMD,
         pareto_md.PARETO_CMD,
+        suite_md.SUITE_CMD,
         MD_CMD,
         "```",
         "",
@@ -433,6 +435,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
                                               fashion.get("ranking_variants"))
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += pareto_md.pareto_markdown(fashion.get("pareto"), fashion.get("pareto_plot")).rstrip("\n").split("\n") + [""]
+    lines += suite_md.suite_markdown(fashion.get("suite_time"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -472,7 +475,7 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"),
                                 ("pareto", "pareto"), ("stem_feasibility", "stem_feasibility"),
                                 ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"),
-                                ("latency_joint", "latency_joint_28"))}
+                                ("latency_joint", "latency_joint_28"), ("suite_time", "suite_time"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),

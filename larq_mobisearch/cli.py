@@ -23,7 +23,8 @@ from typing import Optional  # noqa: E402
 
 import click  # noqa: E402
 
-from .choices import BASELINES, DEFAULT_STEM, MAPPINGS, MODULES, SPACE_MODES, STATISTICS, STEMS  # noqa: E402
+from .choices import BASELINES, DEFAULT_STEM, MAPPINGS, MODULES, SPACE_GENES, SPACE_MODES, STATISTICS, STEMS  # noqa: E402
+from .nn.specs import DEFAULT_WIDTH_CHOICES  # noqa: E402  (pure Python)
 
 DEFAULT_RUN_DIR = "runs/digits"
 _STEM_OPTION = click.option("--stem", type=click.Choice(list(STEMS), case_sensitive=False), default=DEFAULT_STEM,
@@ -454,21 +455,7 @@ def device():
 
 
 def _echo_parsed(out, top: int) -> None:
-    click.echo(f"graph: {out.graph}  threads: {out.num_threads}  indirect BGEMM: {out.use_indirect_bgemm}")
-    if out.inference_avg_us is not None:
-        click.echo(f"inference avg: {out.inference_avg_us / 1e3:.3f} ms  (init {out.init_us} us, first "
-                   f"{out.first_inference_us} us, warm-up avg {out.warmup_avg_us} us)")
-    if out.regular is not None:
-        r = out.regular
-        click.echo(f"regular runs: count={r.count} min={r.min} max={r.max} avg={r.avg} std={r.std} (us)")
-    if out.profile is not None:
-        click.echo(f"profiled nodes: {len(out.ops)}")
-        for r in out.profile.by_type:
-            click.echo(f"  {r.node_type:<24} x{r.count:<4} {r.avg_ms:9.3f} ms  {r.avg_percent:6.2f}%")
-        for r in sorted(out.ops, key=lambda r: -r.ms_per_run)[:top]:
-            click.echo(f"  {r.ms_per_run:9.3f} ms  {r.node_type:<14} {r.name}")
-    for e in out.errors:
-        click.echo(f"error in output: {e}")
+    click.echo("\n".join(out.describe(top)))
 
 
 @device.command("parse")
@@ -544,15 +531,23 @@ def device_table(device_name, manifest, outputs, runs, module, input_size, chann
 @_arch_options
 @click.option("--mode", type=click.Choice(list(SPACE_MODES)), default="lce", show_default=True,
               help="Search space whose group counts the models cover.")
+@click.option("--space-genes", type=click.Choice(list(SPACE_GENES)), default="groups", show_default=True,
+              help="Genes searched (model.space_genes); with width genes the models cover every block conv at "
+                   "every width pair (a block_convs table).")
+@click.option("--width-choice", "width_choices", multiple=True, type=float, default=DEFAULT_WIDTH_CHOICES,
+              show_default=True, help="A block width multiplier of a width / joint space (repeatable).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @_friendly_errors
-def device_export_models(module, input_size, channels, num_classes, width_multiplier, stem, mode, out):
-    """Convert the calibration models (uniform genotypes covering the space) and write manifest.json."""
+def device_export_models(module, input_size, channels, num_classes, width_multiplier, stem, mode, space_genes,
+                         width_choices, out):
+    """Convert the calibration models (genotypes covering the space) and write manifest.json."""
     from .deploy.calibration import export_calibration_models
     from .nn.space import SearchSpace
 
     arch = _architecture(module, input_size, channels, num_classes, width_multiplier, stem)
-    path = export_calibration_models(arch, out, allowed=SearchSpace(arch, mode).candidates)
+    space = SearchSpace(arch, mode, genes=space_genes, width_choices=width_choices)
+    path = export_calibration_models(arch, out, allowed=None if space.has_widths else space.candidates, space=space,
+                                     progress=lambda n, total, name: click.echo(f"[{n}/{total}] {name}", err=True))
     click.echo(f"Wrote {path}")
 
 

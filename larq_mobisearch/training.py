@@ -26,7 +26,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
+from . import _onednn
 from .nn.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from .nn.elastic import ElasticConv
 from .config import TrainConfig
 from .fileio import atomic_write
 from .nn.space import Genotype
@@ -114,10 +116,25 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model: Optional[tf.ke
     raise not_allowed(f"Unknown optimizer {cfg.optimizer!r}", OPTIMIZERS)
 
 
+def has_grouped_convs(model: tf.keras.Model) -> bool:
+    """Whether `model` has a grouped convolution (a conv layer with ``groups > 1``, or an elastic conv, which
+    gathers grouped kernels)."""
+    return any(isinstance(m, ElasticConv) or (isinstance(m, tf.keras.layers.Conv2D) and getattr(m, "groups", 1) > 1)
+               for m in model.submodules)
+
+
 def compile_model(model: tf.keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> tf.keras.Model:
     """Compile with the optimizer of `cfg` and cross-entropy on the labels (a `Distiller`: the
     distributional loss against its teacher; a `SupernetTrainer` computes its own training loss); metric:
-    top-1 accuracy against the labels."""
+    top-1 accuracy against the labels.
+
+    # Raises
+        RuntimeError: `model` has grouped convolutions and this process cannot train them (CPU without
+            TensorFlow's oneDNN kernels: `_onednn.grouped_training_problem`), before any step runs.
+    """
+    problem = _onednn.grouped_training_problem() if has_grouped_convs(model) else ""
+    if problem:
+        raise RuntimeError(f"Model {model.name!r}: {problem}")
     loss = distillation_loss() if isinstance(model, Distiller) else \
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     legacy = isinstance(model, SupernetTrainer) and model.masked_updates

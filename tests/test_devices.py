@@ -375,8 +375,9 @@ def test_device_cli(tmp_path):
 
 def test_export_calibration_models_writes_a_manifest(tmp_path):
     path = D.export_calibration_models(ARCH, tmp_path, convert_fn=lambda g: ("model " + str(g)).encode(),
-                                       build_fn=lambda arch, g: list(g))
-    arch, models = D.load_manifest(path)
+                                       build_fn=lambda arch, g, **kw: list(g))
+    arch, models, space = D.load_manifest(path)
+    assert space is None  # groups only
     assert arch == ARCH and [g for _, g in models] == D.calibration_genotypes(ARCH)
     assert all((tmp_path / name).read_bytes() == f"model {list(g)}".encode() for name, g in models)
     assert models[0][0] == "m3_32x32_1-1-1-1-1-1-1-1-1-1-1-1-1.tflite"
@@ -475,3 +476,122 @@ def test_order_mapping_accepts_fused_m3_pointwise_pairs():
             assert times[s.name] == pytest.approx(0.001 + by_name[f"[x{k + 1}]:{k + 1}"].avg_ms)
     with pytest.raises(D.BenchmarkOutputError, match=r"found 20 conv nodes .* has 40 \(as built\) or 27 \(pointwise pairs fused\)"):
         D.layer_times(_profile_of(fused[:20]), ARCH, mapping="order")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Device tables with width genes (scope block_convs): real calibration models, synthetic profiles of them
+
+BLOCK_CONV = __import__("re").compile(r"^(block\d+_(?:conv3x3|pw))(?:_bn)?/")
+OVERHEAD_MS, QUANTIZE_MS, OTHER_MS = 0.05, 0.002, 0.003
+
+
+def true_conv_ms(key) -> float:
+    """The made-up device's time of a conv configuration (a smooth function of the key's fields)."""
+    h, w = key["in_size"]
+    macs = key["in_channels"] * key["out_channels"] * key["kernel"] ** 2 * h * w / key["groups"] / key["stride"] ** 2
+    return round(0.01 + macs / 2e6 + 0.001 * key["groups"], 9)
+
+
+def synthetic_profile(flatbuffer, graph: str, conv_ms) -> str:
+    """lce_benchmark_model's output for `flatbuffer` with made-up node times: `conv_ms(conv name)` for a block's
+    CONV_2D / LceBconv2d node (told apart by the Keras layer name in its output tensor), QUANTIZE_MS for each
+    LceQuantize, OTHER_MS for every other node; the inference average adds OVERHEAD_MS."""
+    rows, total = [], OVERHEAD_MS
+    for index, (op, names) in sorted(D.tflite_node_outputs(flatbuffer).items()):
+        conv = BLOCK_CONV.match(names[0]) if op in ("CONV_2D", "LceBconv2d") else None
+        ms = conv_ms(conv.group(1)) if conv else QUANTIZE_MS if op == "LceQuantize" else OTHER_MS
+        total += ms
+        rows.append(f"\t{op:>40}\t{ms:9.6f}\t{ms:9.6f}\t  1.000%\t  1.000%\t     0.000\t        1\t[{names[0]}]:{index}")
+    head = ["INFO: STARTING!", "INFO: Num threads: [1]", f"INFO: Graph: [{graph}]", "INFO: Enable op profiling: [1]",
+            "INFO: Use indirect BGEMM: [1]",
+            f"INFO: Inference timings in us: Init: 1000, First inference: 2000, Warmup (avg): 1500, "
+            f"Inference (avg): {1000 * total:.3f}",
+            "INFO: Operator-wise Profiling Info for Regular Benchmark Runs:",
+            "============================== Run Order ==============================",
+            "\t                             [node type]\t  [first]\t [avg ms]\t     [%]\t  [cdf%]\t  [mem KB]"
+            "\t[times called]\t[Name]"]
+    return "\n".join(head + rows) + "\n", total
+
+
+def test_width_device_table_from_calibration_models_recovers_every_block_conv(tmp_path):
+    from larq_mobisearch.nn.space import SearchSpace
+    from larq_mobisearch.search.costs import WidthLatencyCostModel
+
+    arch = architecture("m1", (28, 28, 1), 10, 0.5)
+    space = SearchSpace(arch, "lce", genes="joint", width_choices=(0.5, 1.0))
+    manifest = D.export_calibration_models(arch, tmp_path, space=space)
+    loaded_arch, models, loaded_space = D.load_manifest(manifest)
+    assert loaded_arch == arch and loaded_space.widths == space.widths
+    assert [g for _, g in models] == L.cover_genotypes(space)
+    residuals = []
+    for name, genotype in models:
+        at, groups = space.resolve(genotype)
+        convs = {c.name: L.layer_key(c, c.groups if c.gene is None else groups[c.gene], 1)
+                 for b in at.blocks for c in b.convs}
+        text, total = synthetic_profile(tmp_path / name, name, lambda conv: true_conv_ms(convs[conv]))
+        (tmp_path / (name[:-len(".tflite")] + ".txt")).write_text(text)
+        residuals.append(total - sum(true_conv_ms(k) + QUANTIZE_MS * (k["kind"] == "binary") for k in convs.values()))
+    table = D.table_from_manifest(manifest, tmp_path, device="pi4")
+    assert table.scope == "block_convs" and table.source == "device:pi4"
+    needed = L.block_table_keys(space)
+    assert len(table.entries) == len(needed)  # the cover left no configuration out
+    for key, _ in needed:  # a binary conv's entry includes the LceQuantize that binarizes its input
+        want = true_conv_ms(key) + QUANTIZE_MS * (key["kind"] == "binary")
+        assert table.entries[L.key_id(key)]["ms"] == pytest.approx(want, abs=2e-6), L.describe_key(key)
+    assert table.fixed_ms == pytest.approx(sum(residuals) / len(residuals), abs=1e-5)
+    # the search's latency model on this table predicts a network as the made-up device would run it
+    model = WidthLatencyCostModel(table, space)
+    rng = __import__("random").Random(0)
+    for _ in range(5):
+        g = space.sample(rng)
+        at, groups = space.resolve(g)
+        want = table.fixed_ms + sum(true_conv_ms(k) + QUANTIZE_MS * (k["kind"] == "binary")
+                                    for k, _ in L.block_conv_keys(at, groups))
+        assert model.cost(g) == pytest.approx(want, abs=1e-4)
+    # a manifest genotype outside the space is refused, naming the model and the width
+    data = json.loads(manifest.read_text())
+    data["models"][0]["genotype"][-1] = 999
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"models\.0\.genotype: Invalid width 999 for block 13"):
+        D.load_manifest(manifest)
+
+
+@pytest.mark.parametrize("module, models, configs", [("m1", 30, 301), ("m2", 230, 912), ("m3", 29, 263)])
+def test_cover_genotypes_contain_every_block_conv_configuration_as_export_readme_says(module, models, configs):
+    from larq_mobisearch.nn.space import SearchSpace
+
+    space = SearchSpace(architecture(module, (28, 28, 1), 10, 0.5), "lce", genes="joint")
+    cover = L.cover_genotypes(space)
+    needed = {L.key_id(k) for k, _ in L.block_table_keys(space)}
+    contained = set()
+    for g in cover:
+        at, groups = space.resolve(space.validate(g))
+        contained |= {L.key_id(k) for k, _ in L.block_conv_keys(at, groups)}
+    # independent check of the table's configurations: every (conv, widths, legal group count) of every block
+    by_hand = set()
+    for i, outs in enumerate(space.widths, start=1):
+        for prev in ((None,) if i == 1 else space.widths[i - 2]):
+            for w in outs:
+                for c in space.block_at(i, prev, w).convs:
+                    for g in (d for d in range(1, c.in_channels + 1) if c.in_channels % d == 0):
+                        if c.gene is None and g == c.groups or c.gene is not None and space.contains(
+                                _with(space, i, prev, w, c.gene, g)):
+                            by_hand.add(L.key_id(L.layer_key(c, g, 1)))
+    assert contained == needed == by_hand and len(needed) == configs and len(cover) == models
+    text = " ".join((ROOT / "export" / "README.md").read_text().split())
+    names = {"m1": "M1 at 28x28 width 0.5 with widths 0.5-1.5x: ", "m3": "M3: ", "m2": "M2, whose float 1x1 convs "
+             "are searched too: "}
+    assert f"{names[module]}{models} " in text and f"{models} networks for {configs} configurations" in text or \
+        f"{names[module]}{models} for {configs}" in text
+
+
+def _with(space, block, prev, width, gene, groups):
+    """A genotype of `space` with block `block` at `width`, the block before at `prev` and gene `gene` at
+    `groups`, every other gene at 1 group and every other block at its largest width."""
+    widths = [c[-1] for c in space.widths]
+    widths[block - 1] = width
+    if prev is not None:
+        widths[block - 2] = prev
+    genes = [1] * space.num_groups
+    genes[gene] = groups
+    return tuple(genes) + tuple(widths)

@@ -96,7 +96,8 @@ print(json.dumps(failed))
 
 #: Imported each in a truly fresh interpreter: the package, what its top level loads (the forked children get
 #: them from the parent), and the start-up hook.
-FRESH = ("larq_mobisearch", "larq_mobisearch._compat", "larq_mobisearch._keras", "larq_mobisearch._startup")
+FRESH = ("larq_mobisearch", "larq_mobisearch._compat", "larq_mobisearch._keras", "larq_mobisearch._onednn",
+         "larq_mobisearch._startup")
 
 
 def _env():

@@ -1,5 +1,6 @@
 """Package import behaviour, in fresh interpreters: Keras 2 selection, the Keras 3 errors (TensorFlow first, or
-TF_USE_LEGACY_KERAS=0 in the environment), TensorFlow's log level left alone, no global seeding."""
+TF_USE_LEGACY_KERAS=0 in the environment), TensorFlow's log level left alone, no global seeding, oneDNN on
+unless the environment says otherwise (grouped-convolution gradients on CPUs without AVX-512)."""
 
 import json
 import os
@@ -12,12 +13,15 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_python(code: str, *, legacy_env=None, log_level="3"):
-    """Start `python -c code` with TF_USE_LEGACY_KERAS removed (or set to `legacy_env`) and TF_CPP_MIN_LOG_LEVEL
-    set to `log_level` (None: removed); return the process."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
+def run_python(code: str, *, legacy_env=None, log_level="3", onednn_env=None):
+    """Start `python -c code` with TF_USE_LEGACY_KERAS and TF_ENABLE_ONEDNN_OPTS removed (or set to `legacy_env`,
+    `onednn_env`) and TF_CPP_MIN_LOG_LEVEL set to `log_level` (None: removed); return the process."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     if legacy_env is not None:
         env["TF_USE_LEGACY_KERAS"] = legacy_env
+    if onednn_env is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn_env
     if log_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = log_level
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
@@ -60,6 +64,47 @@ def assert_keras3_import_error(result):
     assert "Keras 2" in msg and "Keras 3" in msg
     assert "Import larq_mobisearch before tensorflow" in msg
     assert "TF_USE_LEGACY_KERAS=1" in msg
+
+
+ONEDNN_GRADIENT = """
+    import json, os
+    import larq_mobisearch
+    import numpy as np
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 6, 6, 8)), tf.float32)
+    k = tf.constant(rng.normal(size=(3, 3, 2, 8)), tf.float32)  # 4 groups of 2 input -> 2 output channels
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, k])
+        y = tf.nn.conv2d(x, k, 1, "SAME")  # grouped: kernel input depth 2 of 8 input channels
+        # independent reference: one ungrouped convolution per group, concatenated
+        ref = tf.concat([tf.nn.conv2d(x[..., 2 * i:2 * i + 2], k[..., 2 * i:2 * i + 2], 1, "SAME")
+                         for i in range(4)], -1)
+        w = tf.constant(rng.normal(size=y.shape), tf.float32)
+        loss, loss_ref = tf.reduce_sum(y * w), tf.reduce_sum(ref * w)
+    gx, gk = tape.gradient(loss, [x, k])
+    rx, rk = tape.gradient(loss_ref, [x, k])
+    print(json.dumps({"env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                      "dx": float(tf.reduce_max(tf.abs(gx - rx))), "dk": float(tf.reduce_max(tf.abs(gk - rk))),
+                      "scale": float(tf.reduce_max(tf.abs(rx)))}))
+"""
+ONEDNN_OFF = """
+    import json, os
+    import larq_mobisearch as lm
+    import tensorflow as tf
+    from larq_mobisearch.config import TrainConfig
+    from larq_mobisearch.training import compile_model
+    def model(groups):
+        return tf.keras.Sequential([tf.keras.Input((6, 6, 8)), lm.GroupConv2D(8, 3, groups=groups),
+                                    tf.keras.layers.GlobalAveragePooling2D()])
+    compile_model(model(1), TrainConfig(), 1)  # nothing grouped: trains without oneDNN
+    try:
+        compile_model(model(4), TrainConfig(), 1)
+    except RuntimeError as e:
+        print(json.dumps({"env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "error": str(e)}))
+    else:
+        print(json.dumps({"env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "error": None}))
+"""
 
 
 # The processes are started together (each imports TensorFlow: ~5-10 s) and awaited in the tests.
@@ -113,6 +158,10 @@ def processes():
         """,
         log_level=None,
     )
+    # oneDNN: the grouped-convolution gradient with the package's default (on every CPU, AVX-512 or not), and
+    # an explicit TF_ENABLE_ONEDNN_OPTS=0 kept and named before any training step.
+    procs["onednn_default"] = run_python(ONEDNN_GRADIENT)
+    procs["onednn_off"] = run_python(ONEDNN_OFF, onednn_env="0")
     yield procs
     for p in procs.values():
         if p.poll() is None:
@@ -228,3 +277,19 @@ def test_only_the_cli_process_quiets_tensorflow(cli, verbosity, expected, monkey
     code, out, err = finish(run_python(code, log_level=None))
     assert code == 0, err
     assert last_json(out) == {"level": expected, "tf_loaded": False}
+
+
+def test_import_turns_on_onednn_so_grouped_convolutions_have_gradients(results):
+    code, out, err = results["onednn_default"]
+    assert code == 0, err[-3000:]
+    r = last_json(out)
+    assert r["env"] == "1"
+    assert r["dx"] <= 1e-4 * r["scale"] and r["dk"] <= 1e-4 * r["scale"], r
+
+
+def test_explicit_onednn_off_is_kept_and_a_grouped_model_is_refused_before_training(results):
+    code, out, err = results["onednn_off"]
+    assert code == 0, err[-3000:]
+    r = last_json(out)
+    assert r["env"] == "0"
+    assert r["error"] is not None and "TF_ENABLE_ONEDNN_OPTS='0'" in r["error"] and "grouped" in r["error"], r

@@ -42,7 +42,7 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "table_plan": ("layer_key", "key_id", "describe_key", "table_keys", "default_allowed", "reference_genotypes",
                    "random_references", "DEFAULT_CALIBRATION_SAMPLES", "block_conv_keys", "block_table_keys",
                    "SCOPE_GENES", "SCOPE_BLOCKS", "KEY_FIELDS", "HostReferences", "host_references",
-                   "width_references", "distinct_draws", "plan_for", "TablePlan"),
+                   "width_references", "distinct_draws", "plan_for", "TablePlan", "cover_genotypes"),
     "latency_table": ("LatencyTable", "LatencyTableError", "machine_info", "architecture_info",
                       "load_latency_table", "save_latency_table", "validate_table_json", "describe_architecture",
                       "TABLE_VERSION", "DEVICE_PREFIX"),

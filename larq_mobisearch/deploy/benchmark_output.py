@@ -176,6 +176,27 @@ class BenchmarkOutput:
     def graph(self) -> Optional[str]:
         return self.params.get("Graph")
 
+    def describe(self, top: int = 10) -> List[str]:
+        """Human-readable summary: settings, whole-model timings, the time per node type and the `top` slowest
+        nodes (what ``mobisearch device parse`` prints)."""
+        lines: List[str] = []
+        lines.append(f"graph: {self.graph}  threads: {self.num_threads}  indirect BGEMM: {self.use_indirect_bgemm}")
+        if self.inference_avg_us is not None:
+            lines.append(f"inference avg: {self.inference_avg_us / 1e3:.3f} ms  (init {self.init_us} us, first "
+                         f"{self.first_inference_us} us, warm-up avg {self.warmup_avg_us} us)")
+        if self.regular is not None:
+            r = self.regular
+            lines.append(f"regular runs: count={r.count} min={r.min} max={r.max} avg={r.avg} std={r.std} (us)")
+        if self.profile is not None:
+            lines.append(f"profiled nodes: {len(self.ops)}")
+            for r in self.profile.by_type:
+                lines.append(f"  {r.node_type:<24} x{r.count:<4} {r.avg_ms:9.3f} ms  {r.avg_percent:6.2f}%")
+            for r in sorted(self.ops, key=lambda r: -r.ms_per_run)[:top]:
+                lines.append(f"  {r.ms_per_run:9.3f} ms  {r.node_type:<14} {r.name}")
+        for e in self.errors:
+            lines.append(f"error in output: {e}")
+        return lines
+
     def summary(self) -> Dict[str, Any]:
         return {
             "graph": self.graph,

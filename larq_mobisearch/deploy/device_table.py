@@ -35,7 +35,7 @@ from ..choices import MAPPINGS, check_choice
 from ..nn.specs import Architecture, ConvSpec
 from .benchmark_output import BenchmarkOutput, BenchmarkOutputError, parse_benchmark_output
 from .latency_table import DEVICE_PREFIX, LatencyTable, architecture_info
-from .table_plan import key_id, layer_key
+from .table_plan import SCOPE_BLOCKS, SCOPE_GENES, block_conv_keys, key_id, layer_key
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LceBconv2d")
 QUANTIZE_OP = "LceQuantize"
@@ -71,8 +71,7 @@ def tflite_node_outputs(flatbuffer: Union[bytes, str, os.PathLike]) -> Dict[int,
     return node_outputs(flatbuffer)
 
 
-def _attribute_by_names(ops, arch, node_outputs=None) -> Dict[int, Optional[str]]:
-    layer_names = [s.name for s in arch.gene_layers]
+def _attribute_by_names(ops, layer_names: Sequence[str], node_outputs=None) -> Dict[int, Optional[str]]:
     out = {}
     for i, row in enumerate(ops):
         names = row.output_names
@@ -105,7 +104,7 @@ def exported_convs(arch: Architecture, fuse_pointwise: bool = True) -> Tuple[Con
     return tuple(out)
 
 
-def _attribute_by_order(ops, arch) -> Dict[int, Optional[str]]:
+def _attribute_by_order(ops, arch, layer_names: Sequence[str]) -> Dict[int, Optional[str]]:
     convs = [i for i, r in enumerate(ops) if r.node_type in CONV_OPS]
     layouts = {len(c): c for c in (exported_convs(arch, fuse_pointwise=False), exported_convs(arch))}
     if len(convs) not in layouts:
@@ -116,13 +115,14 @@ def _attribute_by_order(ops, arch) -> Dict[int, Optional[str]]:
                           for n in sorted(layouts, reverse=True))
         )
     out: Dict[int, Optional[str]] = {i: None for i in range(len(ops))}
+    wanted = set(layer_names)
     for i, spec in zip(convs, layouts[len(convs)]):
         want = "LceBconv2d" if spec.binary else ("CONV_2D", "DEPTHWISE_CONV_2D")
         if ops[i].node_type not in (want if isinstance(want, tuple) else (want,)):
             raise BenchmarkOutputError(
                 f"Order mapping: conv node {ops[i].name} is {ops[i].node_type} but {spec.name} is {spec.kind}"
             )
-        if spec.gene is not None:
+        if spec.name in wanted:
             out[i] = spec.name
     pending = []
     for i, r in enumerate(ops):
@@ -141,15 +141,18 @@ def layer_times(
     *,
     mapping: str = "auto",
     tflite: Union[bytes, str, os.PathLike, None] = None,
+    layers: Optional[Sequence[ConvSpec]] = None,
 ) -> Tuple[Dict[str, float], str]:
-    """Per-run ms of each searchable layer of `arch` in a profiled run, and the mapping method used."""
+    """Per-run ms of each of `layers` (default: the searchable layers of `arch`) in a profiled run, and the
+    mapping method used."""
     check_choice("Unknown mapping", mapping, MAPPINGS)
     ops = output.ops
     if not ops:
         raise BenchmarkOutputError(
             "The output has no op profile: run lce_benchmark_model with --enable_op_profiling=true"
         )
-    wanted = [s.name for s in arch.gene_layers]
+    layers = tuple(arch.gene_layers if layers is None else layers)
+    wanted = [s.name for s in layers]
 
     def collect(attrib):
         times = {n: 0.0 for n in wanted}
@@ -162,9 +165,9 @@ def layer_times(
 
     def check(seen, method):
         problems = []
-        for spec in arch.gene_layers:
+        for spec in layers:
             kinds = seen[spec.name]
-            need = "LceBconv2d" if spec.binary else "CONV_2D"
+            need = "LceBconv2d" if spec.binary else "DEPTHWISE_CONV_2D" if spec.depthwise else "CONV_2D"
             if need not in kinds:
                 problems.append(f"{spec.name} (needs a {need} node, found {kinds or 'none'})")
         if problems:
@@ -183,7 +186,7 @@ def layer_times(
                 warnings.warn(f"Cannot read node names from the .tflite ({type(exc).__name__}: {exc}); "
                               "using the names printed in the profile", stacklevel=2)
         try:
-            times, seen = collect(_attribute_by_names(ops, arch, node_outputs))
+            times, seen = collect(_attribute_by_names(ops, wanted, node_outputs))
             check(seen, "names")
             return times, "names" + (" (from .tflite)" if node_outputs is not None else "")
         except BenchmarkOutputError as exc:
@@ -191,7 +194,7 @@ def layer_times(
                 raise
             errors.append(str(exc))
     try:
-        times, seen = collect(_attribute_by_order(ops, arch))
+        times, seen = collect(_attribute_by_order(ops, arch, wanted))
         check(seen, "order")
     except BenchmarkOutputError as exc:
         raise BenchmarkOutputError("; ".join(errors + [str(exc)])) from None
@@ -220,6 +223,7 @@ def latency_table_from_benchmark_outputs(
     tflites: Optional[Sequence[Union[bytes, str, os.PathLike, None]]] = None,
     mapping: str = "auto",
     machine: Optional[Mapping[str, Any]] = None,
+    space=None,
 ) -> LatencyTable:
     """A device latency table from profiled ``lce_benchmark_model`` runs of `arch` at known genotypes.
 
@@ -232,7 +236,13 @@ def latency_table_from_benchmark_outputs(
         tflites: optional converted model per run, for exact node-index -> layer mapping.
         mapping: "auto" (names, else order), "names" or "order" (see the module docstring).
         machine: extra fields for the table's ``machine`` (e.g. {"cpu": "Cortex-A72"}).
+        space: a `nn.space.SearchSpace` of `arch` with width genes: a ``block_convs`` table (every conv of every
+            block at its widths and group count, as `table_plan.block_conv_keys`), genotypes full (group counts,
+            then block widths), models exported without fusing M3's pointwise pairs (each conv its own node).
     """
+    blocks = space is not None and space.has_widths
+    if blocks and space.arch != arch:
+        raise ValueError("space must be a search space of arch")
     if not runs:
         raise ValueError("At least one benchmark run is needed")
     device = str(device).strip()
@@ -265,11 +275,18 @@ def latency_table_from_benchmark_outputs(
                 f"Run {n} ran without --use_indirect_bgemm=true: grouped LceBconv2d needs the indirect BGEMM "
                 "kernel, and the table must time the kernel the deployment uses"
             )
-        genes = arch.check_groups(tuple(genotype), lce_compatible=False)
-        times, method = layer_times(out, arch, mapping=mapping, tflite=tfl)
+        if blocks:
+            genes = space.validate(tuple(genotype))
+            at, groups = space.resolve(genes)
+            pairs = [(key, next(c for b in at.blocks for c in b.convs if c.name == name))
+                     for key, name in block_conv_keys(at, groups, t)]
+        else:
+            at = arch
+            genes = arch.check_groups(tuple(genotype), lce_compatible=False)
+            pairs = [(layer_key(spec, g, t), spec) for spec, g in zip(arch.gene_layers, genes)]
+        times, method = layer_times(out, at, mapping=mapping, tflite=tfl, layers=[spec for _, spec in pairs])
         methods.add(method)
-        for spec, g in zip(arch.gene_layers, genes):
-            key = layer_key(spec, g, t)
+        for key, spec in pairs:
             kid = key_id(key)
             keys[kid] = key
             samples.setdefault(kid, []).append(times[spec.name])
@@ -300,10 +317,12 @@ def latency_table_from_benchmark_outputs(
         entries={},
         fixed_ms=None,
         architecture=architecture_info(arch),
+        scope=SCOPE_BLOCKS if blocks else SCOPE_GENES,
         method=(
             "device: per-node times of lce_benchmark_model --enable_op_profiling=true (avg ms x times called) "
-            f"attributed to searchable layers by {', '.join(sorted(methods))}; entry = mean over layers/runs with "
-            "that configuration; fixed_ms = mean over runs of Inference (avg) minus the searchable layers' times"
+            f"attributed to {'every block conv' if blocks else 'searchable layers'} by "
+            f"{', '.join(sorted(methods))}; entry = mean over layers/runs with that configuration; fixed_ms = mean "
+            f"over runs of Inference (avg) minus the {'block convs' if blocks else 'searchable layers'}' times"
         ),
     )
     for kid, values in samples.items():

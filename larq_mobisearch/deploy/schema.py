@@ -15,7 +15,7 @@ from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tupl
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from ..choices import DEFAULT_STEM, STEMS
+from ..choices import DEFAULT_STEM, SPACE_MODES, STEMS
 from .table_plan import SCOPE_GENES, SCOPES
 
 TABLE_VERSION = 1
@@ -150,12 +150,31 @@ class ManifestModel(BaseModel):
         return v
 
 
+def _positive_finite(v: float) -> float:
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError("must be a finite number > 0")
+    return v
+
+
+class ManifestSpace(BaseModel):
+    """The search space with width genes whose ``block_convs`` table the models calibrate (`nn.space.SearchSpace`
+    arguments); absent for a groups-only space."""
+
+    model_config = ConfigDict(extra="forbid")
+    genes: Literal["width", "joint"]
+    mode: Literal[SPACE_MODES]  # type: ignore[valid-type]
+    width_choices: List[Annotated[float, AfterValidator(_positive_finite)]] = Field(min_length=1)
+    max_groups: Optional[PositiveInt] = None
+
+
 class Manifest(BaseModel):
-    """``manifest.json`` of a set of calibration models."""
+    """``manifest.json`` of a set of calibration models (genotypes full, group counts then block widths, when
+    ``space`` is given)."""
 
     model_config = ConfigDict(extra="forbid")
     version: Literal[MANIFEST_VERSION]
     architecture: ArchitectureInfo
+    space: Optional[ManifestSpace] = None
     models: List[ManifestModel] = Field(min_length=1)
 
 

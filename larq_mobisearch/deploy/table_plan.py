@@ -4,7 +4,8 @@
   searchable layers at every allowed group count) and `block_table_keys` / `block_conv_keys` (scope
   ``block_convs``, spaces with width genes: every conv of every block at every width pair);
 - reference networks: `reference_genotypes` (uniform), `random_references` and `width_references` (what a search
-  compares; they calibrate ``fixed_ms``), `host_references`;
+  compares; they calibrate ``fixed_ms``), `host_references`, and `cover_genotypes` (the fewest networks, greedily,
+  that contain every configuration of a ``block_convs`` table: a device's calibration models);
 - `plan_for`: the `TablePlan` of a table (scope, keys, how a genotype resolves and which entries it sums).
 
 Pure Python (no TensorFlow): `latency_table`, `host_table`, `device_table` and `search.costs` build on it.
@@ -101,6 +102,65 @@ def block_table_keys(space, threads: int = 1) -> List[Tuple[Dict[str, Any], List
                         if conv.name not in names:
                             names.append(conv.name)
     return list(out.values())
+
+
+def cover_genotypes(space, threads: int = 1) -> List[Tuple[int, ...]]:
+    """Genotypes of `space` (width genes) whose networks together contain every configuration of its
+    ``block_convs`` table (`block_table_keys`): the calibration models of a device table, where one profiled
+    network times one configuration per conv. Greedy set cover: each next genotype contains the most
+    configurations not yet covered, found exactly by dynamic programming over the blocks (a block's convs depend
+    on its own width and the previous block's only; within a block each group gene is chosen alone). Bounded: at
+    most one genotype per configuration."""
+    needed = {key_id(k) for k, _ in block_table_keys(space, threads)}
+    covered: Set[str] = set()
+    out: List[Tuple[int, ...]] = []
+    configs: Dict[Tuple[int, Optional[int], int], Tuple[List[str], Dict[int, Dict[int, List[str]]]]] = {}
+
+    def block_configs(i: int, prev: Optional[int], w: int):
+        """(key ids of the fixed convs, {gene: {legal group count: key ids of its convs}}) of block i."""
+        if (i, prev, w) not in configs:
+            block = space.block_at(i, prev, w)
+            fixed = [key_id(layer_key(c, c.groups, threads)) for c in block.convs if c.gene is None]
+            genes: Dict[int, List[ConvSpec]] = {}
+            for c in block.convs:
+                if c.gene is not None:
+                    genes.setdefault(c.gene, []).append(c)
+            configs[(i, prev, w)] = (fixed, {
+                gene: {g: [key_id(layer_key(c, g, threads)) for c in convs] for g in space.conv_groups(convs[0])
+                       if all(g in space.conv_groups(c) for c in convs)}
+                for gene, convs in genes.items()})
+        return configs[(i, prev, w)]
+
+    def block_gain(i: int, prev: Optional[int], w: int) -> Tuple[int, Dict[int, int]]:
+        fixed, genes = block_configs(i, prev, w)
+        gain, choice = sum(k not in covered for k in fixed), {}
+        for gene, by_groups in genes.items():
+            new = {g: sum(k not in covered for k in keys) for g, keys in by_groups.items()}
+            choice[gene] = max(new, key=lambda g: (new[g], -g))
+            gain += new[choice[gene]]
+        return gain, choice
+
+    for _ in range(len(needed)):
+        if covered >= needed:
+            break
+        # best[w]: (configurations gained, widths, group genes) of blocks 1..i with block i at width w
+        best: Dict[Optional[int], Tuple[int, List[int], Dict[int, int]]] = {None: (0, [], {})}
+        for i, widths in enumerate(space.widths, start=1):
+            step: Dict[Optional[int], Tuple[int, List[int], Dict[int, int]]] = {}
+            for prev, (score, ws, genes) in best.items():
+                for w in widths:
+                    gain, choice = block_gain(i, prev, w)
+                    if w not in step or score + gain > step[w][0]:
+                        step[w] = (score + gain, ws + [w], {**genes, **choice})
+            best = step
+        score, ws, genes = max(best.values(), key=lambda t: t[0])
+        if score == 0:  # cannot happen: every needed configuration is in some genotype of the space
+            raise RuntimeError(f"cover_genotypes: {len(needed - covered)} configurations no genotype contains")
+        genotype = space.validate(tuple(genes[i] for i in range(space.num_groups)) + tuple(ws))
+        arch, groups = space.resolve(genotype)
+        covered |= {key_id(k) for k, _ in block_conv_keys(arch, groups, threads)}
+        out.append(genotype)
+    return out
 
 
 def reference_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None) -> List[Tuple[int, ...]]:
