@@ -406,6 +406,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         elastic_md.TABLE1_JOINT_CMD,
         elastic_md.EFFICIENCY_JOINT_CMD,
         pareto_md.PARETO_CMD,
+        pareto_md.PEER_NUMERICS_CMD,
         suite_md.SUITE_CMD,
         MD_CMD,
         "```",
@@ -435,6 +436,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
                                               fashion.get("ranking_variants"))
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += pareto_md.pareto_markdown(fashion.get("pareto"), fashion.get("pareto_plot")).rstrip("\n").split("\n") + [""]
+    lines += pareto_md.peer_numerics_markdown(fashion.get("peer_numerics"))
     lines += suite_md.suite_markdown(fashion.get("suite_time"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
@@ -475,7 +477,8 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("table1_joint", "table1_joint"), ("efficiency_joint", "efficiency_joint"),
                                 ("pareto", "pareto"), ("stem_feasibility", "stem_feasibility"),
                                 ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"),
-                                ("latency_joint", "latency_joint_28"), ("suite_time", "suite_time"))}
+                                ("latency_joint", "latency_joint_28"), ("suite_time", "suite_time"),
+                                ("peer_numerics", "peer_numerics"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),

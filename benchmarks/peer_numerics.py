@@ -1,0 +1,130 @@
+"""Where a larq-zoo QuickNet's `.tflite` departs from its Keras model at small inputs: LCE against Keras layer by layer.
+
+`pareto.py` records the export's numerics gate for every model; at 32x32 the larq-zoo QuickNets fail it (every
+test image's logits differ by more than 1e-3, and 0.2-0.5% change their top-1) while our models pass on all
+10,000 images. This script looks for where the difference comes from. For each model and input size it builds the
+model (``weights=None``, 1 channel, 10 classes, softmax dropped, as `pareto.py`), gives every BatchNorm the exact
+statistics of ``--calibration`` Fashion-MNIST training images (zero-padded with the background value; so the
+moving statistics are realistic without training), then cuts the network after each BatchNorm (and at the
+logits), converts each cut with the package's LCE converter and compares LCE's output with Keras's on
+``--images`` test images: the largest absolute difference, the output's scale, and the BatchNorm's largest gain
+``|gamma| / sqrt(moving variance + epsilon)``.
+
+Also recorded per cut: the median image's relative difference and the share of images above 1e-4 (a systematic
+difference moves the median; sign flips at near ties move a few images). The reading is in BENCHMARKS.md
+(`pareto_md.peer_numerics_markdown`). The hypothesis this was written to test -- the 1x1 feature maps of a
+QuickNet's last stage at 32x32, whose BatchNorm variances collapse -- did not hold on these untrained models.
+
+    .venv/bin/python benchmarks/peer_numerics.py --json benchmarks/results/peer_numerics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import larq_mobisearch  # noqa: E402,F401  (Keras 2 before TensorFlow)
+import common  # noqa: E402
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def fashion_images(split: str, n: int, size: int):
+    """The first `n` Fashion-MNIST images of `split` ("train" / "t10k"), normalized as the package does
+    ([-1, 1]) and zero-padded (background -1) to size x size."""
+    import numpy as np
+
+    from larq_mobisearch.data.idx import read_idx
+
+    x = read_idx(f"{FASHION}/{split}-images-idx3-ubyte.gz")[:n].astype(np.float32)[..., None] / 127.5 - 1.0
+    pad = size - x.shape[1]
+    return np.pad(x, [[0, 0], [pad // 2, pad - pad // 2], [pad // 2, pad - pad // 2], [0, 0]], constant_values=-1.0)
+
+
+def bn_gain(layer) -> float:
+    import numpy as np
+
+    var = layer.moving_variance.numpy()
+    gamma = layer.gamma.numpy() if layer.scale else np.ones_like(var)
+    return float(np.max(np.abs(gamma) / np.sqrt(var + layer.epsilon)))
+
+
+def cuts(name: str, size: int, calibration, images, every_bn: bool) -> List[Dict[str, Any]]:
+    """LCE vs Keras after each BatchNorm (or only at the logits) of larq-zoo model `name` at `size`."""
+    import numpy as np
+    import tensorflow as tf
+    import larq_zoo
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    import pareto
+    from larq_mobisearch.deploy.converter import convert
+    from larq_mobisearch.nn.batchnorm import recalibrate_batchnorm
+
+    tf.keras.backend.clear_session()
+    tf.random.set_seed(0)
+    fn = larq_zoo
+    for part in pareto.ZOO_PEERS[name].split("."):
+        fn = getattr(fn, part)
+    model = pareto.logits_model(fn(weights=None, input_shape=(size, size, 1), num_classes=10))
+    recalibrate_batchnorm(model, [calibration[i:i + 128] for i in range(0, len(calibration), 128)])
+    bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    points = (bns if every_bn else []) + [model.layers[-1]]
+    rows = []
+    for layer in points:
+        sub = model if layer is model.layers[-1] else tf.keras.Model(model.inputs, layer.output)
+        interpreter = Interpreter(convert(sub), num_threads=1, use_indirect_bgemm=True)
+        lce = np.concatenate([interpreter.predict(images[i:i + 1]) for i in range(len(images))])
+        keras = sub.predict(images, verbose=0)
+        diff = np.abs(lce.reshape(keras.shape) - keras)
+        scale = float(np.abs(keras).max())
+        per_image = diff.reshape(len(images), -1).max(axis=1) / scale
+        rows.append({"layer": layer.name, "shape": list(keras.shape[1:]), "scale": scale,
+                     "max_abs_diff": float(diff.max()), "relative": float(diff.max() / scale),
+                     "median_image_relative": float(np.median(per_image)),
+                     "images_over_1e-4": float(np.mean(per_image > 1e-4)),
+                     "bn_gain": bn_gain(layer) if layer in bns else None,
+                     "top1_agreement": float(np.mean(lce.reshape(keras.shape).argmax(-1) == keras.argmax(-1)))
+                     if layer is model.layers[-1] else None})
+        print(f"  {name} {size}px {layer.name:<26} {str(rows[-1]['shape']):<15} scale {rows[-1]['scale']:10.3f} "
+              f"max diff {rows[-1]['max_abs_diff']:.3g} (relative {rows[-1]['relative']:.2g}, median image "
+              f"{rows[-1]['median_image_relative']:.2g}, {100 * rows[-1]['images_over_1e-4']:.0f}% of images > 1e-4)"
+              + (f" BN gain {rows[-1]['bn_gain']:.3g}" if rows[-1]["bn_gain"] is not None else ""), flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="QuickNetSmall:bn,QuickNet:logits",
+                   help="name:bn (cut after every BatchNorm) or name:logits (logits only), comma-separated")
+    p.add_argument("--sizes", default="32,64", help="input sizes (28x28 images zero-padded)")
+    p.add_argument("--calibration", type=int, default=1024, help="training images for the BatchNorm statistics")
+    p.add_argument("--images", type=int, default=64, help="test images compared")
+    p.add_argument("--json", default=None, help="write the results here (benchmarks/results/peer_numerics.json)")
+    args = p.parse_args(argv)
+    start = time.time()
+    results = []
+    for item in args.models.split(","):
+        name, _, how = item.partition(":")
+        for size in (int(s) for s in args.sizes.split(",")):
+            rows = cuts(name, size, fashion_images("train", args.calibration, size),
+                        fashion_images("t10k", args.images, size), every_bn=how == "bn")
+            results.append({"model": name, "input_size": size, "cuts": rows})
+    out = {"benchmark": "peer_numerics", "command": common.command_line(), "calibration_images": args.calibration,
+           "test_images": args.images, "results": results, "seconds": round(time.time() - start, 1)}
+    if args.json:
+        from larq_mobisearch.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
+        print(f"Wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
