@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     summary = {}
     checkpoints = sorted({args.population, n_evals // 4, n_evals // 2, n_evals})
-    print(f"\nBest held-out top-1 after N evaluations (mean ± std over seeds):")
+    print("\nBest held-out top-1 after N evaluations (mean ± std over seeds):")
     print(f"  {'method':<58}" + "".join(f"{'N=' + str(n):>18}" for n in checkpoints))
     for method in args.method_list:
         row = {}

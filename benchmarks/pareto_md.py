@@ -185,7 +185,8 @@ def numerics_failed(row: Mapping[str, Any]) -> bool:
 NUMERICS_MARK = "†"
 NUMERICS_NOTE = (f"{NUMERICS_MARK} the `.tflite` differs from the Keras model beyond the export's numerics tolerance "
                  "(`deploy.verify`; recorded per seed under `numerics`, not enforced for models that are not ours): "
-                 "read its `.tflite` top-1 as what the deployed file computes.")
+                 "read its `.tflite` top-1 as what the deployed file computes. Where the difference comes from: the "
+                 "section below (`peer_numerics.py`).")
 
 
 def tflite_top1_text(row: Mapping[str, Any]) -> str:
@@ -320,45 +321,75 @@ PEER_NUMERICS_CMD = ".venv/bin/python benchmarks/peer_numerics.py --json benchma
 
 
 def numerics_summary(result: Mapping[str, Any]) -> Dict[str, Any]:
-    """One model at one size: its smallest feature map, the largest BatchNorm gain, and at the logits the median
+    """One model at one size (trained or not): its smallest feature map, the largest BatchNorm gain, the first cut
+    where the median image departs systematically (relative difference above 1e-4), and at the logits the median
     image's relative LCE-Keras difference, the share of images above 1e-4 and the top-1 agreement."""
     cuts = [c for c in result["cuts"] if c["bn_gain"] is not None]
     logits = result["cuts"][-1]
+    first = next((c for c in result["cuts"] if c["median_image_relative"] > 1e-4), None)
     return {"model": result["model"], "input_size": result["input_size"],
+            "trained_epochs": result.get("trained_epochs", 0),
             "last_side": min((c["shape"][0] for c in cuts), default=None),
             "max_gain": max((c["bn_gain"] for c in cuts), default=None),
-            "median_relative": logits["median_image_relative"], "images_over": logits["images_over_1e-4"],
-            "max_relative": logits["relative"], "top1_agreement": logits["top1_agreement"]}
+            "first_systematic": first, "median_relative": logits["median_image_relative"],
+            "images_over": logits["images_over_1e-4"], "max_relative": logits["relative"],
+            "top1_agreement": logits["top1_agreement"]}
 
 
 def peer_numerics_markdown(data: Optional[Mapping[str, Any]]) -> List[str]:
     if not data:
         return []
     g = lambda x: "-" if x is None else f"{x:.2g}"  # noqa: E731
-    out = ["### Where the larq-zoo QuickNets' `.tflite` departs from Keras", "", "```bash",
-           data.get("command", PEER_NUMERICS_CMD), "```", "",
-           f"Each model built as in the Pareto run (untrained), its BatchNorms given the exact statistics of "
-           f"{data['calibration_images']} Fashion-MNIST training images (zero-padded), cut after every BatchNorm "
-           f"(or only at the logits), each cut converted with LCE; LCE against Keras on {data['test_images']} "
-           "test images. Relative difference: an image's largest |LCE - Keras| over the output's largest |Keras| "
-           "value. BN gain: |gamma| / sqrt(moving variance + epsilon), largest over channels.", "",
-           "| model | input | smallest map | largest BN gain | logits: median image's relative difference | "
-           "images above 1e-4 | largest | top-1 agreement |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    commands = list(dict.fromkeys(r.get("command", PEER_NUMERICS_CMD) for r in data["results"]))
+    out = ["### Where the larq-zoo QuickNets' `.tflite` departs from Keras", "", "```bash", *commands, "```", "",
+           "Each model built as in the Pareto run, either untrained with its BatchNorms given the exact statistics "
+           "of Fashion-MNIST training images (zero-padded), or trained on all 60,000 of them; cut after every "
+           "BatchNorm (or only at the logits), each cut converted with LCE, and LCE compared with Keras on test "
+           "images. Relative difference: an image's largest |LCE - Keras| over the output's largest |Keras| value. "
+           "BN gain: |gamma| / sqrt(moving variance + epsilon), largest over channels (a zero variance gives "
+           "1/sqrt(epsilon), 316 for epsilon 1e-5).", "",
+           "| model | input | weights | test images | smallest map | largest BN gain | first cut with a systematic "
+           "difference (BN gain there) | logits: median image's relative difference | images above 1e-4 | "
+           "top-1 agreement |", "|---|---:|---|---:|---:|---:|---|---:|---:|---:|"]
     summaries = [numerics_summary(r) for r in data["results"]]
-    for s in summaries:
+    for s, r in zip(summaries, data["results"]):
         side = "-" if s["last_side"] is None else f"{s['last_side']}x{s['last_side']}"
-        out.append(f"| {s['model']} | {s['input_size']} | {side} | {g(s['max_gain'])} | {g(s['median_relative'])} | "
-                   f"{100 * s['images_over']:.0f}% | {g(s['max_relative'])} | {100 * s['top1_agreement']:.1f}% |")
-    systematic = [s for s in summaries if s["median_relative"] > 1e-4]
-    out += ["", "Reading: " + (
-        f"the typical image departs systematically in {', '.join(s['model'] + ' at ' + str(s['input_size']) for s in systematic)}."
-        if systematic else
-        f"on the typical image LCE matches Keras to {g(max(s['median_relative'] for s in summaries))} relative at "
-        f"every size (float rounding); the large differences come from {min(100 * s['images_over'] for s in summaries):.0f}"
-        f"-{max(100 * s['images_over'] for s in summaries):.0f}% of the images, at 32 and 64 px alike, as a sign flip "
-        "would cause (a binary conv input within rounding of 0 taking the other sign: a near tie, which the "
-        "export's numerics gate excludes; not checked per image here), not from the 1x1 maps of the last stage at 32 px (whose degenerate BatchNorm gains do not "
-        "raise the typical difference). These untrained, recalibrated QuickNets therefore do not reproduce the "
-        "trained ones' gate failure (every image that is not a near tie off by more than 1e-3): that one stays "
-        "unexplained until a trained peer's `.tflite` is examined the same way."), ""]
+        how = f"trained {s['trained_epochs']} epoch(s)" if s["trained_epochs"] else \
+            f"untrained, BN from {r.get('calibration_images')} images"
+        f = s["first_systematic"]
+        first = "none" if f is None else f"`{f['layer']}` {'x'.join(map(str, f['shape']))} ({g(f['bn_gain'])})"
+        out.append(f"| {s['model']} | {s['input_size']} | {how} | {r.get('test_images')} | {side} | "
+                   f"{g(s['max_gain'])} | {first} | {g(s['median_relative'])} | {100 * s['images_over']:.0f}% | "
+                   f"{100 * s['top1_agreement']:.1f}% |")
+    untrained = [s for s in summaries if not s["trained_epochs"]]
+    trained = [(s, r) for s, r in zip(summaries, data["results"]) if s["trained_epochs"]]
+    reading = []
+    if untrained and all(s["first_systematic"] is None for s in untrained):
+        gains = [s["max_gain"] for s in untrained if s["max_gain"] is not None]
+        shares = [100 * s["images_over"] for s in untrained]
+        reading.append(
+            f"Untrained, LCE matches Keras on the typical image to {g(max(s['median_relative'] for s in untrained))} "
+            f"relative (float rounding) at every size, even where the 1x1 maps at 32 px give BN gains of "
+            f"{g(max(gains, default=None))}; the large differences come from {min(shares):.0f}-{max(shares):.0f}% "
+            "of the images, as sign flips at near ties would (a binary conv input within rounding of 0; the "
+            "export's gate excludes such images; not checked per image here).")
+    for s, r in trained:
+        f = s["first_systematic"]
+        if f is None:
+            reading.append(f"{s['model']} trained at {s['input_size']} px matches on the typical image.")
+            continue
+        before = [c for c in r["cuts"][:r["cuts"].index(f)] if c["bn_gain"] is not None]
+        most_before = max((c["bn_gain"] for c in before), default=0.0)
+        collapsed = (f["bn_gain"] or 0) > 150 and most_before < (f["bn_gain"] or 0) / 10
+        share = "every image" if s["images_over"] == 1 else f"{100 * s['images_over']:.0f}% of the images"
+        reading.append(
+            f"Trained ({s['trained_epochs']} epoch(s)), {s['model']} at {s['input_size']} px departs on {share} "
+            f"(logits: median relative difference {g(s['median_relative'])}, top-1 agreement "
+            f"{100 * s['top1_agreement']:.1f}%), as the trained peers do in the Pareto run; the departure starts at "
+            f"`{f['layer']}` ({'x'.join(map(str, f['shape']))}, BN gain {g(f['bn_gain'])}; the BatchNorms before it "
+            f"at most {g(most_before)}) and grows after it." + (
+                " A gain near 1/sqrt(epsilon) means a channel whose variance collapsed to ~0 in training; the gate "
+                "failure is consistent with float rounding multiplied by it rather than a wrong kernel (which op of "
+                "the converted graph loses the precision was not isolated)." if collapsed else ""))
+    out += ["", "Reading: " + " ".join(reading), ""] if reading else [""]
     return out

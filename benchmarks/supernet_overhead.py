@@ -149,7 +149,7 @@ def main():
     rows.append(("fixed, uniform g=1", step_times(fixed1, x, y, args.steps, args.warmup)))
     fixedg = lm.build_model(args.module, genotype, shape, args.classes, args.width)
     rows.append((f"fixed, genotype {lm.encode(genotype)}", step_times(fixedg, x, y, args.steps, args.warmup)))
-    rows.append((f"  same, tf-keras's XLA grouped conv", xla_grouped_step_times(args, genotype, shape, x, y)))
+    rows.append(("  same, tf-keras's XLA grouped conv", xla_grouped_step_times(args, genotype, shape, x, y)))
     supernet = sn.build_supernet(space)
     sn.set_genotype(supernet, genotype)
     rows.append(("supernet, same genotype", step_times(supernet, x, y, args.steps, args.warmup)))

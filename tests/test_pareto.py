@@ -295,19 +295,24 @@ def test_ledger_carries_searched_genotypes_and_seeds_and_times_an_untrained_twin
     assert row["timed"] == "the trained .tflite (seed 0)"
 
 
-def _cut(side, gain, median, over, largest=0.1, top1=None):
-    return {"layer": "x", "shape": [side, side, 8], "scale": 1.0, "max_abs_diff": largest, "relative": largest,
+def _cut(side, gain, median, over, largest=0.1, top1=None, layer="x"):
+    return {"layer": layer, "shape": [side, side, 8], "scale": 1.0, "max_abs_diff": largest, "relative": largest,
             "median_image_relative": median, "images_over_1e-4": over, "bn_gain": gain, "top1_agreement": top1}
 
 
 def test_peer_numerics_reading_tells_a_few_flipped_images_from_a_systematic_difference():
-    few = {"model": "Q", "input_size": 32, "cuts": [_cut(4, 2.0, 1e-6, 0.0), _cut(1, 316.0, 2e-6, 0.0),
-                                                     dict(_cut(1, None, 3e-6, 0.05, 0.4, 0.98), shape=[10])]}
+    few = {"model": "Q", "input_size": 32, "trained_epochs": 0, "calibration_images": 8, "test_images": 4,
+           "cuts": [_cut(4, 2.0, 1e-6, 0.0), _cut(1, 316.0, 2e-6, 0.0),
+                    dict(_cut(1, None, 3e-6, 0.05, 0.4, 0.98), shape=[10])]}
     s = md.numerics_summary(few)
-    assert (s["last_side"], s["max_gain"], s["median_relative"], s["images_over"], s["top1_agreement"]) == \
-        (1, 316.0, 3e-6, 0.05, 0.98)
-    text = "\n".join(md.peer_numerics_markdown({"calibration_images": 8, "test_images": 4, "results": [few]}))
-    assert "| Q | 32 | 1x1 | 3.2e+02 | 3e-06 | 5% | 0.4 | 98.0% |" in text and "from 5-5% of the images" in text
-    systematic = dict(few, cuts=few["cuts"][:2] + [dict(few["cuts"][2], median_image_relative=1e-3)])
-    text = "\n".join(md.peer_numerics_markdown({"calibration_images": 8, "test_images": 4, "results": [systematic]}))
-    assert "departs systematically in Q at 32" in text
+    assert (s["last_side"], s["max_gain"], s["median_relative"], s["images_over"], s["top1_agreement"],
+            s["first_systematic"]) == (1, 316.0, 3e-6, 0.05, 0.98, None)
+    text = "\n".join(md.peer_numerics_markdown({"results": [few]}))
+    assert "| Q | 32 | untrained, BN from 8 images | 4 | 1x1 | 3.2e+02 | none | 3e-06 | 5% | 98.0% |" in text
+    assert "the large differences come from 5-5% of the images" in text
+    trained = dict(few, trained_epochs=1, cuts=[_cut(4, 2.0, 1e-6, 0.0), _cut(2, 330.0, 2e-2, 1.0, layer="bn13"),
+                                                dict(_cut(1, None, 1e-2, 1.0, 0.4, 0.99), shape=[10])])
+    assert md.numerics_summary(trained)["first_systematic"]["layer"] == "bn13"
+    text = "\n".join(md.peer_numerics_markdown({"results": [few, trained]}))
+    assert "departs on every image" in text and "starts at `bn13` (2x2x8, BN gain 3.3e+02; the BatchNorms before " \
+        "it at most 2)" in text and "variance collapsed" in text

@@ -34,7 +34,8 @@ from .table_plan import cover_genotypes, reference_genotypes
 from .schema import MANIFEST_VERSION, Manifest, describe_validation_error
 
 
-def calibration_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None) -> List[Tuple[int, ...]]:
+def calibration_genotypes(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = None
+                          ) -> List[Tuple[int, ...]]:
     """Uniform genotypes that together use every allowed group count of every gene
     (`table_plan.reference_genotypes`)."""
     return reference_genotypes(arch, allowed)
