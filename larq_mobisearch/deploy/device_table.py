@@ -13,9 +13,11 @@ Each profiled node is attributed to a searchable layer of the architecture, by o
   M3 pointwise pair is one conv when fused, `exported_convs`), and each ``LceQuantize`` goes to the next
   ``LceBconv2d``.
 
-A searchable layer's latency is the per-run time of its nodes (avg ms x times called per run). The table
-entry for its configuration (at the genotype's group count) is the mean over the layers and runs that have
-that configuration. ``fixed_ms`` is the mean over runs of ``Inference (avg) - sum of searchable-layer
+A searchable layer's latency is the per-run time of its nodes (avg ms x times called per run). With width genes
+(scope ``block_convs``) every conv of every block is such a layer; an unfused M3 pointwise pair reads one
+``LceQuantize``, counted with ``pw_a`` (entries of equal configuration average it over the pair), so the pair's
+sum is right. The table entry for its configuration (at the genotype's group count) is the mean over the layers and
+runs that have that configuration. ``fixed_ms`` is the mean over runs of ``Inference (avg) - sum of searchable-layer
 times``: everything else (stem, pointwise convs, adds, pooling, classifier, interpreter overhead).
 
 One run gives one group count per layer; `calibration` makes the set of models that covers the search
