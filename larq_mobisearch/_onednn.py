@@ -21,9 +21,12 @@ def enable_onednn() -> None:
 
 
 def onednn_active() -> bool:
-    """Whether the loaded TensorFlow runs its oneDNN CPU kernels (imports TensorFlow)."""
-    from tensorflow.python.util import _pywrap_util_port  # noqa: E402  (TensorFlow's own switch)
-
+    """Whether the loaded TensorFlow runs its oneDNN CPU kernels (imports TensorFlow; True when this TensorFlow
+    cannot tell, so that nothing is refused on a guess)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # noqa: E402  (TensorFlow's own switch)
+    except ImportError:  # pragma: no cover - another TensorFlow build
+        return True
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
