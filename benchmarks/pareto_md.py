@@ -361,35 +361,50 @@ def peer_numerics_markdown(data: Optional[Mapping[str, Any]]) -> List[str]:
         out.append(f"| {s['model']} | {s['input_size']} | {how} | {r.get('test_images')} | {side} | "
                    f"{g(s['max_gain'])} | {first} | {g(s['median_relative'])} | {100 * s['images_over']:.0f}% | "
                    f"{100 * s['top1_agreement']:.1f}% |")
-    untrained = [s for s in summaries if not s["trained_epochs"]]
-    trained = [(s, r) for s, r in zip(summaries, data["results"]) if s["trained_epochs"]]
+    pad_rows = (data.get("padding") or {}).get("rows") or []
+    wrong_sides = sorted({r["side"] for r in pad_rows if r["pad_values"] == 0 and r["relative"] > 1e-2})
+    ok = [s for s in summaries if not s["trained_epochs"] and s["first_systematic"] is None]
     reading = []
-    if untrained and all(s["first_systematic"] is None for s in untrained):
-        gains = [s["max_gain"] for s in untrained if s["max_gain"] is not None]
-        shares = [100 * s["images_over"] for s in untrained]
+    if ok:
+        gains = [s["max_gain"] for s in ok if s["max_gain"] is not None]
+        shares = [100 * s["images_over"] for s in ok]
         reading.append(
-            f"Untrained, LCE matches Keras on the typical image to {g(max(s['median_relative'] for s in untrained))} "
+            f"Untrained, {' and '.join(dict.fromkeys(s['model'] for s in ok))} match Keras on the typical image to {g(max(s['median_relative'] for s in ok))} "
             f"relative (float rounding) at every size, even where the 1x1 maps at 32 px give BN gains of "
-            f"{g(max(gains, default=None))}; the large differences come from {min(shares):.0f}-{max(shares):.0f}% "
+            f"{g(max(gains, default=None))}; their large differences come from {min(shares):.0f}-{max(shares):.0f}% "
             "of the images, as sign flips at near ties would (a binary conv input within rounding of 0; the "
             "export's gate excludes such images; not checked per image here).")
-    for s, r in trained:
+    for s, r in zip(summaries, data["results"]):
         f = s["first_systematic"]
         if f is None:
-            reading.append(f"{s['model']} trained at {s['input_size']} px matches on the typical image.")
             continue
         before = [c for c in r["cuts"][:r["cuts"].index(f)] if c["bn_gain"] is not None]
         most_before = max((c["bn_gain"] for c in before), default=0.0)
         collapsed = (f["bn_gain"] or 0) > 150 and most_before < (f["bn_gain"] or 0) / 10
         share = "every image" if s["images_over"] == 1 else f"{100 * s['images_over']:.0f}% of the images"
-        reading.append(
-            f"Trained ({s['trained_epochs']} epoch(s)), {s['model']} at {s['input_size']} px departs on {share} "
-            f"(logits: median relative difference {g(s['median_relative'])}, top-1 agreement "
-            f"{100 * s['top1_agreement']:.1f}%), as the trained peers do in the Pareto run; the departure starts at "
-            f"`{f['layer']}` ({'x'.join(map(str, f['shape']))}, BN gain {g(f['bn_gain'])}; the BatchNorms before it "
-            f"at most {g(most_before)}) and grows after it." + (
-                " A gain near 1/sqrt(epsilon) means a channel whose variance collapsed to ~0 in training; the gate "
-                "failure is consistent with float rounding multiplied by it rather than a wrong kernel (which op of "
-                "the converted graph loses the precision was not isolated)." if collapsed else ""))
+        how = f"trained ({s['trained_epochs']} epoch(s))" if s["trained_epochs"] else "untrained"
+        text = (f"{s['model']} {how} at {s['input_size']} px departs on {share} (logits: median relative "
+                f"difference {g(s['median_relative'])}, top-1 agreement {100 * s['top1_agreement']:.1f}%), from "
+                f"`{f['layer']}` ({'x'.join(map(str, f['shape']))}, BN gain {g(f['bn_gain'])}, relative difference "
+                f"{g(f['median_image_relative'])} on the median image there; the BatchNorms before it: gains at most "
+                f"{g(most_before)}).")
+        if collapsed:
+            text += (" A gain near 1/sqrt(epsilon) means a channel whose variance collapsed to ~0 in training; the "
+                     "difference is consistent with float rounding multiplied by it rather than a wrong kernel (which "
+                     "op of the converted graph loses the precision was not isolated).")
+        elif f["median_image_relative"] > 0.1 and f["shape"][0] in wrong_sides:
+            text += (f" A relative difference of {g(f['median_image_relative'])} at once is a wrong result, not "
+                     f"rounding: the map is {f['shape'][0]}x{f['shape'][0]}, and LCE computes a 3x3 'same' binary conv "
+                     f"with zero padding (`pad_values=0`, larq's default, which Bi-RealNet keeps) wrongly on "
+                     f"{' and '.join(f'{x}x{x}' for x in wrong_sides)} inputs (the table below); with `pad_values=1` "
+                     "(QuickNet, and this package's binary convs by default) it is right at every size.")
+        reading.append(text)
     out += ["", "Reading: " + " ".join(reading), ""] if reading else [""]
+    if pad_rows:
+        out += ["One binary conv alone (3x3, 'same', BatchNorm after it, random inputs, "
+                f"{pad_rows[0]['channels']} channels; `{(data.get('padding') or {}).get('command', PEER_NUMERICS_CMD)}`): "
+                "relative LCE-Keras difference by input side and padding value.", "",
+                "| input side | pad_values | weights | relative difference |", "|---:|---:|---|---:|"]
+        out += [f"| {r['side']} | {r['pad_values']:g} | {r['kernel_quantizer']} | {g(r['relative'])} |" for r in pad_rows]
+        out.append("")
     return out

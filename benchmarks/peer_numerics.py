@@ -1,4 +1,4 @@
-"""Where a larq-zoo QuickNet's `.tflite` departs from its Keras model at small inputs: LCE against Keras layer by layer.
+"""Where a larq-zoo peer's `.tflite` departs from its Keras model at small inputs: LCE against Keras layer by layer.
 
 `pareto.py` records the export's numerics gate for every model; at 32x32 the larq-zoo QuickNets fail it (on
 every test image that is not a near tie the logits differ by more than 1e-3, and 0.2-0.5% change their top-1)
@@ -15,13 +15,16 @@ difference moves the median; sign flips at near ties move a few images). ``--tra
 on all 60,000 training images instead (Adam 5e-3 constant, batch 128; the Pareto run trains 8 epochs with
 cosine decay). Results are
 kept per (model, size, epochs) in ``--json``, each with its command. The reading is in BENCHMARKS.md
-(`pareto_md.peer_numerics_markdown`): untrained, LCE matches Keras on the typical image at 32 and 64 px even
-where the 1x1 maps of the last stage collapse BatchNorm variances; trained, the typical image departs from the
-first BatchNorm whose gain reaches ~1/sqrt(epsilon).
+(`pareto_md.peer_numerics_markdown`): untrained, the QuickNets match Keras on the typical image at 32 and 64 px;
+trained, QuickNetSmall departs from the first BatchNorm whose gain reaches ~1/sqrt(epsilon). Bi-RealNet departs
+at once at its first 2x2 map: ``--padding`` times one zero-padded 3x3 binary conv alone (`padding_repro`), which
+LCE computes wrongly on 1x1 and 2x2 inputs.
 
     .venv/bin/python benchmarks/peer_numerics.py --json benchmarks/results/peer_numerics.json
     .venv/bin/python benchmarks/peer_numerics.py --models QuickNetSmall:bn --sizes 32 --train-epochs 1 --images 256 \
         --json benchmarks/results/peer_numerics.json
+    .venv/bin/python benchmarks/peer_numerics.py --models Bi-RealNet:bn --sizes 28 --json benchmarks/results/peer_numerics.json
+    .venv/bin/python benchmarks/peer_numerics.py --padding --json benchmarks/results/peer_numerics.json
 """
 
 from __future__ import annotations
@@ -117,6 +120,38 @@ def cuts(name: str, size: int, calibration, images, every_bn: bool, train=None, 
     return rows
 
 
+def padding_repro(sides=(1, 2, 3, 4, 7), channels: int = 32) -> List[Dict[str, Any]]:
+    """One 3x3 "same" binary conv (+ BatchNorm) on random inputs of each side, zero (``pad_values=0``, larq's
+    default and Bi-RealNet's) or one padding, sign or magnitude-aware sign weights: LCE against Keras."""
+    import larq as lq
+    import numpy as np
+    import tensorflow as tf
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    from larq_mobisearch.deploy.converter import convert
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for side in sides:
+        for pad in (0.0, 1.0):
+            for quantizer in ("ste_sign", "magnitude_aware_sign"):
+                tf.keras.backend.clear_session()
+                inp = tf.keras.Input((side, side, channels))
+                x = lq.layers.QuantConv2D(channels, 3, padding="same", pad_values=pad, input_quantizer="approx_sign",
+                                          kernel_quantizer=quantizer, use_bias=False)(inp)
+                model = tf.keras.Model(inp, tf.keras.layers.BatchNormalization()(x))
+                images = rng.normal(size=(8, side, side, channels)).astype(np.float32)
+                interpreter = Interpreter(convert(model), num_threads=1, use_indirect_bgemm=True)
+                lce = np.concatenate([interpreter.predict(images[i:i + 1]) for i in range(len(images))])
+                keras = model.predict(images, verbose=0)
+                rel = float(np.abs(lce.reshape(keras.shape) - keras).max() / np.abs(keras).max())
+                rows.append({"side": side, "pad_values": pad, "kernel_quantizer": quantizer, "channels": channels,
+                             "relative": rel})
+                print(f"  padding: {side}x{side} pad_values={pad:g} {quantizer:<22} relative difference {rel:.2g}",
+                      flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="QuickNetSmall:bn,QuickNet:logits",
@@ -124,6 +159,8 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="32,64", help="input sizes (28x28 images zero-padded)")
     p.add_argument("--calibration", type=int, default=1024, help="training images for the BatchNorm statistics")
     p.add_argument("--images", type=int, default=64, help="test images compared")
+    p.add_argument("--padding", action="store_true",
+                   help="instead: one 3x3 'same' binary conv at input sides 1-7, zero or one padding (padding_repro)")
     p.add_argument("--train-epochs", type=int, default=0,
                    help="train each model this many epochs on all 60,000 training images (Adam 5e-3, batch 128) "
                         "instead of calibrating its BatchNorms on untrained weights")
@@ -133,7 +170,10 @@ def main(argv=None) -> int:
     start = time.time()
     old = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).is_file() else {}
     results = {(r["model"], r["input_size"], r.get("trained_epochs", 0)): r for r in old.get("results", [])}
-    for item in args.models.split(","):
+    padding = old.get("padding")
+    if args.padding:
+        padding = {"command": common.command_line(), "rows": padding_repro()}
+    for item in ([] if args.padding else args.models.split(",")):
         name, _, how = item.partition(":")
         for size in (int(s) for s in args.sizes.split(",")):
             train = None if not args.train_epochs else \
@@ -145,7 +185,7 @@ def main(argv=None) -> int:
                 "model": name, "input_size": size, "trained_epochs": args.train_epochs, "test_images": args.images,
                 "calibration_images": 0 if args.train_epochs else args.calibration, "command": common.command_line(),
                 "cuts": rows}
-    out = {"benchmark": "peer_numerics", "results": sorted(results.values(), key=lambda r: (
+    out = {"benchmark": "peer_numerics", "padding": padding, "results": sorted(results.values(), key=lambda r: (
         r.get("trained_epochs", 0), r["model"] != "QuickNetSmall", r["input_size"])),
         "seconds": round(time.time() - start, 1)}
     if args.json:

@@ -309,10 +309,21 @@ def test_peer_numerics_reading_tells_a_few_flipped_images_from_a_systematic_diff
             s["first_systematic"]) == (1, 316.0, 3e-6, 0.05, 0.98, None)
     text = "\n".join(md.peer_numerics_markdown({"results": [few]}))
     assert "| Q | 32 | untrained, BN from 8 images | 4 | 1x1 | 3.2e+02 | none | 3e-06 | 5% | 98.0% |" in text
-    assert "the large differences come from 5-5% of the images" in text
+    assert "Untrained, Q match Keras on the typical image to 3e-06" in text
+    assert "their large differences come from 5-5% of the images" in text
     trained = dict(few, trained_epochs=1, cuts=[_cut(4, 2.0, 1e-6, 0.0), _cut(2, 330.0, 2e-2, 1.0, layer="bn13"),
                                                 dict(_cut(1, None, 1e-2, 1.0, 0.4, 0.99), shape=[10])])
     assert md.numerics_summary(trained)["first_systematic"]["layer"] == "bn13"
     text = "\n".join(md.peer_numerics_markdown({"results": [few, trained]}))
-    assert "departs on every image" in text and "starts at `bn13` (2x2x8, BN gain 3.3e+02; the BatchNorms before " \
-        "it at most 2)" in text and "variance collapsed" in text
+    assert "Q trained (1 epoch(s)) at 32 px departs on every image" in text and "from `bn13` (2x2x8, BN gain " \
+        "3.3e+02, relative difference 0.02 on the median image there; the BatchNorms before it: gains at most 2)" \
+        in text and "variance collapsed" in text
+    # a wrong result at once on a map where a zero-padded conv is miscomputed (the padding table) is called so
+    wrong = dict(few, cuts=[_cut(4, 2.0, 1e-6, 0.0), _cut(2, 2.1, 1.2, 1.0, layer="bn12"),
+                            dict(_cut(1, None, 1.9, 1.0, 2.0, 0.1), shape=[10])])
+    padding = {"command": "c", "rows": [{"side": 2, "pad_values": 0.0, "kernel_quantizer": "ste_sign", "channels": 32,
+                                         "relative": 0.8}, {"side": 2, "pad_values": 1.0, "kernel_quantizer":
+                                         "ste_sign", "channels": 32, "relative": 5e-7}]}
+    text = "\n".join(md.peer_numerics_markdown({"results": [wrong], "padding": padding}))
+    assert "is a wrong result, not rounding: the map is 2x2" in text and "wrongly on 2x2 inputs" in text
+    assert "| 2 | 0 | ste_sign | 0.8 |" in text and "variance collapsed" not in text
