@@ -30,15 +30,18 @@ def suite_markdown(data: Optional[Dict[str, Any]]) -> List[str]:
         "",
         "`bash .ci/run` (what CI runs: the README's test command, two pytest-xdist workers) timed on this 2-core "
         "machine, one row per run. *Idle*: 1-minute load average below 0.5 before the run and never above the "
-        "two workers + 1 during it; a run next to a benchmark is listed but does not count.",
+        "two workers + 2.5 during it (the suite's own subprocess tests reach about 3.6); a run next to a benchmark is "
+        "listed but does not count.",
         "",
-        "| date (UTC) | commit | tests | pytest (s) | whole .ci/run (s) | load before / max during | idle |",
-        "|---|---|---|---|---|---|---|",
+        "| date (UTC) | commit | CPU | tests | pytest (s) | whole .ci/run (s) | load before / max during | idle |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in data["runs"]:
         before = (r.get("load_average_before") or [None])[0]
+        m = r.get("machine") or {}
+        cpu = f"{m.get('cpu', '-')}{'' if m.get('avx512') is None else ', AVX-512' if m['avx512'] else ', no AVX-512'}"
         out.append(f"| {r['date'][:16].replace('T', ' ')} | `{(r.get('commit') or '-')[:8]}`"
-                   f"{' (changed)' if r.get('dirty') else ''} | {_counts(r)} | {r.get('pytest_seconds')} | "
+                   f"{' (changed)' if r.get('dirty') else ''} | {cpu} | {_counts(r)} | {r.get('pytest_seconds')} | "
                    f"{r.get('ci_wall_seconds')} | {before} / {r.get('load_max_during')} | "
                    f"{'yes' if r.get('idle') else 'no'} |")
     idle = latest_idle(data)

@@ -100,3 +100,21 @@ def test_readme_joint_latency_table_figures_are_those_of_its_json():
     assert (f"{data['table']['entries']} configurations, {e['mae']:.2f}% mean error on {e['n']} held-out joint "
             f"genotypes, {e['above']} above / {e['below']} below, Spearman {data['spearman_table']:.3f} against "
             f"{data['spearman_flops']:.3f} for FLOPs") in text
+
+
+def test_readme_suite_time_is_the_latest_idle_run_of_its_ledger():
+    import json
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import suite_md
+
+    run = suite_md.latest_idle(json.loads((root / "benchmarks" / "results" / "suite_time.json").read_text()))
+    assert run is not None, "no idle passing run in benchmarks/results/suite_time.json"
+    c = run["counts"]
+    quoted = (f"the latest idle run on this 2-core machine: **{run['pytest_seconds']:.0f} s "
+              f"({run['pytest_seconds'] / 60:.1f} min; {c['passed']} passed, {c.get('skipped', 0)} skipped)**")
+    assert quoted in " ".join(README.split())
+    verdict = "within" if run["pytest_seconds"] <= suite_md.GOAL_SECONDS else "over"
+    assert f"{quoted}, {verdict} the goal of 8 minutes" in " ".join(README.split())
