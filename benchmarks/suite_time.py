@@ -157,6 +157,8 @@ def main(argv=None) -> int:
     row = run_suite(args.durations)
     row.update(machine=machine, command=common.command_line(argv and [sys.argv[0], *argv]))
     ledger["runs"].append(row)
+    # written here rather than with larq_mobisearch.fileio: importing the package would set its TensorFlow
+    # environment variables in this process, and the timed `.ci/run` must inherit CI's environment unchanged
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(ledger, indent=1) + "\n")

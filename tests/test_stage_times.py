@@ -2,8 +2,6 @@
 resumed adds the time of its new session to the time it had spent (`pipeline.stages.stage_seconds`), and
 ``--restart-from`` forgets it with the stage's other files."""
 
-import time
-
 import pytest
 
 import larq_mobisearch  # noqa: F401  (Keras 2 before TensorFlow)
@@ -52,30 +50,37 @@ def test_an_interrupted_stage_keeps_its_time_and_a_resumed_one_adds_to_it(tmp_pa
         stage_seconds_path(run, "teacher")
 
 
-class _StopAfterFirstEpoch(tf.keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):  # runs after BackupAndRestore saved the epoch
-        if epoch == 0:
+class _Advance(tf.keras.callbacks.Callback):
+    """Advances the hand-driven stage clock by `seconds` when training starts; with `stop`, interrupts the run at
+    the end of its first epoch (after BackupAndRestore saved it)."""
+
+    def __init__(self, fake, seconds, stop):
+        super().__init__()
+        self.fake, self.seconds, self.stop = fake, seconds, stop
+
+    def on_train_begin(self, logs=None):
+        self.fake.now += self.seconds
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stop and epoch == 0:
             raise KeyboardInterrupt
 
 
-def test_supernet_training_resumed_after_an_interruption_adds_its_time(tmp_path):
+def test_supernet_training_resumed_after_an_interruption_adds_its_time(tmp_path, monkeypatch):
     # One epoch, interrupted at its end (after its backup): the second session resumes from the backup with no
     # epoch left to train (restores, writes the weights and the marker), so only the first session traces a
-    # training step.
+    # training step. The stage clock runs on a hand-advanced clock: 40 s in the first session, 7 s in the second.
+    from larq_mobisearch.pipeline import clock
+
+    fake = _Clock()
+    monkeypatch.setattr(clock, "time", fake)
     overrides = ["data.image_size=8", "data.test_fraction=0.5", "data.holdout_fraction=0.5", "data.batch_size=128",
                  "model.width_multiplier=0.25", "supernet.epochs=1"]
     run = Run.open(str(tmp_path / "run"), load_config(preset="digits", overrides=overrides), verbose=0)
-    t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        train_supernet(run, [_StopAfterFirstEpoch()])
-    first = time.monotonic() - t0
-    interrupted = stage_seconds(run, "supernet")
-    assert 0 < interrupted <= first + 0.1 and not run.done("supernet")
+        train_supernet(run, [_Advance(fake, 40.0, stop=True)])
+    assert stage_seconds(run, "supernet") == 40.0 and not run.done("supernet")
     assert resume_epoch(run.path("supernet", "backup")) == 1  # the second session resumes, it does not start again
-    t1 = time.monotonic()
-    train_supernet(run)
-    second = time.monotonic() - t1
-    total = stage_seconds(run, "supernet")
-    assert run.done("supernet") and interrupted < total <= first + second + 0.2
-    assert total - interrupted <= second + 0.1  # the resumed session added its own time, not the whole again
+    train_supernet(run, [_Advance(fake, 7.0, stop=False)])
+    assert run.done("supernet") and stage_seconds(run, "supernet") == 47.0  # its own time added, not the whole again
     assert len(read_history(run.path("supernet", "history.csv"))["loss"]) == 1  # the epoch was trained once
