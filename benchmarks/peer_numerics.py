@@ -53,14 +53,14 @@ def fashion_labels(split: str, n: int):
 
 def fashion_images(split: str, n: int, size: int):
     """The first `n` Fashion-MNIST images of `split` ("train" / "t10k"), normalized as the package does
-    ([-1, 1]) and zero-padded (background -1) to size x size."""
+    ([-1, 1]) and centred in size x size on the background as the Pareto run pads them (`pareto.pad_batch`)."""
     import numpy as np
 
+    import pareto
     from larq_mobisearch.data.idx import read_idx
 
     x = read_idx(f"{FASHION}/{split}-images-idx3-ubyte.gz")[:n].astype(np.float32)[..., None] / 127.5 - 1.0
-    pad = size - x.shape[1]
-    return np.pad(x, [[0, 0], [pad // 2, pad - pad // 2], [pad // 2, pad - pad // 2], [0, 0]], constant_values=-1.0)
+    return pareto.pad_batch(x, size)
 
 
 def bn_gain(layer) -> float:

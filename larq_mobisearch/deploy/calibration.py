@@ -30,7 +30,7 @@ from ..nn.specs import Architecture, architecture
 from .benchmark_output import parse_benchmark_output
 from .device_table import latency_table_from_benchmark_outputs
 from .latency_table import LatencyTable, architecture_info
-from .table_plan import cover_genotypes, reference_genotypes
+from .table_plan import cover_genotypes, has_width_scope, reference_genotypes
 from .schema import MANIFEST_VERSION, Manifest, describe_validation_error
 
 
@@ -88,9 +88,7 @@ def export_calibration_models(
         from .converter import convert as convert_fn
     if build_fn is None:
         from .host_table import build_genotype_model as build_fn
-    widths = space is not None and space.has_widths
-    if widths and space.arch != arch:
-        raise ValueError("space must be a search space of arch")
+    widths = has_width_scope(arch, space)
 
     out_dir = Path(out_dir)
     default = (lambda: cover_genotypes(space)) if widths else (lambda: calibration_genotypes(arch, allowed))

@@ -37,7 +37,7 @@ from ..choices import MAPPINGS, check_choice
 from ..nn.specs import Architecture, ConvSpec
 from .benchmark_output import BenchmarkOutput, BenchmarkOutputError, parse_benchmark_output
 from .latency_table import DEVICE_PREFIX, LatencyTable, architecture_info
-from .table_plan import SCOPE_BLOCKS, SCOPE_GENES, block_conv_keys, key_id, layer_key
+from .table_plan import SCOPE_BLOCKS, SCOPE_GENES, conv_key, has_width_scope, key_id, layer_key
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "LceBconv2d")
 QUANTIZE_OP = "LceQuantize"
@@ -242,9 +242,7 @@ def latency_table_from_benchmark_outputs(
             block at its widths and group count, as `table_plan.block_conv_keys`), genotypes full (group counts,
             then block widths), models exported without fusing M3's pointwise pairs (each conv its own node).
     """
-    blocks = space is not None and space.has_widths
-    if blocks and space.arch != arch:
-        raise ValueError("space must be a search space of arch")
+    blocks = has_width_scope(arch, space)
     if not runs:
         raise ValueError("At least one benchmark run is needed")
     device = str(device).strip()
@@ -280,8 +278,7 @@ def latency_table_from_benchmark_outputs(
         if blocks:
             genes = space.validate(tuple(genotype))
             at, groups = space.resolve(genes)
-            pairs = [(key, next(c for b in at.blocks for c in b.convs if c.name == name))
-                     for key, name in block_conv_keys(at, groups, t)]
+            pairs = [(conv_key(c, groups, t), c) for b in at.blocks for c in b.convs]  # as block_conv_keys
         else:
             at = arch
             genes = arch.check_groups(tuple(genotype), lce_compatible=False)

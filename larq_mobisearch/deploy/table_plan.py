@@ -80,11 +80,25 @@ def table_keys(
     return list(out.values())
 
 
+def conv_key(conv: ConvSpec, groups: Sequence[int], threads: int = 1) -> Dict[str, Any]:
+    """The key of `conv` in a network with group counts `groups`: its gene's count, or its fixed one."""
+    return layer_key(conv, conv.groups if conv.gene is None else int(groups[conv.gene]), threads)
+
+
 def block_conv_keys(arch: Architecture, groups: Sequence[int], threads: int = 1) -> List[Tuple[Dict[str, Any], str]]:
     """(key, layer name) of every conv of blocks 1..13 of `arch` (at a genotype's widths: `SearchSpace.resolve`),
     each at its gene's group count in `groups` or its fixed one: the entries a ``block_convs`` table sums."""
-    return [(layer_key(c, c.groups if c.gene is None else int(groups[c.gene]), threads), c.name)
-            for b in arch.blocks for c in b.convs]
+    return [(conv_key(c, groups, threads), c.name) for b in arch.blocks for c in b.convs]
+
+
+def has_width_scope(arch: Architecture, space) -> bool:
+    """Whether a table of `arch` for `space` has scope ``block_convs`` (a `nn.space.SearchSpace` with width genes;
+    None or a groups-only space: ``gene_layers``). Raises ValueError if `space` is not a search space of `arch`."""
+    if space is None or not space.has_widths:
+        return False
+    if space.arch != arch:
+        raise ValueError("space must be a search space of arch")
+    return True
 
 
 def block_table_keys(space, threads: int = 1) -> List[Tuple[Dict[str, Any], List[str]]]:
@@ -272,9 +286,7 @@ def plan_for(arch: Architecture, allowed: Optional[Sequence[Sequence[int]]] = No
              threads: int = 1) -> TablePlan:
     """The `TablePlan` of a table for `arch`: ``block_convs`` when `space` (a `nn.space.SearchSpace` of `arch`)
     has width genes, else ``gene_layers`` over `allowed` (default: the LCE space)."""
-    if space is not None and space.has_widths:
-        if space.arch != arch:
-            raise ValueError("space must be a search space of arch")
+    if has_width_scope(arch, space):
         return TablePlan(
             SCOPE_BLOCKS, block_table_keys(space, threads), space.validate, space.resolve,
             lambda a, groups: [k for k, _ in block_conv_keys(a, groups, threads)], space.encode)

@@ -25,6 +25,7 @@ from ..deploy.table_plan import (
     SCOPE_GENES,
     block_conv_keys,
     block_table_keys,
+    conv_key,
     default_allowed,
     describe_key,
     key_id,
@@ -313,7 +314,7 @@ class WidthLatencyCostModel:
             if key not in self._blocks:
                 threads = self.latency_table.threads
                 self._blocks[key] = sum(
-                    self._entry_ms(c.name, layer_key(c, c.groups if c.gene is None else groups[c.gene], threads))
+                    self._entry_ms(c.name, conv_key(c, groups, threads))
                     for c in self.space.block_at(i + 1, prev, width).convs)
             total += self._blocks[key]
         return total
