@@ -332,7 +332,7 @@ def numerics_summary(result: Mapping[str, Any]) -> Dict[str, Any]:
             "last_side": min((c["shape"][0] for c in cuts), default=None),
             "max_gain": max((c["bn_gain"] for c in cuts), default=None),
             "first_systematic": first, "median_relative": logits["median_image_relative"],
-            "images_over": logits["images_over_1e-4"], "max_relative": logits["relative"],
+            "images_over": logits["images_over_1e-4"],
             "top1_agreement": logits["top1_agreement"]}
 
 
