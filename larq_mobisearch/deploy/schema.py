@@ -150,12 +150,6 @@ class ManifestModel(BaseModel):
         return v
 
 
-def _positive_finite(v: float) -> float:
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError("must be a finite number > 0")
-    return v
-
-
 class ManifestSpace(BaseModel):
     """The search space with width genes whose ``block_convs`` table the models calibrate (`nn.space.SearchSpace`
     arguments); absent for a groups-only space."""
@@ -163,7 +157,7 @@ class ManifestSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
     genes: Literal["width", "joint"]
     mode: Literal[SPACE_MODES]  # type: ignore[valid-type]
-    width_choices: List[Annotated[float, AfterValidator(_positive_finite)]] = Field(min_length=1)
+    width_choices: List[_number(0.0, inclusive=False)] = Field(min_length=1)
     max_groups: Optional[PositiveInt] = None
 
 
