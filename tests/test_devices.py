@@ -517,7 +517,8 @@ def test_width_device_table_from_calibration_models_recovers_every_block_conv(tm
     from larq_mobisearch.nn.space import SearchSpace
     from larq_mobisearch.search.costs import WidthLatencyCostModel
 
-    arch = architecture("m1", (28, 28, 1), 10, 0.5)
+    # 8x8 inputs and two width choices: 7 calibration models to convert (each conversion is what costs here)
+    arch = architecture("m1", (8, 8, 1), 10, 0.5)
     space = SearchSpace(arch, "lce", genes="joint", width_choices=(0.5, 1.0))
     manifest = D.export_calibration_models(arch, tmp_path, space=space)
     loaded_arch, models, loaded_space = D.load_manifest(manifest)

@@ -28,22 +28,28 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def two_step_run(tmp_path_factory):
+    """One run for the module: the supernet trained with Bop on the distributional loss (which trains the float
+    teacher first), then uniform g=1 retrained in two steps, also with Bop and the distributional loss, from the
+    same teacher. Returns (run, model, acc, the teacher trained by the supernet stage)."""
     run_dir = str(tmp_path_factory.mktemp("methods") / "run")
     # Enough epochs to learn (a fit's cost is mostly its tracing: an extra epoch at 8x8 costs ~1-2 s). Measured
     # on the shared 2-core machine: the teacher 0.85 test top-1 after 4 epochs, step 1 ~0.16 after its one
     # epoch, the Bop / distributional step 2 0.53 after 4 epochs and agreeing with the teacher on 0.55 of test
     # images (chance 0.1).
     cfg = load_config(preset="digits", overrides=TINY + [
+        "supernet.loss=distributional", "supernet.optimizer=bop", "teacher.source=twin",
         "retrain.loss=distributional", "retrain.two_step=true", "retrain.step1_epochs=1", "retrain.optimizer=bop",
         "retrain.epochs=4", "retrain.learning_rate=5e-3", "teacher.epochs=4", "teacher.learning_rate=1e-2"])
     run = P.Run.open(run_dir, cfg, verbose=0)
-    assert P.needs_teacher_stage(run)
+    assert P.needs_teacher_stage(run) and not run.done("teacher")
+    P.train_supernet(run)  # trains the teacher first
+    teacher_by_supernet = run.done("teacher")
     model, acc = P.retrain(run, run.space.uniform(1))
-    return run, model, acc
+    return run, model, acc, teacher_by_supernet
 
 
 def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
-    run, model, acc = two_step_run
+    run, model, acc, _ = two_step_run
     assert run.done("teacher") and run.done("retrain")
     for name in ("backup", "history.csv", "weights.h5", "model.h5", "done.json"):
         assert os.path.exists(run.path("teacher", name)), name
@@ -73,8 +79,17 @@ def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
     assert any(l.name == "block1_conv3x3_rsign" for l in loaded.layers)
 
 
+def test_supernet_with_distillation_and_bop(two_step_run):
+    run, _, _, teacher_by_supernet = two_step_run
+    assert teacher_by_supernet and run.done("supernet")  # the supernet stage trained the teacher first
+    done = _read(run.path("supernet", "done.json"))
+    assert done["loss"] == "distributional" and done["optimizer"] == "bop" and done["activation"] == "rsign"
+    supernet = P.load_supernet(run)  # rebuilt with the run's options, weights by name
+    assert any(l.name == "block1_rprelu" for l in supernet.layers)
+
+
 def test_each_step_resumes_and_finished_steps_are_skipped(two_step_run):
-    run, _, _ = two_step_run
+    run, _, _, _ = two_step_run
     keep = [run.path("teacher", "done.json"), run.search_path("final", "step1", "weights.h5")]
     stamps = [os.stat(p).st_mtime_ns for p in keep]
     os.remove(run.search_path("final", "done.json"))  # as if step 2 had been killed after its last backup
@@ -86,7 +101,7 @@ def test_each_step_resumes_and_finished_steps_are_skipped(two_step_run):
 
 
 def test_teacher_settings_are_stage_scoped_and_shareable_by_path(two_step_run, tmp_path):
-    run, _, _ = two_step_run
+    run, _, _, _ = two_step_run
     changed = run.cfg.model_copy(update={"teacher": run.cfg.teacher.model_copy(update={"epochs": 3})})
     with pytest.raises(RunDirError, match=r"(?s)teacher stage of the run .*teacher\.epochs: 4 in the run directory, 3 now"):
         P.Run.open(run.run_dir, changed, verbose=0)
@@ -101,18 +116,7 @@ def test_teacher_settings_are_stage_scoped_and_shareable_by_path(two_step_run, t
     # --restart-from teacher deletes the teacher (and what was trained after it)
     restarted = P.Run.open(run.run_dir, changed, verbose=0, restart_from="teacher", echo=lambda m: None)
     assert not os.path.exists(restarted.path("teacher")) and not restarted.done("retrain")
-
-
-def test_supernet_with_distillation_and_bop(tmp_path):
-    cfg = load_config(preset="digits", overrides=TINY + [
-        "supernet.loss=distributional", "supernet.optimizer=bop", "teacher.source=twin"])
-    run = P.Run.open(str(tmp_path / "run"), cfg, verbose=0, search=None)
-    P.train_supernet(run)  # trains the teacher first
-    assert run.done("teacher") and run.done("supernet")
-    done = _read(run.path("supernet", "done.json"))
-    assert done["loss"] == "distributional" and done["optimizer"] == "bop" and done["activation"] == "rsign"
-    supernet = P.load_supernet(run)  # rebuilt with the run's options, weights by name
-    assert any(l.name == "block1_rprelu" for l in supernet.layers)
+    assert not restarted.done("supernet")  # trained with the teacher's soft labels: deleted with it
 
 
 def test_mobinet_baseline_retrains_exports_with_fallback_and_is_reported(tmp_path):

@@ -74,8 +74,11 @@ def convert_signature(model: tf.keras.Model, target: str) -> bytes:
     function = inference_function(model)
     module = tf.Module()
     module.variables_to_save = list(model.variables)  # tracked, so the signature's captures are saved
+    # No gradient functions in the SavedModel: the converter reads only the forward graph, and tracing the
+    # custom gradients (every binary conv's sign) was a third of the save (the flatbuffer is byte-identical).
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with tempfile.TemporaryDirectory(prefix="lce_export_") as directory:
-        tf.saved_model.save(module, directory, signatures=function)
+        tf.saved_model.save(module, directory, signatures=function, options=options)
         return lce.convert_saved_model(directory, target=target)
 
 

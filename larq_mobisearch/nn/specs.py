@@ -9,9 +9,10 @@ This module is pure Python (no TensorFlow) so the search and the cost model can 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from ..choices import BASELINES, DEFAULT_STEM, MODULES, STEMS, check_choice, not_allowed
 
@@ -44,8 +45,11 @@ DEFAULT_WIDTH_CHOICES: Tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
 #: the grouped binary convs LCE lowers: g divides c / 32), below that to a multiple of 8 (narrow layers, one group).
 WIDE_CHANNELS = 64
 NARROW_CHANNEL_QUANTUM = 8
+#: Architectures `Architecture.with_widths` keeps per base architecture before it starts again.
+_WIDTH_MEMO_SIZE = 512
 
 
+@functools.lru_cache(maxsize=None)  # channel counts: a few hundred distinct values in any search
 def divisors(n: int) -> Tuple[int, ...]:
     """All positive divisors of `n`, ascending."""
     return tuple(d for d in range(1, n + 1) if n % d == 0)
@@ -66,6 +70,7 @@ def round_channels(channels: float) -> int:
     return max(q, int(math.floor(channels / q + 0.5)) * q)
 
 
+@functools.lru_cache(maxsize=None)  # pure; called per conv of every genotype a search or a count resolves
 def allowed_group_counts(
     in_channels: int, out_channels: int, *, binary: bool = True, lce_compatible: bool = True
 ) -> Tuple[int, ...]:
@@ -159,7 +164,11 @@ class Architecture:
     stem_rest: Tuple[ConvSpec, ...] = ()
     stem_kind: str = DEFAULT_STEM
 
-    @property
+    # The spec is immutable: what is derived from it is computed once per instance (`cached_property` keeps it in
+    # the instance's __dict__, outside the dataclass fields, so equality, hashing and `replace` do not see it). A
+    # search or a feasible count resolves tens of thousands of genotypes (`with_widths`).
+
+    @functools.cached_property
     def stem_convs(self) -> Tuple[ConvSpec, ...]:
         return (self.stem,) + self.stem_rest
 
@@ -168,11 +177,11 @@ class Architecture:
         """Channels the stem hands to block 1."""
         return self.stem_convs[-1].out_channels
 
-    @property
+    @functools.cached_property
     def convs(self) -> Tuple[ConvSpec, ...]:
         return self.stem_convs + tuple(c for b in self.blocks for c in b.convs)
 
-    @property
+    @functools.cached_property
     def gene_layers(self) -> Tuple[ConvSpec, ...]:
         """Searchable convolutions in genotype order."""
         genes = [c for c in self.convs if c.gene is not None]
@@ -182,10 +191,22 @@ class Architecture:
     def num_genes(self) -> int:
         return len(self.gene_layers)
 
-    @property
+    @functools.cached_property
     def block_channels(self) -> Tuple[int, ...]:
         """Output channels of blocks 1..13 (what width genes set)."""
         return tuple(b.out_channels for b in self.blocks)
+
+    @functools.cached_property
+    def _blocks_by_channels(self) -> Dict[Tuple[int, int, int], BlockSpec]:
+        """`with_widths`'s blocks by (index, input channels, output channels): a block depends on those alone, so a
+        few hundred blocks make every genotype of a width space."""
+        return {}
+
+    @functools.cached_property
+    def _by_widths(self) -> Dict[Tuple[int, ...], "Architecture"]:
+        """`with_widths`'s latest results (at most `_WIDTH_MEMO_SIZE`; a search costs a genotype right after
+        resolving it)."""
+        return {}
 
     def with_widths(self, channels: Sequence[int]) -> "Architecture":
         """The same network with block i's output channels set to ``channels[i]`` (and block i+1's input): the
@@ -197,21 +218,33 @@ class Architecture:
             raise ValueError(f"M3 needs even block widths (two pointwise halves), received {channels}")
         if channels == self.block_channels:
             return self
-        blocks = []
+        found = self._by_widths.get(channels)
+        if found is not None:
+            return found
+        blocks, memo = [], self._blocks_by_channels
         cin = self.stem_channels
         for block, cout in zip(self.blocks, channels):
-            convs = []
-            for conv in block.convs:
-                if conv.kernel == 3:
-                    new = dict(in_channels=cin, out_channels=cin)
-                elif self.module == "m3":
-                    new = dict(in_channels=cin, out_channels=cout // 2)
-                else:
-                    new = dict(in_channels=cin, out_channels=cout)
-                convs.append(replace(conv, **new))
-            blocks.append(replace(block, in_channels=cin, out_channels=cout, convs=tuple(convs)))
+            key = (block.index, cin, cout)
+            if key not in memo:
+                memo[key] = self._block_at(block, cin, cout)
+            blocks.append(memo[key])
             cin = cout
-        return replace(self, blocks=tuple(blocks))
+        if len(self._by_widths) >= _WIDTH_MEMO_SIZE:
+            self._by_widths.clear()
+        self._by_widths[channels] = found = replace(self, blocks=tuple(blocks))
+        return found
+
+    def _block_at(self, block: BlockSpec, cin: int, cout: int) -> BlockSpec:
+        convs = []
+        for conv in block.convs:
+            if conv.kernel == 3:
+                new = dict(in_channels=cin, out_channels=cin)
+            elif self.module == "m3":
+                new = dict(in_channels=cin, out_channels=cout // 2)
+            else:
+                new = dict(in_channels=cin, out_channels=cout)
+            convs.append(replace(conv, **new))
+        return replace(block, in_channels=cin, out_channels=cout, convs=tuple(convs))
 
     @property
     def classifier_macs(self) -> int:
