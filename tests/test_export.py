@@ -191,6 +191,39 @@ def test_float_fallback_exports_with_warning(tiny_unlowerable, caplog):
     assert not report.fully_binary and list(report.float_fallback_layers) == ["bad_conv"]
 
 
+def _one_binary_conv(side, pad_values):
+    """Input side x side x 32 -> larq binary 3x3 'same' conv (pad_values as given) -> BatchNorm -> logits."""
+    import larq as lq
+
+    tf.keras.utils.set_random_seed(3)
+    x = inp = tf.keras.Input((side, side, 32))
+    x = lq.layers.QuantConv2D(32, 3, padding="same", pad_values=pad_values, use_bias=False, name="conv",
+                              input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                              kernel_constraint="weight_clip")(x)
+    x = tf.keras.layers.BatchNormalization(name="bn")(x)
+    return tf.keras.Model(inp, tf.keras.layers.Flatten()(x))
+
+
+def test_zero_padded_binary_convs_on_maps_under_3x3_are_warned_about_as_lce_miscomputes_them(caplog):
+    """LCE 0.16 lowers a zero-padded binary 3x3 conv on a 2x2 map but computes other numbers than Keras; the
+    export names the layer and its map. Keras is the reference: the same conv on a 2x2 map with pad_values=1,
+    and zero-padded on a 4x4 map, match it to float rounding, and get no warning."""
+    images = _images(8, seed=5, shape=(2, 2, 32))
+    cases = {(2, 0.0): True, (2, 1.0): False, (4, 0.0): False}
+    for (side, pad), warned in cases.items():
+        model = _one_binary_conv(side, pad)
+        assert ex.zero_padded_small_map_convs(model) == ({"conv": (side, side)} if warned else {})
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="larq_mobisearch.deploy.export"):
+            flatbuffer = ex.export_tflite(model)
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("conv (2x2)" in m and "pad_values=1" in m for m in messages) == warned, messages
+        x = images if side == 2 else _images(8, seed=5, shape=(4, 4, 32))
+        keras, lce = model(x, training=False).numpy(), ex.run_tflite(flatbuffer, x)
+        relative = np.abs(lce - keras).max() / np.abs(keras).max()
+        assert (relative > 0.1) if warned else (relative < 1e-5), (side, pad, relative)
+
+
 def test_supernet_is_refused_and_materialize_hook_runs():
     from larq_mobisearch.nn import supernet  # the package's own module: a broken import fails, never skips
     arch = architecture("m1", SHAPE, CLASSES, WIDTH)

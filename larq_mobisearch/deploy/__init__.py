@@ -29,7 +29,7 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
                    "conv_signatures"),
     "converter": ("convert", "convert_with_output", "inference_function", "native_stderr_captured"),
     "lowering": ("ExportError", "ConvLayer", "binary_convs", "float_convs", "lowering_problems",
-                 "unlowered_layers"),
+                 "unlowered_layers", "zero_padded_small_map_convs"),
     "fuse": ("fuse_pointwise_pairs", "fusable_pairs", "PointwisePair"),
     "profile": ("op_profile", "OpProfile", "OpTime", "single_op_model", "empty_twin"),
     "export": ("export_tflite", "export_report", "ExportReport", "write_tflite", "float_model",

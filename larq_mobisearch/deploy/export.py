@@ -33,7 +33,8 @@ from .converter import (convert, convert_with_output, emit_captured, error_lines
                         quiet_native_stderr)
 from .flatbuffer import LCE_BCONV, check_flatbuffer, op_census
 from .fuse import fusable_pairs, fuse_pointwise_pairs
-from .lowering import ExportError, binary_convs, is_masked_binary_layer, problem_message, unlowered_layers
+from .lowering import (ZERO_PADDING_MIN_SIDE, ExportError, binary_convs, is_masked_binary_layer, problem_message,
+                       unlowered_layers, zero_padded_small_map_convs)
 from .verify import DEFAULT_MAX_ABS_DIFF, VerifyReport, logit_tolerance, numerics_failures, verify_tflite
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,13 @@ def export_tflite(
     predicted = {c.name: c.problem for c in convs if c.problem}
     if predicted and not allow_float_fallback:  # refuse before the (slow) conversion
         raise ExportError(problem_message(model.name, predicted, convs), predicted)
+    miscomputed = zero_padded_small_map_convs(model)
+    if miscomputed:  # converts and lowers, but computes other numbers: the numerics gate (`verify`) will tell
+        log.warning("%r: LCE 0.16 computes binary convs with pad_values=0 ('same' zero padding) wrongly on maps "
+                    "smaller than %dx%d; expect the .tflite to differ from Keras at %s. Build them with "
+                    "pad_values=1 (larq's QuantConv2D argument) to export them exactly.", model.name,
+                    ZERO_PADDING_MIN_SIDE, ZERO_PADDING_MIN_SIDE,
+                    ", ".join(f"{name} ({h}x{w})" for name, (h, w) in miscomputed.items()))
     if fuse_pointwise:
         model = fuse_pointwise_pairs(model)
         convs = binary_convs(model)

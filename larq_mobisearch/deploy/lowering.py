@@ -12,6 +12,8 @@ ops (``LceQuantize`` + ``LceDequantize`` + ``PADV2`` + ``CONV_2D``).
   No tensor names are involved, so long model names, fused ops or the converter's naming cannot break it; a
   binary conv missing from the ``LceBconv2d`` side is named with the reason, and when several layers share
   its signature all candidates are named.
+- `zero_padded_small_map_convs(model)`: binary convs that lower but that LCE 0.16 computes wrongly (``pad_values=0``
+  on maps smaller than 3x3); `export.export_tflite` warns about them.
 """
 
 from __future__ import annotations
@@ -152,6 +154,39 @@ def binary_convs(model: tf.keras.Model) -> List[ConvLayer]:
             problem = str(declared)
         found.append(ConvLayer(layer.name, type(layer).__name__, in_channels, filters, groups, problem,
                                _pair(getattr(layer, "kernel_size", None)), _pair(getattr(layer, "strides", None))))
+    return found
+
+
+#: LCE 0.16 computes a binary conv with 'same' zero padding (``pad_values=0``, larq's default) wrongly on input
+#: maps smaller than this on a side (measured: relative differences 0.8-2.4 on 1x1 and 2x2 maps, right from 3x3 on,
+#: and right at every size with ``pad_values=1``; BENCHMARKS.md, `benchmarks/peer_numerics.py --padding`).
+ZERO_PADDING_MIN_SIDE = 3
+
+
+def zero_padded_small_map_convs(model: tf.keras.Model) -> Dict[str, Tuple[int, int]]:
+    """Binary convs of `model` that LCE 0.16 miscomputes: a kernel larger than 1x1 with ``padding="same"`` and
+    ``pad_values=0`` on an input map with a side below `ZERO_PADDING_MIN_SIDE`.
+
+    # Returns
+        Layer name -> its input map (height, width); empty for this package's networks (``pad_values=1``).
+        Layers whose input shape is not defined (a layer called on several inputs) are not listed.
+    """
+    import larq as lq
+
+    found = {}
+    for layer in iter_layers(model):
+        if not isinstance(layer, lq.layers.QuantConv2D) or layer.padding != "same" \
+                or float(getattr(layer, "pad_values", 0.0)) != 0.0 or max(_pair(layer.kernel_size)) <= 1:
+            continue
+        if not (_is_binary_quantizer(layer.input_quantizer) and _is_binary_quantizer(layer.kernel_quantizer)):
+            continue
+        try:
+            shape = tuple(layer.input_shape)
+        except (AttributeError, RuntimeError):
+            continue
+        side = tuple(int(d) for d in shape[1:3] if d is not None)
+        if len(side) == 2 and min(side) < ZERO_PADDING_MIN_SIDE:
+            found[layer.name] = side
     return found
 
 
