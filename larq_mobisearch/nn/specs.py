@@ -164,10 +164,7 @@ class Architecture:
     stem_rest: Tuple[ConvSpec, ...] = ()
     stem_kind: str = DEFAULT_STEM
 
-    # The spec is immutable: what is derived from it is computed once per instance (`cached_property` keeps it in
-    # the instance's __dict__, outside the dataclass fields, so equality, hashing and `replace` do not see it). A
-    # search or a feasible count resolves tens of thousands of genotypes (`with_widths`).
-
+    # Immutable: what derives from it is computed once (`cached_property`: outside the fields, `==` and hash).
     @functools.cached_property
     def stem_convs(self) -> Tuple[ConvSpec, ...]:
         return (self.stem,) + self.stem_rest
@@ -197,15 +194,11 @@ class Architecture:
         return tuple(b.out_channels for b in self.blocks)
 
     @functools.cached_property
-    def _blocks_by_channels(self) -> Dict[Tuple[int, int, int], BlockSpec]:
-        """`with_widths`'s blocks by (index, input channels, output channels): a block depends on those alone, so a
-        few hundred blocks make every genotype of a width space."""
+    def _blocks_by_channels(self) -> Dict[Tuple[int, int, int], BlockSpec]:  # (index, in, out): few hundred
         return {}
 
     @functools.cached_property
-    def _by_widths(self) -> Dict[Tuple[int, ...], "Architecture"]:
-        """`with_widths`'s latest results (at most `_WIDTH_MEMO_SIZE`; a search costs a genotype right after
-        resolving it)."""
+    def _by_widths(self) -> Dict[Tuple[int, ...], "Architecture"]:  # the latest `with_widths` results
         return {}
 
     def with_widths(self, channels: Sequence[int]) -> "Architecture":
@@ -218,33 +211,20 @@ class Architecture:
             raise ValueError(f"M3 needs even block widths (two pointwise halves), received {channels}")
         if channels == self.block_channels:
             return self
-        found = self._by_widths.get(channels)
-        if found is not None:
-            return found
-        blocks, memo = [], self._blocks_by_channels
-        cin = self.stem_channels
-        for block, cout in zip(self.blocks, channels):
-            key = (block.index, cin, cout)
-            if key not in memo:
-                memo[key] = self._block_at(block, cin, cout)
-            blocks.append(memo[key])
-            cin = cout
-        if len(self._by_widths) >= _WIDTH_MEMO_SIZE:
-            self._by_widths.clear()
-        self._by_widths[channels] = found = replace(self, blocks=tuple(blocks))
+        found = self._by_widths.get(channels)  # a search resolves tens of thousands of genotypes: memoized,
+        if found is None:  # built from blocks memoized by their two widths (a block depends on those alone)
+            blocks, cins = [], (self.stem_channels,) + channels[:-1]
+            for block, cin, cout in zip(self.blocks, cins, channels):
+                if (block.index, cin, cout) not in self._blocks_by_channels:
+                    self._blocks_by_channels[block.index, cin, cout] = replace(
+                        block, in_channels=cin, out_channels=cout, convs=tuple(
+                            replace(c, in_channels=cin, out_channels=cin if c.kernel == 3 else
+                                    cout // 2 if self.module == "m3" else cout) for c in block.convs))
+                blocks.append(self._blocks_by_channels[block.index, cin, cout])
+            if len(self._by_widths) >= _WIDTH_MEMO_SIZE:
+                self._by_widths.clear()
+            self._by_widths[channels] = found = replace(self, blocks=tuple(blocks))
         return found
-
-    def _block_at(self, block: BlockSpec, cin: int, cout: int) -> BlockSpec:
-        convs = []
-        for conv in block.convs:
-            if conv.kernel == 3:
-                new = dict(in_channels=cin, out_channels=cin)
-            elif self.module == "m3":
-                new = dict(in_channels=cin, out_channels=cout // 2)
-            else:
-                new = dict(in_channels=cin, out_channels=cout)
-            convs.append(replace(conv, **new))
-        return replace(block, in_channels=cin, out_channels=cout, convs=tuple(convs))
 
     @property
     def classifier_macs(self) -> int:
