@@ -208,7 +208,6 @@ def test_zero_padded_binary_convs_on_maps_under_3x3_are_warned_about_as_lce_misc
     """LCE 0.16 lowers a zero-padded binary 3x3 conv on a 2x2 map but computes other numbers than Keras; the
     export names the layer and its map. Keras is the reference: the same conv on a 2x2 map with pad_values=1,
     and zero-padded on a 4x4 map, match it to float rounding, and get no warning."""
-    images = _images(8, seed=5, shape=(2, 2, 32))
     cases = {(2, 0.0): True, (2, 1.0): False, (4, 0.0): False}
     for (side, pad), warned in cases.items():
         model = _one_binary_conv(side, pad)
@@ -218,7 +217,7 @@ def test_zero_padded_binary_convs_on_maps_under_3x3_are_warned_about_as_lce_misc
             flatbuffer = ex.export_tflite(model)
         messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert any("conv (2x2)" in m and "pad_values=1" in m for m in messages) == warned, messages
-        x = images if side == 2 else _images(8, seed=5, shape=(4, 4, 32))
+        x = _images(8, seed=5, shape=(side, side, 32))
         keras, lce = model(x, training=False).numpy(), ex.run_tflite(flatbuffer, x)
         relative = np.abs(lce - keras).max() / np.abs(keras).max()
         assert (relative > 0.1) if warned else (relative < 1e-5), (side, pad, relative)

@@ -95,6 +95,11 @@ def _is_binary_quantizer(quantizer) -> bool:
     return getattr(quantizer, "__name__", None) in _SIGN_FUNCTIONS
 
 
+def _binary_on_both_sides(layer) -> bool:
+    """A larq quantized conv whose input and kernel quantizers both binarize."""
+    return _is_binary_quantizer(layer.input_quantizer) and _is_binary_quantizer(layer.kernel_quantizer)
+
+
 def is_masked_binary_layer(layer) -> bool:
     """A weight-sharing (supernet) binary conv: declares `binary = True` and has a kernel chosen at run time
     (`active_kernel()`, the elastic layers; `masked_kernel()`, the masked layers they replaced)."""
@@ -134,7 +139,7 @@ def binary_convs(model: tf.keras.Model) -> List[ConvLayer]:
     found = []
     for layer in iter_layers(model):
         if isinstance(layer, lq.layers.QuantConv2D):
-            if not (_is_binary_quantizer(layer.input_quantizer) and _is_binary_quantizer(layer.kernel_quantizer)):
+            if not _binary_on_both_sides(layer):
                 continue
             groups = int(getattr(layer, "groups", 1) or 1)
             kernel = getattr(layer, "kernel", None)
@@ -175,10 +180,8 @@ def zero_padded_small_map_convs(model: tf.keras.Model) -> Dict[str, Tuple[int, i
 
     found = {}
     for layer in iter_layers(model):
-        if not isinstance(layer, lq.layers.QuantConv2D) or layer.padding != "same" \
-                or float(getattr(layer, "pad_values", 0.0)) != 0.0 or max(_pair(layer.kernel_size)) <= 1:
-            continue
-        if not (_is_binary_quantizer(layer.input_quantizer) and _is_binary_quantizer(layer.kernel_quantizer)):
+        if not isinstance(layer, lq.layers.QuantConv2D) or not _binary_on_both_sides(layer) \
+                or layer.padding != "same" or float(layer.pad_values) != 0.0 or max(_pair(layer.kernel_size)) <= 1:
             continue
         try:
             shape = tuple(layer.input_shape)
