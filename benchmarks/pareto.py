@@ -74,7 +74,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -614,6 +614,14 @@ def carry_over(rows: List[Dict[str, Any]], known: Dict[str, Dict[str, Any]], tes
             add_seed(row, entry, test_size)
 
 
+def is_complete(rows: Sequence[Dict[str, Any]], args) -> bool:
+    """Whether `rows` hold a searched row per budget and every seed of every row (whether this run trained
+    them or took them from the ledger: a --time-only run of a finished ledger is complete)."""
+    budgets = len(args.fraction_list) + len(args.latency_fraction_list)
+    return sum(r["family"] == "searched" for r in rows) == budgets and \
+        all({e["seed"] for e in r.get("per_seed", [])} >= set(args.seed_list) for r in rows)
+
+
 def has_seed(row: Dict[str, Any], seed: int) -> bool:
     return any(e["seed"] == seed for e in row.get("per_seed", []))
 
@@ -797,7 +805,7 @@ def main(argv=None) -> int:
                 write(result, args)
     result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()
-    result["complete"] = not args.time_only and all(len(r.get("per_seed", [])) == len(args.seed_list) for r in rows)
+    result["complete"] = is_complete(rows, args)
     result["seconds"] = round(time.time() - t0, 1)
     write(result, args)
     print_table(result)

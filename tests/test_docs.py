@@ -118,3 +118,27 @@ def test_readme_suite_time_is_the_latest_idle_run_of_its_ledger():
     assert quoted in " ".join(README.split())
     verdict = "within" if run["pytest_seconds"] <= suite_md.GOAL_SECONDS else "over"
     assert f"{quoted}, {verdict} the goal of 8 minutes" in " ".join(README.split())
+
+
+def test_readme_pareto_figures_are_those_of_its_json():
+    import json
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pareto.json").read_text())
+    assert data["complete"] and data["reference"] == "QuickNetSmall"
+    text = " ".join(README.split())
+    rows = {r["label"]: r for r in data["rows"]}
+    point = lambda r: (f"{r['accuracy']['mean']:.2f} ± {r['accuracy']['se']:.2f}% at "  # noqa: E731
+                       f"{r['paired_to_reference']['median']:.2f}x")
+    fastest = min((r for r in data["rows"] if r["family"] == "searched"),
+                  key=lambda r: r["paired_to_reference"]["median"])
+    verdict = "dominates" if data["reading"]["goal_met"] else "does not dominate"
+    assert f"the searched front {verdict} every uniform and larq-zoo point" in text
+    assert f"Its fastest point reaches {point(fastest)} QuickNetSmall's latency" in text
+    for label, quoted in (("uniform w0.5 g1", "uniform w0.5 g1"), ("uniform w1 g1", "uniform w1 g1"),
+                          ("MobileNetV1 0.5 float", "float MobileNetV1 0.5")):
+        assert f"{quoted} ({point(rows[label])})" in text
+    qns = rows["QuickNetSmall"]["accuracy"]
+    e = next(e for e in data["reading"]["entries"] if e["label"] == "QuickNetSmall")
+    assert e["by"] == fastest["label"]
+    assert (f"QuickNetSmall ({qns['mean']:.2f} ± {qns['se']:.2f}%) by {-e['margin']:.2f} ± {e['margin_se']:.2f} "
+            f"points") in text

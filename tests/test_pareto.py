@@ -295,6 +295,19 @@ def test_ledger_carries_searched_genotypes_and_seeds_and_times_an_untrained_twin
     assert row["timed"] == "the trained .tflite (seed 0)"
 
 
+def test_a_ledger_is_complete_with_every_budget_and_every_seed_whoever_trained_them():
+    import pareto
+
+    args = SimpleNamespace(fraction_list=[], latency_fraction_list=[0.35, 0.5], seed_list=[0, 1])
+    seeds = lambda *s: [{"seed": x} for x in s]  # noqa: E731
+    rows = [{"family": "searched", "per_seed": seeds(0, 1)}, {"family": "searched", "per_seed": seeds(1, 0)},
+            {"family": "larq-zoo", "per_seed": seeds(0, 1)}]
+    assert pareto.is_complete(rows, args)
+    assert not pareto.is_complete(rows[1:], args)  # a budget without its searched row (--time-only skips it)
+    assert not pareto.is_complete(rows[:2] + [{"family": "larq-zoo", "per_seed": seeds(0)}], args)
+    assert not pareto.is_complete(rows[:2] + [{"family": "float"}], args)
+
+
 def _cut(side, gain, median, over, largest=0.1, top1=None, layer="x"):
     return {"layer": layer, "shape": [side, side, 8], "scale": 1.0, "max_abs_diff": largest, "relative": largest,
             "median_image_relative": median, "images_over_1e-4": over, "bn_gain": gain, "top1_agreement": top1}
