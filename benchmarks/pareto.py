@@ -52,6 +52,10 @@ std^2 / seeds): the test images are the same for every seed), the ``.tflite`` to
 accuracy-vs-latency PNG with each family's Pareto front (`pareto_md.plot_pareto`); and the reading
 (`pareto_md.dominance_reading`): for every uniform, larq-zoo and float point, the most accurate searched point at
 or below its latency and the margin ± SE. Goal: the searched front dominates every uniform and larq-zoo point.
+Why a search lost (`pareto_md.budget_neighbours`): each latency budget's winner against the uniform point nearest
+to it in measured latency, whether the table let the search pick that point, and with ``--supernet-scores`` what
+the supernet scored each of our genotypes (`supernet_scores`: held-out top-1 after BatchNorm recalibration, as the
+search scores) with the Kendall tau between those scores and test top-1.
 
     nice -n 15 .venv/bin/python benchmarks/pareto.py --quick --out-dir /tmp/pareto_quick     # smoke run (digits)
     .venv/bin/python benchmarks/pareto.py --json benchmarks/results/pareto.json             # the full benchmark
@@ -139,6 +143,9 @@ def parse_args(argv=None):
     p.add_argument("--plot", default=None,
                    help="the PNG (default: the --json path with .png, else <out-dir>/pareto.png)")
     p.add_argument("--time-only", action="store_true", help="train nothing: time and report what is exported")
+    p.add_argument("--supernet-scores", action="store_true",
+                   help="score our rows' genotypes on the run's supernet (the search's evaluator; trains the "
+                        "supernet first if the run directory has none) and keep the scores in the JSON")
     p.add_argument("--quick", action="store_true", help="smoke run on digits (see the module docstring)")
     args = p.parse_args(argv)
     quick = args.quick
@@ -614,6 +621,18 @@ def carry_over(rows: List[Dict[str, Any]], known: Dict[str, Dict[str, Any]], tes
             add_seed(row, entry, test_size)
 
 
+def supernet_scores(run, rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Every row's genotype scored on the run's supernet by the search's evaluator (held-out top-1 after BatchNorm
+    recalibration; cached in the run directory), with what the scores depend on. The supernet is trained first if
+    the run directory has none: then it is a retrained twin of the one the searches used, same recipe and seed."""
+    common.ensure_supernet(run)
+    evaluator, _ = common.supernet_evaluator(run, "pareto_scores.json")
+    scores = evaluator.score([run.space.expand(r["genotype"]) for r in rows])
+    for r, score in zip(rows, scores):
+        print(f"  supernet score {r['label']:<26} {100 * score:.2f}%", flush=True)
+    return {"scores": {r["label"]: score for r, score in zip(rows, scores)}, **evaluator.context}
+
+
 def is_complete(rows: Sequence[Dict[str, Any]], args) -> bool:
     """Whether `rows` hold a searched row per budget and every seed of every row (whether this run trained
     them or took them from the ledger: a --time-only run of a finished ledger is complete)."""
@@ -783,6 +802,11 @@ def main(argv=None) -> int:
         write({**result, "rows": rows + [r for label, r in known.items() if label not in labels]}, args)
 
     ours = searched_rows(run, args, known, searched) + uniform_rows(run, args)
+    if args.latency_table:  # what the searches' cost model says of the uniform points: which budgets admit them
+        model = latency_model(run, args)
+        for row in ours:
+            if row["family"] == "uniform":
+                row["predicted_ms"] = model.cost(run.space.expand(row["genotype"]))
     others = model_rows(args)
     rows = result["rows"] = ours + [row for row, _ in others]
     for row in ours:
@@ -803,6 +827,8 @@ def main(argv=None) -> int:
             if entry:
                 record(row, entry, run.data.test_size)
                 write(result, args)
+    result["supernet_scores"] = supernet_scores(run, ours) if args.supernet_scores else \
+        ledger.get("supernet_scores")
     result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()
     result["complete"] = is_complete(rows, args)

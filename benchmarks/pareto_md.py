@@ -237,12 +237,83 @@ def reading_lines(reading: Mapping[str, Any]) -> List[str]:
 
 
 def _budget_note(row: Mapping[str, Any]) -> str:
-    """`` (table: 0.22 ms for a 0.23 ms budget; measured 0.21 ms)`` for a latency-budget search's row."""
-    if row.get("latency_budget_ms") is None or row.get("predicted_ms") is None:
+    """`` (table: 0.22 ms for a 0.23 ms budget; measured 0.21 ms)`` for a latency-budget search's row,
+    `` (table: 0.22 ms; measured 0.21 ms)`` for another row the table predicts."""
+    if row.get("predicted_ms") is None:
         return ""
+    budget = row.get("latency_budget_ms")
     measured = (row.get("latency") or {}).get("mean_ms")
-    return (f" (table: {row['predicted_ms']:.3f} ms for a {row['latency_budget_ms']:.3f} ms budget"
+    return (f" (table: {row['predicted_ms']:.3f} ms" + (f" for a {budget:.3f} ms budget" if budget is not None else "")
             + (f"; measured {measured:.3f} ms" if measured is not None else "") + ")")
+
+
+def budget_neighbours(rows: Sequence[Mapping[str, Any]],
+                      scores: Optional[Mapping[str, float]] = None) -> List[Dict[str, Any]]:
+    """For each latency-budget searched row, the uniform row nearest to it in measured latency (paired ratio to
+    the reference), and whether the latency table, the search's cost model, put that row within the budget: a
+    uniform point the table puts just over a budget is one the search could not pick, however fast it runs.
+    With `scores` (supernet score by label), both rows' scores too."""
+    ratio = lambda r: (r.get("paired_to_reference") or {}).get("median")  # noqa: E731
+    uniform = [r for r in rows if r.get("family") == "uniform" and r.get("predicted_ms") is not None
+               and ratio(r) is not None and r.get("accuracy")]
+    out = []
+    for s in rows:
+        if s.get("family") != "searched" or s.get("latency_budget_ms") is None or ratio(s) is None \
+                or not s.get("accuracy") or not uniform:
+            continue
+        u = min(uniform, key=lambda r: abs(ratio(r) - ratio(s)))
+        out.append({"searched": s["label"], "uniform": u["label"], "budget_ms": s["latency_budget_ms"],
+                    "searched_top1": s["accuracy"]["mean"], "searched_ratio": ratio(s),
+                    "uniform_top1": u["accuracy"]["mean"], "uniform_ratio": ratio(u),
+                    "uniform_predicted_ms": u["predicted_ms"],
+                    "uniform_feasible": u["predicted_ms"] <= s["latency_budget_ms"],
+                    "searched_score": (scores or {}).get(s["label"]), "uniform_score": (scores or {}).get(u["label"])})
+    return out
+
+
+def budget_neighbour_lines(rows: Sequence[Mapping[str, Any]],
+                           scores: Optional[Mapping[str, float]] = None) -> List[str]:
+    """`budget_neighbours` as markdown bullets."""
+    def supernet(n):
+        if n["searched_score"] is None or n["uniform_score"] is None:
+            return ""
+        return (f" The supernet scores the winner {100 * n['searched_score']:.2f}% and {n['uniform']} "
+                f"{100 * n['uniform_score']:.2f}%.")
+
+    return [f"- {n['searched']} ({n['searched_top1']:.2f}%, measured {n['searched_ratio']:.2f}x): nearest uniform "
+            f"point {n['uniform']} ({n['uniform_top1']:.2f}%, measured {n['uniform_ratio']:.2f}x), which the table "
+            f"predicts at {n['uniform_predicted_ms']:.3f} ms, "
+            + (f"within the {n['budget_ms']:.3f} ms budget: the search could have picked it."
+               if n["uniform_feasible"] else
+               f"over the {n['budget_ms']:.3f} ms budget by {100 * (n['uniform_predicted_ms'] / n['budget_ms'] - 1):.1f}%"
+               f": the search could not pick it.") + supernet(n) for n in budget_neighbours(rows, scores)]
+
+
+def same_supernet_note(rows: Sequence[Mapping[str, Any]], scores: Mapping[str, float]) -> str:
+    """Whether the scoring supernet gives the searched rows the fitness their searches recorded (then it is the
+    searches' supernet, or a bit-identical retraining of it)."""
+    pairs = [(scores[r["label"]], r["supernet_fitness"]) for r in rows
+             if r.get("family") == "searched" and r["label"] in scores and r.get("supernet_fitness") is not None]
+    if not pairs:
+        return ""
+    if all(abs(a - b) < 1e-9 for a, b in pairs):
+        return (f" It gives the {len(pairs)} searched winners exactly the fitness their searches recorded: it is the "
+                f"searches' supernet, or a bit-identical retraining of it.")
+    worst = max(abs(a - b) for a, b in pairs)
+    return (f" It is not the searches' supernet: it scores the searched winners up to {100 * worst:.2f} points away "
+            f"from the fitness their searches recorded.")
+
+
+def score_agreement(rows: Sequence[Mapping[str, Any]], scores: Mapping[str, float]) -> Optional[Dict[str, Any]]:
+    """Kendall tau (and its p-value) between the supernet's scores and the stand-alone test top-1 of the rows
+    that have both; None with fewer than 3 such rows."""
+    from scipy.stats import kendalltau
+
+    both = [(scores[r["label"]], r["accuracy"]["mean"]) for r in rows if r["label"] in scores and r.get("accuracy")]
+    if len(both) < 3:
+        return None
+    tau, p = kendalltau([a for a, _ in both], [b for _, b in both])
+    return {"tau": float(tau), "p": float(p), "n": len(both)}
 
 
 def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = None) -> str:
@@ -303,6 +374,17 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
         out += [f"- {r['label']}: `{r['genotype']}`" + _budget_note(r) for r in genotypes]
     if result_points(result):
         out += ["", f"![accuracy vs latency]({plot})"]
+    sn = result.get("supernet_scores") or {}
+    neighbours = budget_neighbour_lines(result.get("rows") or [], sn.get("scores"))
+    if neighbours:
+        out += ["", "Each latency budget's winner against the uniform point nearest to it in measured latency (ratios "
+                    "to the reference):", ""] + neighbours
+    agreement = score_agreement(result.get("rows") or [], sn.get("scores") or {})
+    if agreement:
+        out += ["", f"Supernet scores (held-out top-1 after BatchNorm recalibration, as the search scores; supernet "
+                    f"weights `{sn.get('supernet')}`, `--supernet-scores`) against test top-1 over our "
+                    f"{agreement['n']} rows: Kendall tau {agreement['tau']:+.2f} (p {agreement['p']:.2f})."
+                    + same_supernet_note(result.get("rows") or [], sn["scores"])]
     out += ["", "Reading:", ""]
     lines = reading_lines(reading)
     out += lines[:-1] + ["", lines[-1]]  # the goal's verdict as a paragraph of its own

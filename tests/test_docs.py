@@ -142,3 +142,31 @@ def test_readme_pareto_figures_are_those_of_its_json():
     assert e["by"] == fastest["label"]
     assert (f"QuickNetSmall ({qns['mean']:.2f} ± {qns['se']:.2f}%) by {-e['margin']:.2f} ± {e['margin_se']:.2f} "
             f"points") in text
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import pareto_md
+
+    neighbours = pareto_md.budget_neighbours(data["rows"], data["supernet_scores"]["scores"])
+    assert [n["uniform_feasible"] for n in neighbours] == [False, False, True]
+    assert all(n["uniform_predicted_ms"] < 1.01 * n["budget_ms"] for n in neighbours[:2])
+    last = neighbours[2]
+    assert last["searched"] == "searched <= 0.65x latency" and last["uniform_ratio"] < last["searched_ratio"] and \
+        last["uniform_top1"] > last["searched_top1"]
+    assert "At two of the three budgets the latency table also put the uniform point nearest the winner over the " \
+        "budget by less than 1%; at the third (0.65x) that point, uniform w0.75 g4, was within the budget, ran " \
+        "faster and was more accurate than the winner, and the supernet scored it lower" in text
+    assert last["uniform"] == "uniform w0.75 g4" and last["uniform_score"] < last["searched_score"]
+    sn = data["supernet_scores"]["scores"]
+    agreement = pareto_md.score_agreement(data["rows"], sn)
+    assert (f"the supernet ranks these eight networks backwards (Kendall tau {agreement['tau']:+.2f}, "
+            f"p {agreement['p']:.2f}, between its scores and their test top-1") in text.replace("tau +", "tau ")
+    assert agreement["n"] == 8 and agreement["tau"] < 0
+    searched = [100 * v for k, v in sn.items() if rows[k]["family"] == "searched"]
+    uniform = {k: 100 * v for k, v in sn.items() if rows[k]["family"] == "uniform"}
+    assert (f"scores every searched winner above every uniform point ({min(searched):.2f}-{max(searched):.2f}% "
+            f"against {min(uniform.values()):.2f}-{max(uniform.values()):.2f}%), and uniform w1 g1, the most "
+            f"accurate of the eight, lowest") in text
+    assert min(searched) > max(uniform.values()) and min(uniform, key=uniform.get) == "uniform w1 g1"
+    assert max((r for r in data["rows"] if r["label"] in sn), key=lambda r: r["accuracy"]["mean"])["label"] == \
+        "uniform w1 g1"

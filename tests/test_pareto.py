@@ -340,3 +340,48 @@ def test_peer_numerics_reading_tells_a_few_flipped_images_from_a_systematic_diff
     text = "\n".join(md.peer_numerics_markdown({"results": [wrong], "padding": padding}))
     assert "is a wrong result, not rounding: the map is 2x2" in text and "wrongly on 2x2 inputs" in text
     assert "| 2 | 0 | ste_sign | 0.8 |" in text and "variance collapsed" not in text
+
+
+def test_budget_neighbours_say_whether_the_table_let_the_search_pick_the_nearest_uniform_point():
+    import pareto_md
+
+    def row(family, label, ratio, top1, predicted=None, budget=None):
+        return {"family": family, "label": label, "paired_to_reference": {"median": ratio},
+                "accuracy": {"mean": top1}, "predicted_ms": predicted, "latency_budget_ms": budget}
+
+    rows = [row("searched", "s35", 0.35, 89.3, 0.159, 0.163), row("searched", "s50", 0.47, 89.2, 0.222, 0.233),
+            row("searched", "f50", 0.40, 89.0),  # a FLOPs-budget search: no latency budget, no neighbour
+            row("uniform", "w0.5", 0.34, 89.5, 0.164), row("uniform", "w0.75", 0.45, 89.8, 0.230),
+            row("uniform", "untabled", 0.35, 99.0), row("larq-zoo", "qns", 0.35, 99.0)]
+    got = pareto_md.budget_neighbours(rows)
+    assert [(n["searched"], n["uniform"], n["uniform_feasible"]) for n in got] == \
+        [("s35", "w0.5", False), ("s50", "w0.75", True)]
+    lines = pareto_md.budget_neighbour_lines(rows)
+    assert "over the 0.163 ms budget by 0.6%: the search could not pick it" in lines[0]
+    assert "within the 0.233 ms budget: the search could have picked it" in lines[1]
+    assert pareto_md.budget_neighbours(rows[:3]) == []
+    scored = pareto_md.budget_neighbour_lines(rows, {"s35": 0.912, "w0.5": 0.9})
+    assert scored[0].endswith("The supernet scores the winner 91.20% and w0.5 90.00%.")
+    assert scored[1] == lines[1]  # no score of w0.75: nothing said
+
+
+def test_score_agreement_is_scipys_kendall_tau_over_the_rows_with_both():
+    import pareto_md
+    from scipy.stats import kendalltau
+
+    rows = [{"label": k, "accuracy": {"mean": a}} for k, a in (("a", 89.1), ("b", 89.5), ("c", 90.2), ("d", 88.0))]
+    rows.append({"label": "e"})  # not retrained: no accuracy
+    scores = {"a": 0.91, "b": 0.90, "c": 0.93, "e": 0.99}  # no score of d
+    got = pareto_md.score_agreement(rows, scores)
+    assert got["n"] == 3 and got["tau"] == pytest.approx(kendalltau([0.91, 0.90, 0.93], [89.1, 89.5, 90.2])[0])
+    assert got["tau"] == pytest.approx(1 / 3)  # concordant pairs (a,c), (b,c); discordant (a,b)
+    assert pareto_md.score_agreement(rows, {"a": 0.9, "b": 0.8}) is None
+
+
+def test_the_scoring_supernet_is_checked_against_the_fitness_the_searches_recorded():
+    import pareto_md
+
+    rows = [{"family": "searched", "label": "s", "supernet_fitness": 0.8875}, {"family": "uniform", "label": "u"}]
+    assert "exactly the fitness their searches recorded" in pareto_md.same_supernet_note(rows, {"s": 0.8875})
+    assert "up to 0.25 points away" in pareto_md.same_supernet_note(rows, {"s": 0.89})
+    assert pareto_md.same_supernet_note(rows, {"u": 0.8}) == ""
