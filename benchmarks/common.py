@@ -281,19 +281,20 @@ def binomial_se_points(p: float, n: int) -> float:
     return 100 * math.sqrt(p * (1 - p) / n)
 
 
-def supernet_evaluator(run, cache_name: str = "fitness_cache.json"):
+def supernet_evaluator(run, cache_name: str = "fitness_cache.json", recalibration_batches: Optional[int] = None):
     """The search's evaluator on the run's supernet (held-out top-1 after BatchNorm recalibration, exactly
-    as `pipeline.search` builds it), behind a `CachedEvaluator` stored in the run directory; also returns the
-    uncached `SupernetEvaluator` (for `accuracy_of(genotype, recalibrate=False)`)."""
+    as `pipeline.search` builds it, or with `recalibration_batches` instead of the search's), behind a
+    `CachedEvaluator` stored in the run directory; also returns the uncached `SupernetEvaluator` (for
+    `accuracy_of(genotype, recalibrate=False)`)."""
     from larq_mobisearch import pipeline as P
     from larq_mobisearch.pipeline.files import sha256_file
     from larq_mobisearch.training import SupernetEvaluator
 
     cfg, data = run.cfg, run.data
-    local = SupernetEvaluator(P.load_supernet(run), data.recalibration_batches(cfg.search.recalibration_batches),
-                              data.eval_batches("holdout"))
+    batches = recalibration_batches or cfg.search.recalibration_batches
+    local = SupernetEvaluator(P.load_supernet(run), data.recalibration_batches(batches), data.eval_batches("holdout"))
     context = {"supernet": sha256_file(run.path("supernet", "weights.h5"), 16), "data": cfg.data.model_dump(),
-               "recalibration_batches": cfg.search.recalibration_batches}
+               "recalibration_batches": batches}
     return CachedEvaluator(local, run.path("benchmarks", cache_name), context), local
 
 

@@ -146,12 +146,21 @@ def parse_args(argv=None):
     p.add_argument("--supernet-scores", action="store_true",
                    help="score our rows' genotypes on the run's supernet (the search's evaluator; trains the "
                         "supernet first if the run directory has none) and keep the scores in the JSON")
+    p.add_argument("--recalibration-batches", default=None,
+                   help="with --supernet-scores: also score with these BatchNorm recalibration batch counts "
+                        "(comma-separated; the search's own count is always scored)")
     p.add_argument("--quick", action="store_true", help="smoke run on digits (see the module docstring)")
     args = p.parse_args(argv)
     quick = args.quick
     args.run_dir = args.run_dir or (os.path.join(args.out_dir, "quick_run") if quick else "runs/fashion_joint")
     args.preset = args.preset or ("digits" if quick else "fashion_joint")
     args.seeds = args.seeds or ("0" if quick else "0,1")
+    try:
+        args.recalibration_list = [int(n) for n in (args.recalibration_batches or "").split(",") if n.strip()]
+    except ValueError:
+        args.recalibration_list = [0]
+    if any(n < 1 for n in args.recalibration_list):
+        p.error(f"--recalibration-batches: received {args.recalibration_batches!r}; expected integers >= 1")
     args.epochs = args.epochs or (1 if quick else 8)
     args.fractions = args.fractions or ("0.6" if quick else DEFAULT_FRACTIONS)
     args.uniform = args.uniform or ("w0.5g1,w0.75g1" if quick else DEFAULT_UNIFORM)
@@ -621,16 +630,25 @@ def carry_over(rows: List[Dict[str, Any]], known: Dict[str, Dict[str, Any]], tes
             add_seed(row, entry, test_size)
 
 
-def supernet_scores(run, rows: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Sequence[int] = ()) -> Dict[str, Any]:
     """Every row's genotype scored on the run's supernet by the search's evaluator (held-out top-1 after BatchNorm
-    recalibration; cached in the run directory), with what the scores depend on. The supernet is trained first if
-    the run directory has none: then it is a retrained twin of the one the searches used, same recipe and seed."""
+    recalibration; cached in the run directory), with what the scores depend on; ``by_recalibration``: the same
+    with each of `extra_recalibration` recalibration batch counts too. The supernet is trained first if the run
+    directory has none: then it is a retrained twin of the one the searches used, same recipe and seed."""
     common.ensure_supernet(run)
-    evaluator, _ = common.supernet_evaluator(run, "pareto_scores.json")
-    scores = evaluator.score([run.space.expand(r["genotype"]) for r in rows])
-    for r, score in zip(rows, scores):
-        print(f"  supernet score {r['label']:<26} {100 * score:.2f}%", flush=True)
-    return {"scores": {r["label"]: score for r, score in zip(rows, scores)}, **evaluator.context}
+    genotypes = [run.space.expand(r["genotype"]) for r in rows]
+    out: Dict[str, Any] = {}
+    for batches in [None] + [n for n in extra_recalibration if n != run.cfg.search.recalibration_batches]:
+        evaluator, _ = common.supernet_evaluator(run, f"pareto_scores{'' if batches is None else f'_r{batches}'}"
+                                                      f".json", recalibration_batches=batches)
+        scores = {r["label"]: s for r, s in zip(rows, evaluator.score(genotypes))}
+        n = evaluator.context["recalibration_batches"]
+        print(f"  supernet scores, {n} recalibration batches: "
+              + ", ".join(f"{label} {100 * s:.2f}%" for label, s in scores.items()), flush=True)
+        if batches is None:
+            out.update(scores=scores, **evaluator.context)
+        out.setdefault("by_recalibration", {})[str(n)] = scores
+    return out
 
 
 def is_complete(rows: Sequence[Dict[str, Any]], args) -> bool:
@@ -827,7 +845,7 @@ def main(argv=None) -> int:
             if entry:
                 record(row, entry, run.data.test_size)
                 write(result, args)
-    result["supernet_scores"] = supernet_scores(run, ours) if args.supernet_scores else \
+    result["supernet_scores"] = supernet_scores(run, ours, args.recalibration_list) if args.supernet_scores else \
         ledger.get("supernet_scores")
     result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()

@@ -385,6 +385,13 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
                     f"weights `{sn.get('supernet')}`, `--supernet-scores`) against test top-1 over our "
                     f"{agreement['n']} rows: Kendall tau {agreement['tau']:+.2f} (p {agreement['p']:.2f})."
                     + same_supernet_note(result.get("rows") or [], sn["scores"])]
+        by = {int(n): score_agreement(result.get("rows") or [], scores)
+              for n, scores in (sn.get("by_recalibration") or {}).items()}
+        if len(by) > 1:
+            out += ["", "The same genotypes scored after other numbers of BatchNorm recalibration batches (the search uses "
+                        f"{sn.get('recalibration_batches')}): " + "; ".join(
+                            f"{n} batches: tau {a['tau']:+.2f} (p {a['p']:.2f})" for n, a in sorted(by.items()) if a)
+                    + "."]
     out += ["", "Reading:", ""]
     lines = reading_lines(reading)
     out += lines[:-1] + ["", lines[-1]]  # the goal's verdict as a paragraph of its own

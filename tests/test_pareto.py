@@ -169,6 +169,11 @@ def test_parse_uniform_and_quick_defaults():
     assert len(full.uniform_list) >= 4 and full.plot == "out/p.png"
     with pytest.raises(SystemExit):
         pareto.parse_args(["--peers", "ResNet"])
+    assert full.recalibration_list == [] and \
+        pareto.parse_args(["--recalibration-batches", "32, 128"]).recalibration_list == [32, 128]
+    for bad in ("0", "8,x"):
+        with pytest.raises(SystemExit):
+            pareto.parse_args(["--recalibration-batches", bad])
 
 
 def test_pad_batch_centres_the_image_on_the_background_value():
