@@ -146,6 +146,10 @@ def parse_args(argv=None):
     p.add_argument("--supernet-scores", action="store_true",
                    help="score our rows' genotypes on the run's supernet (the search's evaluator; trains the "
                         "supernet first if the run directory has none) and keep the scores in the JSON")
+    p.add_argument("--score-variants", default=None,
+                   help="with --supernet-scores: also score on the supernets of these benchmarks/ranking_variants.py "
+                        "variants (comma-separated), in the run directory's sibling <parent>/<variant> as that "
+                        "benchmark lays them out, each trained first if absent")
     p.add_argument("--recalibration-batches", default=None,
                    help="with --supernet-scores: also score with these BatchNorm recalibration batch counts "
                         "(comma-separated; the search's own count is always scored)")
@@ -161,6 +165,12 @@ def parse_args(argv=None):
         args.recalibration_list = [0]
     if any(n < 1 for n in args.recalibration_list):
         p.error(f"--recalibration-batches: received {args.recalibration_batches!r}; expected integers >= 1")
+    from ranking_variants import VARIANTS
+
+    args.variant_list = [v.strip() for v in (args.score_variants or "").split(",") if v.strip()]
+    if any(v not in VARIANTS for v in args.variant_list):
+        p.error(f"--score-variants: received {args.score_variants!r}; allowed: comma-separated names of "
+                f"{', '.join(VARIANTS)}")
     args.epochs = args.epochs or (1 if quick else 8)
     args.fractions = args.fractions or ("0.6" if quick else DEFAULT_FRACTIONS)
     args.uniform = args.uniform or ("w0.5g1,w0.75g1" if quick else DEFAULT_UNIFORM)
@@ -630,10 +640,12 @@ def carry_over(rows: List[Dict[str, Any]], known: Dict[str, Dict[str, Any]], tes
             add_seed(row, entry, test_size)
 
 
-def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Sequence[int] = ()) -> Dict[str, Any]:
+def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Sequence[int] = (),
+                    variants: Sequence[str] = ()) -> Dict[str, Any]:
     """Every row's genotype scored on the run's supernet by the search's evaluator (held-out top-1 after BatchNorm
     recalibration; cached in the run directory), with what the scores depend on; ``by_recalibration``: the same
-    with each of `extra_recalibration` recalibration batch counts too. The supernet is trained first if the run
+    with each of `extra_recalibration` recalibration batch counts too; ``by_variant``: the scores on the supernet
+    of each `ranking_variants.py` variant in `variants` (`variant_run`). The supernet is trained first if the run
     directory has none: then it is a retrained twin of the one the searches used, same recipe and seed."""
     common.ensure_supernet(run)
     genotypes = [run.space.expand(r["genotype"]) for r in rows]
@@ -648,7 +660,38 @@ def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Se
         if batches is None:
             out.update(scores=scores, **evaluator.context)
         out.setdefault("by_recalibration", {})[str(n)] = scores
+    for name in variants:
+        variant = variant_run(run, name)
+        if os.path.abspath(variant.run_dir) == os.path.abspath(run.run_dir):
+            continue
+        common.ensure_supernet(variant)
+        evaluator, _ = common.supernet_evaluator(variant, "pareto_scores.json")
+        scores = {r["label"]: s for r, s in zip(rows, evaluator.score(genotypes))}
+        print(f"  supernet scores, variant {name}: "
+              + ", ".join(f"{label} {100 * s:.2f}%" for label, s in scores.items()), flush=True)
+        out.setdefault("by_variant", {})[name] = {"run_dir": str(variant.run_dir), "scores": scores,
+                                                 "supernet": evaluator.context["supernet"]}
     return out
+
+
+def variant_run(run, name: str):
+    """`benchmarks/ranking_variants.py`'s run directory of variant `name` beside `run`'s (created from `run`'s saved
+    config with the variant's overrides if new), refused if it was made otherwise."""
+    from ranking_variants import VARIANTS
+
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.config import load_config
+    from larq_mobisearch.pipeline.rundir import saved_config
+
+    run_dir = os.path.join(os.path.dirname(os.path.abspath(run.run_dir)), name)
+    overrides = VARIANTS[name][1]
+    cfg = saved_config(run_dir, None) or load_config(overrides=overrides, base=saved_config(run.run_dir, None))
+    have = cfg.supernet.model_dump()
+    wrong = {k: have[k.split(".", 1)[1]] for k, v in (o.split("=", 1) for o in overrides)
+             if str(have[k.split(".", 1)[1]]).lower() != v.lower()}
+    if wrong:
+        raise SystemExit(f"{run_dir} is not variant {name!r}: it has {wrong}, the variant needs {overrides}")
+    return P.Run.open(run_dir, cfg, verbose=0, search=None, echo=print)
 
 
 def is_complete(rows: Sequence[Dict[str, Any]], args) -> bool:
@@ -845,7 +888,7 @@ def main(argv=None) -> int:
             if entry:
                 record(row, entry, run.data.test_size)
                 write(result, args)
-    result["supernet_scores"] = supernet_scores(run, ours, args.recalibration_list) if args.supernet_scores else \
+    result["supernet_scores"] = supernet_scores(run, ours, args.recalibration_list, args.variant_list) if args.supernet_scores else \
         ledger.get("supernet_scores")
     result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()

@@ -392,6 +392,14 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
                         f"{sn.get('recalibration_batches')}): " + "; ".join(
                             f"{n} batches: tau {a['tau']:+.2f} (p {a['p']:.2f})" for n, a in sorted(by.items()) if a)
                     + "."]
+        variants = {name: (v, score_agreement(result.get("rows") or [], v["scores"]))
+                    for name, v in (sn.get("by_variant") or {}).items()}
+        if variants:
+            out += ["", "The same genotypes on supernets trained otherwise (`--score-variants`: "
+                        "`benchmarks/ranking_variants.py`'s variants, otherwise the same recipe, scored as the "
+                        "search scores): " + "; ".join(
+                            f"`{name}` (`{v['run_dir']}`): tau {a['tau']:+.2f} (p {a['p']:.2f})"
+                            for name, (v, a) in variants.items() if a) + "."]
     out += ["", "Reading:", ""]
     lines = reading_lines(reading)
     out += lines[:-1] + ["", lines[-1]]  # the goal's verdict as a paragraph of its own

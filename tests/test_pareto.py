@@ -145,6 +145,22 @@ def test_pareto_markdown_has_every_row_the_plot_and_the_verdict():
     assert "| 91.20† |" in marked and md.NUMERICS_NOTE in marked
 
 
+def test_pareto_markdown_reports_the_supernet_scores_per_recalibration_and_per_variant():
+    result = _result()
+    ours = {"searched <= 0.5x": 0.88, "uniform w0.75 g4": 0.89}
+    result["rows"].append({**result["rows"][1], "label": "uniform w1 g1", "accuracy": md.accuracy_summary(
+        [0.92, 0.92], 10000)})
+    ours["uniform w1 g1"] = 0.87  # backwards: the most accurate scored lowest
+    result["supernet_scores"] = {"scores": ours, "supernet": "abc", "recalibration_batches": 8,
+                                 "by_recalibration": {"8": ours, "128": {**ours, "uniform w1 g1": 0.895}},
+                                 "by_variant": {"uniform": {"run_dir": "r/uniform", "supernet": "def", "scores": {
+                                     "searched <= 0.5x": 0.88, "uniform w0.75 g4": 0.87, "uniform w1 g1": 0.9}}}}
+    text = " ".join(md.pareto_markdown(result).split())
+    assert "supernet weights `abc`" in text and "over our 3 rows: Kendall tau -1.00" in text
+    assert "(the search uses 8): 8 batches: tau -1.00 (p 0.33); 128 batches: tau +0.33 (p 1.00)." in text
+    assert "`uniform` (`r/uniform`): tau +1.00 (p 0.33)." in text
+
+
 def test_plot_pareto_writes_a_png(tmp_path):
     path = md.plot_pareto(_result(), str(tmp_path / "p.png"))
     assert path and Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -174,6 +190,9 @@ def test_parse_uniform_and_quick_defaults():
     for bad in ("0", "8,x"):
         with pytest.raises(SystemExit):
             pareto.parse_args(["--recalibration-batches", bad])
+    assert full.variant_list == [] and pareto.parse_args(["--score-variants", "uniform"]).variant_list == ["uniform"]
+    with pytest.raises(SystemExit):
+        pareto.parse_args(["--score-variants", "uniform,bigger"])
 
 
 def test_pad_batch_centres_the_image_on_the_background_value():
@@ -390,3 +409,20 @@ def test_the_scoring_supernet_is_checked_against_the_fitness_the_searches_record
     assert "exactly the fitness their searches recorded" in pareto_md.same_supernet_note(rows, {"s": 0.8875})
     assert "up to 0.25 points away" in pareto_md.same_supernet_note(rows, {"s": 0.89})
     assert pareto_md.same_supernet_note(rows, {"u": 0.8}) == ""
+
+
+def test_variant_run_is_the_sibling_ranking_variants_makes_and_refuses_another(tmp_path):
+    import pareto
+
+    from larq_mobisearch import pipeline as P
+    from larq_mobisearch.config import load_config
+
+    base = P.Run.open(str(tmp_path / "budget"), load_config(preset="digits", overrides=["supernet.sampling=budget"]),
+                      verbose=0, search=None)
+    variant = pareto.variant_run(base, "uniform")
+    assert variant.run_dir == str(tmp_path / "uniform") and variant.cfg.supernet.sampling == "uniform"
+    assert variant.cfg.model_copy(update={"supernet": base.cfg.supernet}) == base.cfg  # nothing else differs
+    assert pareto.variant_run(base, "uniform").cfg == variant.cfg  # reopened from its saved config
+    P.Run.open(str(tmp_path / "masked"), base.cfg, verbose=0, search=None)  # made without the variant's setting
+    with pytest.raises(SystemExit, match="is not variant 'masked'"):
+        pareto.variant_run(base, "masked")
