@@ -683,7 +683,7 @@ def variant_run(run, name: str):
     from larq_mobisearch.config import load_config
     from larq_mobisearch.pipeline.rundir import saved_config
 
-    run_dir = os.path.join(os.path.dirname(os.path.abspath(run.run_dir)), name)
+    run_dir = os.path.join(os.path.dirname(os.path.normpath(run.run_dir)), name)
     overrides = VARIANTS[name][1]
     cfg = saved_config(run_dir, None) or load_config(overrides=overrides, base=saved_config(run.run_dir, None))
     have = cfg.supernet.model_dump()

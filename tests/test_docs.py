@@ -176,3 +176,11 @@ def test_readme_pareto_figures_are_those_of_its_json():
     assert min(searched) > max(uniform.values()) and min(uniform, key=uniform.get) == "uniform w1 g1"
     assert max((r for r in data["rows"] if r["label"] in sn), key=lambda r: r["accuracy"]["mean"])["label"] == \
         "uniform w1 g1"
+    variant = data["supernet_scores"]["by_variant"]["uniform"]
+    tau_uniform = pareto_md.score_agreement(data["rows"], variant["scores"])["tau"]
+    assert (f"ranks the eight with tau {tau_uniform:+.2f} and scores uniform w1 g1 "
+            f"{100 * variant['scores']['uniform w1 g1']:.2f}% instead of {100 * sn['uniform w1 g1']:.2f}%") in text
+    budget = 0.5 * rows["uniform w1 g1"]["costs"]["flops"]
+    beyond = [label for label in sn if rows[label]["costs"]["flops"] > budget]
+    assert len(beyond) == 4 and "searched <= 0.65x latency" in beyond
+    assert "four of the eight, the 0.65x winner among them, lie beyond it" in text
