@@ -55,7 +55,9 @@ or below its latency and the margin ± SE. Goal: the searched front dominates ev
 Why a search lost (`pareto_md.budget_neighbours`): each latency budget's winner against the uniform point nearest
 to it in measured latency, whether the table let the search pick that point, and with ``--supernet-scores`` what
 the supernet scored each of our genotypes (`supernet_scores`: held-out top-1 after BatchNorm recalibration, as the
-search scores) with the Kendall tau between those scores and test top-1.
+search scores) with the Kendall tau between those scores and test top-1; ``--recalibration-batches`` adds scores
+after other numbers of recalibration batches, ``--score-variants`` scores on the supernets of
+`ranking_variants.py`'s variants (trained beside the run directory if absent).
 
     nice -n 15 .venv/bin/python benchmarks/pareto.py --quick --out-dir /tmp/pareto_quick     # smoke run (digits)
     .venv/bin/python benchmarks/pareto.py --json benchmarks/results/pareto.json             # the full benchmark

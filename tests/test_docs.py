@@ -177,8 +177,9 @@ def test_readme_pareto_figures_are_those_of_its_json():
     assert max((r for r in data["rows"] if r["label"] in sn), key=lambda r: r["accuracy"]["mean"])["label"] == \
         "uniform w1 g1"
     variant = data["supernet_scores"]["by_variant"]["uniform"]
-    tau_uniform = pareto_md.score_agreement(data["rows"], variant["scores"])["tau"]
-    assert (f"ranks the eight with tau {tau_uniform:+.2f} and scores uniform w1 g1 "
+    uniform_agreement = pareto_md.score_agreement(data["rows"], variant["scores"])
+    assert (f"ranks the eight with tau {uniform_agreement['tau']:+.2f} (p {uniform_agreement['p']:.2f}) and scores "
+            f"uniform w1 g1 "
             f"{100 * variant['scores']['uniform w1 g1']:.2f}% instead of {100 * sn['uniform w1 g1']:.2f}%") in text
     budget = 0.5 * rows["uniform w1 g1"]["costs"]["flops"]
     beyond = [label for label in sn if rows[label]["costs"]["flops"] > budget]
