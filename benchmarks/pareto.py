@@ -161,18 +161,17 @@ def parse_args(argv=None):
     args.run_dir = args.run_dir or (os.path.join(args.out_dir, "quick_run") if quick else "runs/fashion_joint")
     args.preset = args.preset or ("digits" if quick else "fashion_joint")
     args.seeds = args.seeds or ("0" if quick else "0,1")
-    try:
-        args.recalibration_list = [int(n) for n in (args.recalibration_batches or "").split(",") if n.strip()]
-    except ValueError:
-        args.recalibration_list = [0]
-    if any(n < 1 for n in args.recalibration_list):
+    items = [n.strip() for n in (args.recalibration_batches or "").split(",") if n.strip()]
+    if not all(n.isdigit() and int(n) >= 1 for n in items):
         p.error(f"--recalibration-batches: received {args.recalibration_batches!r}; expected integers >= 1")
-    from ranking_variants import VARIANTS
-
+    args.recalibration_list = [int(n) for n in items]
     args.variant_list = [v.strip() for v in (args.score_variants or "").split(",") if v.strip()]
-    if any(v not in VARIANTS for v in args.variant_list):
-        p.error(f"--score-variants: received {args.score_variants!r}; allowed: comma-separated names of "
-                f"{', '.join(VARIANTS)}")
+    if args.variant_list:  # ranking_variants (and what it imports) only when asked for
+        from ranking_variants import VARIANTS
+
+        if any(v not in VARIANTS for v in args.variant_list):
+            p.error(f"--score-variants: received {args.score_variants!r}; allowed: comma-separated names of "
+                    f"{', '.join(VARIANTS)}")
     args.epochs = args.epochs or (1 if quick else 8)
     args.fractions = args.fractions or ("0.6" if quick else DEFAULT_FRACTIONS)
     args.uniform = args.uniform or ("w0.5g1,w0.75g1" if quick else DEFAULT_UNIFORM)
@@ -655,10 +654,8 @@ def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Se
     for batches in [None] + [n for n in extra_recalibration if n != run.cfg.search.recalibration_batches]:
         evaluator, _ = common.supernet_evaluator(run, f"pareto_scores{'' if batches is None else f'_r{batches}'}"
                                                       f".json", recalibration_batches=batches)
-        scores = {r["label"]: s for r, s in zip(rows, evaluator.score(genotypes))}
         n = evaluator.context["recalibration_batches"]
-        print(f"  supernet scores, {n} recalibration batches: "
-              + ", ".join(f"{label} {100 * s:.2f}%" for label, s in scores.items()), flush=True)
+        scores = _scores(evaluator, rows, genotypes, f"{n} recalibration batches")
         if batches is None:
             out.update(scores=scores, **evaluator.context)
         out.setdefault("by_recalibration", {})[str(n)] = scores
@@ -668,31 +665,32 @@ def supernet_scores(run, rows: Sequence[Dict[str, Any]], extra_recalibration: Se
             continue
         common.ensure_supernet(variant)
         evaluator, _ = common.supernet_evaluator(variant, "pareto_scores.json")
-        scores = {r["label"]: s for r, s in zip(rows, evaluator.score(genotypes))}
-        print(f"  supernet scores, variant {name}: "
-              + ", ".join(f"{label} {100 * s:.2f}%" for label, s in scores.items()), flush=True)
+        scores = _scores(evaluator, rows, genotypes, f"variant {name}")
         out.setdefault("by_variant", {})[name] = {"run_dir": str(variant.run_dir), "scores": scores,
                                                  "supernet": evaluator.context["supernet"]}
     return out
 
 
+def _scores(evaluator, rows: Sequence[Dict[str, Any]], genotypes, what: str) -> Dict[str, float]:
+    """`evaluator`'s scores of `genotypes` by their rows' labels, printed on one line."""
+    scores = {r["label"]: s for r, s in zip(rows, evaluator.score(genotypes))}
+    print(f"  supernet scores, {what}: " + ", ".join(f"{label} {100 * s:.2f}%" for label, s in scores.items()),
+          flush=True)
+    return scores
+
+
 def variant_run(run, name: str):
     """`benchmarks/ranking_variants.py`'s run directory of variant `name` beside `run`'s (created from `run`'s saved
     config with the variant's overrides if new), refused if it was made otherwise."""
-    from ranking_variants import VARIANTS
+    from ranking_variants import VARIANTS, check_variant
 
     from larq_mobisearch import pipeline as P
     from larq_mobisearch.config import load_config
     from larq_mobisearch.pipeline.rundir import saved_config
 
     run_dir = os.path.join(os.path.dirname(os.path.normpath(run.run_dir)), name)
-    overrides = VARIANTS[name][1]
-    cfg = saved_config(run_dir, None) or load_config(overrides=overrides, base=saved_config(run.run_dir, None))
-    have = cfg.supernet.model_dump()
-    wrong = {k: have[k.split(".", 1)[1]] for k, v in (o.split("=", 1) for o in overrides)
-             if str(have[k.split(".", 1)[1]]).lower() != v.lower()}
-    if wrong:
-        raise SystemExit(f"{run_dir} is not variant {name!r}: it has {wrong}, the variant needs {overrides}")
+    cfg = saved_config(run_dir, None) or load_config(overrides=VARIANTS[name][1], base=saved_config(run.run_dir, None))
+    check_variant(cfg, name, run_dir)
     return P.Run.open(run_dir, cfg, verbose=0, search=None, echo=print)
 
 
@@ -890,8 +888,8 @@ def main(argv=None) -> int:
             if entry:
                 record(row, entry, run.data.test_size)
                 write(result, args)
-    result["supernet_scores"] = supernet_scores(run, ours, args.recalibration_list, args.variant_list) if args.supernet_scores else \
-        ledger.get("supernet_scores")
+    result["supernet_scores"] = supernet_scores(run, ours, args.recalibration_list, args.variant_list) \
+        if args.supernet_scores else ledger.get("supernet_scores")
     result["reference"] = time_rows(run, rows, {row["label"]: spec for row, spec in others}, args)
     result["load_average_end"] = common.load_average()
     result["complete"] = is_complete(rows, args)

@@ -285,8 +285,8 @@ def budget_neighbour_lines(rows: Sequence[Mapping[str, Any]],
             f"predicts at {n['uniform_predicted_ms']:.3f} ms, "
             + (f"within the {n['budget_ms']:.3f} ms budget: the search could have picked it."
                if n["uniform_feasible"] else
-               f"over the {n['budget_ms']:.3f} ms budget by {100 * (n['uniform_predicted_ms'] / n['budget_ms'] - 1):.1f}%"
-               f": the search could not pick it.") + supernet(n) for n in budget_neighbours(rows, scores)]
+               f"over the {n['budget_ms']:.3f} ms budget by "
+               f"{100 * (n['uniform_predicted_ms'] / n['budget_ms'] - 1):.1f}%: the search could not pick it.") + supernet(n) for n in budget_neighbours(rows, scores)]
 
 
 def same_supernet_note(rows: Sequence[Mapping[str, Any]], scores: Mapping[str, float]) -> str:
@@ -388,8 +388,8 @@ def pareto_markdown(result: Optional[Mapping[str, Any]], plot: Optional[str] = N
         by = {int(n): score_agreement(result.get("rows") or [], scores)
               for n, scores in (sn.get("by_recalibration") or {}).items()}
         if len(by) > 1:
-            out += ["", "The same genotypes scored after other numbers of BatchNorm recalibration batches (the search uses "
-                        f"{sn.get('recalibration_batches')}): " + "; ".join(
+            out += ["", "The same genotypes scored after other numbers of BatchNorm recalibration batches (the "
+                        f"search uses {sn.get('recalibration_batches')}): " + "; ".join(
                             f"{n} batches: tau {a['tau']:+.2f} (p {a['p']:.2f})" for n, a in sorted(by.items()) if a)
                     + "."]
         variants = {name: (v, score_agreement(result.get("rows") or [], v["scores"]))

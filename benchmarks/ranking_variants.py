@@ -134,13 +134,18 @@ def open_variant(args, name: str):
     overrides = [*VARIANTS[name][1], *args.overrides]
     run_dir = args.variant_dirs.get(name) or str(Path(args.out_dir) / name)
     run = common.shared_run(run_dir, args.preset, overrides if name not in args.variant_dirs else ())
+    check_variant(run.cfg, name, run_dir)
+    return run
+
+
+def check_variant(cfg, name: str, run_dir: str) -> None:
+    """Refuse (SystemExit) the config `cfg` of `run_dir` as variant `name` if a setting of the variant differs."""
     want = dict(o.split("=", 1) for o in VARIANTS[name][1])
-    have = run.cfg.supernet.model_dump()
+    have = cfg.supernet.model_dump()
     wrong = {k: have[k.split(".", 1)[1]] for k, v in want.items()
              if str(have[k.split(".", 1)[1]]).lower() != v.lower()}
     if wrong:
         raise SystemExit(f"{run_dir} is not variant {name!r}: it has {wrong}, the variant needs {want}")
-    return run
 
 
 def train_standalone(args, base, genotypes, flops, known: Dict[str, Dict[str, Any]],
