@@ -31,6 +31,7 @@ import elastic_md  # noqa: E402
 import latency_md  # noqa: E402
 import pareto_md  # noqa: E402
 import suite_md  # noqa: E402
+import convert_md  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_CMD = ".venv/bin/python benchmarks/peers.py --json benchmarks/results/peers.json"
@@ -407,6 +408,7 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
         elastic_md.EFFICIENCY_JOINT_CMD,
         pareto_md.PARETO_CMD,
         pareto_md.PEER_NUMERICS_CMD,
+        convert_md.CONVERT_CMD,
         suite_md.SUITE_CMD,
         MD_CMD,
         "```",
@@ -437,6 +439,8 @@ def build_markdown(peers: Optional[Dict[str, Any]], ablation: Optional[Dict[str,
     lines += elastic_md.ranking_variants_markdown(fashion.get("ranking_variants"), fashion.get("ranking_variants_plot"))
     lines += pareto_md.pareto_markdown(fashion.get("pareto"), fashion.get("pareto_plot")).rstrip("\n").split("\n") + [""]
     lines += pareto_md.peer_numerics_markdown(fashion.get("peer_numerics"))
+    if fashion.get("convert_time") is not None:
+        lines += convert_md.section(fashion["convert_time"])
     lines += suite_md.suite_markdown(fashion.get("suite_time"))
     lines += measured_markdown(measured)
     return "\n".join(lines).rstrip() + "\n"
@@ -478,7 +482,7 @@ def render(peers_path: str, ablation_path: str, measured_path: str, out: str, pl
                                 ("pareto", "pareto"), ("stem_feasibility", "stem_feasibility"),
                                 ("latency_m3_28", "latency_m3_28"), ("latency_m3_224", "latency_m3_224"),
                                 ("latency_joint", "latency_joint_28"), ("suite_time", "suite_time"),
-                                ("peer_numerics", "peer_numerics"))}
+                                ("peer_numerics", "peer_numerics"), ("convert_time", "convert_time"))}
     # one plot per result: key -> (plotting function, PNG file), linked as fashion["<key>_plot"]
     single_plots = {
         "efficiency_joint": (fashion_md.plot_efficiency, "efficiency_joint.png"),

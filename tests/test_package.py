@@ -66,11 +66,9 @@ def assert_keras3_import_error(result):
     assert "TF_USE_LEGACY_KERAS=1" in msg
 
 
+#: Appended to the default set-up's process (TensorFlow and NumPy imported): `onednn`, the largest difference of a
+#: grouped convolution's gradients from those of one ungrouped convolution per group.
 ONEDNN_GRADIENT = """
-    import json, os
-    import larq_mobisearch
-    import numpy as np
-    import tensorflow as tf
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(2, 6, 6, 8)), tf.float32)
     k = tf.constant(rng.normal(size=(3, 3, 2, 8)), tf.float32)  # 4 groups of 2 input -> 2 output channels
@@ -84,9 +82,9 @@ ONEDNN_GRADIENT = """
         loss, loss_ref = tf.reduce_sum(y * w), tf.reduce_sum(ref * w)
     gx, gk = tape.gradient(loss, [x, k])
     rx, rk = tape.gradient(loss_ref, [x, k])
-    print(json.dumps({"env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-                      "dx": float(tf.reduce_max(tf.abs(gx - rx))), "dk": float(tf.reduce_max(tf.abs(gk - rk))),
-                      "scale": float(tf.reduce_max(tf.abs(rx)))}))
+    onednn = {"env": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+              "dx": float(tf.reduce_max(tf.abs(gx - rx))), "dk": float(tf.reduce_max(tf.abs(gk - rk))),
+              "scale": float(tf.reduce_max(tf.abs(rx)))}
 """
 ONEDNN_OFF = """
     import json, os
@@ -127,16 +125,23 @@ def processes():
             legacy_env="1",
         ),
     }
-    good_order = """
-        import json, random
+    # One process for the package's default set-up (larq_mobisearch imported first, nothing in the environment,
+    # TensorFlow's log level unset): no seeding, Keras 2 both ways, the log level left alone by the import and by
+    # loading TensorFlow through the package, and oneDNN's grouped-convolution gradient. One JSON line with a result
+    # per check (the `results` fixture splits them).
+    procs["default_setup"] = run_python(
+        textwrap.dedent("""
+        import json, os, random
         import numpy as np
         np_state, py_state = np.random.get_state(), random.getstate()
         import larq_mobisearch
-        import os
+        after_import = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+        larq_mobisearch.BinaryGroupConv2D  # loads TensorFlow, Larq and the layers
+        log_level = {"after_import": after_import, "after_layers": os.environ.get("TF_CPP_MIN_LOG_LEVEL")}
         import tensorflow as tf
         from tensorflow.keras.layers import Conv2D
         same_np = all(np.array_equal(a, b) for a, b in zip(np_state, np.random.get_state()))
-        print(json.dumps({
+        good = {
             "env": os.environ.get("TF_USE_LEGACY_KERAS"),
             "attr_conv": tf.keras.layers.Conv2D.__module__,
             "path_conv": Conv2D.__module__,
@@ -144,23 +149,12 @@ def processes():
             "same_np_state": bool(same_np),
             "same_py_state": py_state == random.getstate(),
             "tf_seed": list(tf.compat.v1.random.get_seed(None)),
-        }))
-    """
-    procs["good"] = run_python(good_order)
-    # TensorFlow's log level: untouched by the import and by loading TensorFlow through the package.
-    procs["log_level"] = run_python(
-        """
-        import json, os
-        import larq_mobisearch
-        after_import = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
-        larq_mobisearch.BinaryGroupConv2D  # loads TensorFlow, Larq and the layers
-        print(json.dumps({"after_import": after_import, "after_layers": os.environ.get("TF_CPP_MIN_LOG_LEVEL")}))
-        """,
+        }
+        """) + textwrap.dedent(ONEDNN_GRADIENT) + textwrap.dedent("""
+        print(json.dumps({"good": good, "log_level": log_level, "onednn_default": onednn}))
+        """),
         log_level=None,
     )
-    # oneDNN: the grouped-convolution gradient with the package's default (on every CPU, AVX-512 or not), and
-    # an explicit TF_ENABLE_ONEDNN_OPTS=0 kept and named before any training step.
-    procs["onednn_default"] = run_python(ONEDNN_GRADIENT)
     procs["onednn_off"] = run_python(ONEDNN_OFF, onednn_env="0")
     yield procs
     for p in procs.values():
@@ -171,10 +165,17 @@ def processes():
 
 @pytest.fixture(scope="module")
 def results(processes):
+    """{check: (exit code, stdout whose last line is the check's JSON, stderr)}; the default set-up's process
+    gives one entry per check it ran."""
     out = {}
     for name, proc in processes.items():
         code, stdout, stderr = finish(proc)
-        out[name] = (code, stdout, stderr)
+        if name == "default_setup":
+            checks = last_json(stdout) if code == 0 else dict.fromkeys(("good", "log_level", "onednn_default"), {})
+            for check, result in checks.items():
+                out[check] = (code, json.dumps(result), stderr)
+        else:
+            out[name] = (code, stdout, stderr)
     return out
 
 

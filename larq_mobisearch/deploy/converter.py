@@ -1,10 +1,10 @@
 """LCE conversion of a Keras model to a TFLite flatbuffer (no checks: see `export.export_tflite`).
 
 `convert(model)` traces ``model.call(x, training=False)`` once without AutoGraph (`inference_function`),
-saves a SavedModel holding only the variables and that serving signature, and converts it with
-`larq_compute_engine.convert_saved_model`: the same ops, size and outputs as
+freezes the weights into it, saves a SavedModel holding only that serving signature, and converts it with
+`larq_compute_engine.convert_saved_model`: the same ops and outputs as
 `larq_compute_engine.convert_keras_model` (``method="keras"``), which first saves a full Keras SavedModel and
-AutoGraph-converts every layer's `call` again (several times slower; see BENCHMARKS.md, "Measured"). The
+AutoGraph-converts every layer's `call` again (several times slower; BENCHMARKS.md, "LCE conversion time"). The
 flatbuffer has a fixed batch dimension of 1.
 
 The converter's native (C++) output on stderr -- MLIR diagnostics, TensorFlow and XLA log lines -- is captured
@@ -68,17 +68,21 @@ def inference_function(model: tf.keras.Model):
 
 
 def convert_signature(model: tf.keras.Model, target: str) -> bytes:
-    """LCE conversion of a minimal SavedModel: the model's variables plus one serving signature."""
-    import larq_compute_engine as lce
+    """LCE conversion of a minimal SavedModel: one serving signature with the model's weights frozen into it.
 
-    function = inference_function(model)
-    module = tf.Module()
-    module.variables_to_save = list(model.variables)  # tracked, so the signature's captures are saved
-    # No gradient functions in the SavedModel: the converter reads only the forward graph, and tracing the
-    # custom gradients (every binary conv's sign) was a third of the save (the flatbuffer is byte-identical).
+    Freezing (variables to constants) leaves the SavedModel without variables: no checkpoint to write and none for
+    the converter to lift back into constants. Same ops, shapes and outputs as saving the variables (only the names
+    of weight tensors differ); faster on small models, about even at a few million parameters (BENCHMARKS.md, "LCE
+    conversion time"). The signature is kept (``serving_default`` in the flatbuffer).
+    """
+    import larq_compute_engine as lce
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(inference_function(model))
+    # No gradient functions in the SavedModel: the converter reads only the forward graph.
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
     with tempfile.TemporaryDirectory(prefix="lce_export_") as directory:
-        tf.saved_model.save(module, directory, signatures=function, options=options)
+        tf.saved_model.save(tf.Module(), directory, signatures=frozen, options=options)
         return lce.convert_saved_model(directory, target=target)
 
 

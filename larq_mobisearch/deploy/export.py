@@ -71,8 +71,8 @@ def export_tflite(
             logged warning instead of raising.
         materialize: optional hook ``model -> fixed model`` applied first (e.g.
             ``lambda m: extract_subnet(m, genotype)`` for a supernet).
-        method: "signature" (default): trace ``model(x, training=False)`` once, save a SavedModel holding
-            only the variables and that serving signature, convert it with
+        method: "signature" (default): trace ``model(x, training=False)`` once, freeze the weights into it,
+            save a SavedModel holding only that serving signature, convert it with
             `larq_compute_engine.convert_saved_model` (falls back to "keras" if that fails). "keras":
             `larq_compute_engine.convert_keras_model(model)`, which saves the full Keras SavedModel and is
             several times slower. Both give the same ops, size and outputs.
