@@ -94,10 +94,17 @@ def _shared_fixture_group(item):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks (it runs first otherwise)
 def pytest_collection_modifyitems(config, items):
+    groups = {}
     for item in items:
         group = _shared_fixture_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group or item.nodeid
+    # Slow tests (marked `slow`: ~10 s or more) first, each with its whole xdist group, the order kept otherwise:
+    # xdist hands out work in collection order, so a long test collected last keeps one worker busy while the other
+    # waits (measured: a 24 s tail with the two slowest-but-one tests collected last).
+    slow_groups = {groups[item.nodeid] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: groups[item.nodeid] not in slow_groups)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from run_helpers import RUN_MIN_FITNESS, RUN_MIN_TEST_TOP1, TINY, copy_run, invo
 # The finished run is the session's shared one (`digits_run` in conftest.py, settings in run_helpers.py).
 
 
+@pytest.mark.slow
 def test_run_end_to_end_to_a_working_tflite(digits_run):
     run_dir, output = digits_run
     search_dir = run_dir / "searches" / "default"

@@ -244,6 +244,7 @@ def test_verdicts_are_cached_by_path_size_and_mtime(tmp_path, image_check_cache)
     assert json.loads(cache_file.read_text())["files"]["b/0000.png"][2]
 
 
+@pytest.mark.slow
 def test_run_refuses_unreadable_files_before_training_or_skips_and_reports_them(tmp_path):
     from click.testing import CliRunner
 

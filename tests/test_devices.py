@@ -513,6 +513,7 @@ def synthetic_profile(flatbuffer, graph: str, conv_ms) -> str:
     return "\n".join(head + rows) + "\n", total
 
 
+@pytest.mark.slow
 def test_width_device_table_from_calibration_models_recovers_every_block_conv(tmp_path):
     from larq_mobisearch.nn.space import SearchSpace
     from larq_mobisearch.search.costs import WidthLatencyCostModel

@@ -120,6 +120,7 @@ def test_joint_flops_equal_an_independent_count(module):
     assert model.cost(base) == pytest.approx(count_costs(space.arch, 1).flops, rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
 def test_supernet_equals_extracted_subnet_for_joint_genotypes(module):
     space = _space(module)
@@ -152,6 +153,7 @@ def test_supernet_equals_extracted_subnet_for_joint_genotypes(module):
     assert predict.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_training_steps_with_different_genotypes_trace_once_and_touch_only_the_subnet():
     space = _space("m1")
     supernet = joint_supernet("m1")  # gradients only: no weight changes
@@ -212,6 +214,7 @@ def test_width_genes_refuse_per_channel_activations():
         lm.config.load_config(overrides=["model.space_genes=joint", "model.activation=rsign"])
 
 
+@pytest.mark.slow
 def test_joint_pipeline_on_digits_learns_and_exports_a_narrowed_winner(tmp_path):
     """`mobisearch run` with width genes at half the FLOPs of uniform g=1: the winner carries widths, fits the
     budget, learned (test top-1 far above the 10% of chance) and exported fully binary."""

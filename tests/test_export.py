@@ -289,6 +289,7 @@ def test_run_tflite_handles_a_fixed_batch_larger_than_one():
 # The lowering check compares conv signatures (no tensor names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
 def test_lowering_check_catches_16_channels_per_group(module):
     """block3_conv3x3 with 64 channels in 4 groups (16 per group) does not lower, in every module: refused

@@ -205,6 +205,7 @@ def test_float_twin_and_two_step_factories():
 # Supernet with the new layers, and LCE export of its subnets
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
 def test_supernet_with_rsign_and_rprelu_equals_extracted_subnet_which_exports_to_lce(module, tflite_ops):
     """One supernet per module (building a network is what costs here): two extracted subnets equal it, and the

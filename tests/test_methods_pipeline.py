@@ -48,6 +48,7 @@ def two_step_run(tmp_path_factory):
     return run, model, acc, teacher_by_supernet
 
 
+@pytest.mark.slow
 def test_teacher_and_two_steps_are_stored_in_the_run_directory(two_step_run):
     run, model, acc, _ = two_step_run
     assert run.done("teacher") and run.done("retrain")
@@ -119,6 +120,7 @@ def test_teacher_settings_are_stage_scoped_and_shareable_by_path(two_step_run, t
     assert not restarted.done("supernet")  # trained with the teacher's soft labels: deleted with it
 
 
+@pytest.mark.slow
 def test_mobinet_baseline_retrains_exports_with_fallback_and_is_reported(tmp_path):
     cfg = load_config(preset="digits", overrides=TINY)
     run = P.Run.open(str(tmp_path / "run"), cfg, verbose=0, search="mobinet")

@@ -89,6 +89,7 @@ def conv_signature(spec, genes):
     return (spec.in_channels, spec.out_channels, spec.kernel, spec.stride, g)
 
 
+@pytest.mark.slow
 def test_op_census(exported):
     arch, genes, ops = exported.arch, exported.genes, exported.ops
     census = collections.Counter(op.name for op in ops)

@@ -20,6 +20,7 @@ def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+@pytest.mark.slow
 def test_one_supernet_three_searches(digits_run, host_latency_table, tmp_path):
     """On a copy of the session's finished run (supernet + the default search, FLOPs budget 0.85x g=1): one
     more FLOPs budget (searched only) and one latency budget (searched, retrained and exported on its own), the

@@ -81,6 +81,7 @@ def _calibrated(model, shape, seed):
     return r.normal(size=(32,) + shape).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_quicknet_stem_exports_fully_binary_and_matches_keras():
     module, shape = "m3", (64, 64, 3)  # the stem is the same for every module; M3's export also fuses pointwise pairs
     arch = architecture(module, shape, 10, 1.0, stem="quicknet")
@@ -97,6 +98,7 @@ def test_quicknet_stem_exports_fully_binary_and_matches_keras():
     assert clear.sum() >= len(x) // 4 and close[clear].all()
 
 
+@pytest.mark.slow
 def test_quicknet_stem_supernet_equals_extracted_subnet():
     shape = (32, 32, 1)
     space = SearchSpace(architecture("m3", shape, 10, 0.5, stem="quicknet"), "lce", genes="joint")

@@ -23,6 +23,7 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n,) + SHAPE).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["m1", "m2", "m3"])
 def test_supernet_equals_extracted_subnet(module):
     space = _space(module)
@@ -65,6 +66,7 @@ def test_gathered_kernel_is_the_diagonal_blocks_with_group_alpha():
         layer.set_active(layer.in_channels, layer.filters, 3)
 
 
+@pytest.mark.slow
 def test_twenty_genotypes_one_trace():
     space = _space("m2")
     supernet = sn.build_supernet(space)

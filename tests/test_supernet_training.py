@@ -141,6 +141,7 @@ def _masked_step(trainer, space, x, y, *, traced: bool):
     return masks, before, after
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "bop"])
 def test_masked_updates_leave_inactive_weights_and_slots_untouched(optimizer):
     space = _space()
@@ -223,6 +224,7 @@ def _supernet_run(run_dir, snapshot=None):
     return run, weights, read_history(run.path("supernet", "history.csv")), recorder.rows
 
 
+@pytest.mark.slow
 def test_sandwich_inplace_distillation_trains_and_resumes_exactly(tmp_path):
     # The killed run: the uninterrupted run's directory as it was at the end of epoch 0, resumed in a new stage call.
     run, straight, history, rows = _supernet_run(tmp_path / "straight", (0, tmp_path / "straight", tmp_path / "killed"))

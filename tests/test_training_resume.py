@@ -148,6 +148,7 @@ def _run_stage(run, stage, callbacks):
     return weights, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["supernet", "retrain"])
 def test_pipeline_stage_killed_and_resumed_equals_uninterrupted(tmp_path, stage):
     from larq_mobisearch import pipeline as P
