@@ -55,11 +55,15 @@ def convert_with_variables(model: tf.keras.Model) -> bytes:
 
 
 def convert(model: tf.keras.Model, method: str) -> bytes:
-    if method == "variables":
-        return convert_with_variables(model)
+    """One conversion by `method` (one of `METHODS`), the converter's native stderr captured (not shown)."""
+    import larq_compute_engine as lce
+
     with converter.native_stderr_captured():
-        return converter.convert_signature(model, "arm") if method == "signature" else \
-            __import__("larq_compute_engine").convert_keras_model(model, target="arm")
+        if method == "variables":
+            return convert_with_variables(model)
+        if method == "keras":
+            return lce.convert_keras_model(model, target="arm")
+        return converter.convert_signature(model, "arm")
 
 
 def lce_outputs(flatbuffer: bytes, images: np.ndarray) -> np.ndarray:

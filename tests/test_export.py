@@ -87,6 +87,9 @@ def test_grouped_model_lowers_every_binary_conv(grouped):
     ops = ex.conv_signatures(flatbuffer)
     assert sorted(sig for _, sig in ops["binary"]) == sorted(c.signature for c in convs)
     assert sorted(sig for _, sig in ops["float"]) == sorted(c.signature for c in ex.float_convs(model))
+    # the weights are frozen into the converted signature, which the flatbuffer keeps (TFLite's signature runner)
+    signatures = tf.lite.Interpreter(model_content=flatbuffer).get_signature_list()
+    assert list(signatures) == ["serving_default"] and len(signatures["serving_default"]["outputs"]) == 1
     assert ex.unlowered_layers(model, flatbuffer) == {}
     # Fixed batch dimension 1 (the signature's None batch becomes 1).
     interpreter = ex.lce_interpreter(flatbuffer)
