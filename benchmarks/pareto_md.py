@@ -280,13 +280,16 @@ def budget_neighbour_lines(rows: Sequence[Mapping[str, Any]],
         return (f" The supernet scores the winner {100 * n['searched_score']:.2f}% and {n['uniform']} "
                 f"{100 * n['uniform_score']:.2f}%.")
 
+    def verdict(n):
+        if n["uniform_feasible"]:
+            return f"within the {n['budget_ms']:.3f} ms budget: the search could have picked it."
+        return (f"over the {n['budget_ms']:.3f} ms budget by "
+                f"{100 * (n['uniform_predicted_ms'] / n['budget_ms'] - 1):.1f}%: the search could not pick it.")
+
     return [f"- {n['searched']} ({n['searched_top1']:.2f}%, measured {n['searched_ratio']:.2f}x): nearest uniform "
             f"point {n['uniform']} ({n['uniform_top1']:.2f}%, measured {n['uniform_ratio']:.2f}x), which the table "
-            f"predicts at {n['uniform_predicted_ms']:.3f} ms, "
-            + (f"within the {n['budget_ms']:.3f} ms budget: the search could have picked it."
-               if n["uniform_feasible"] else
-               f"over the {n['budget_ms']:.3f} ms budget by "
-               f"{100 * (n['uniform_predicted_ms'] / n['budget_ms'] - 1):.1f}%: the search could not pick it.") + supernet(n) for n in budget_neighbours(rows, scores)]
+            f"predicts at {n['uniform_predicted_ms']:.3f} ms, " + verdict(n) + supernet(n)
+            for n in budget_neighbours(rows, scores)]
 
 
 def same_supernet_note(rows: Sequence[Mapping[str, Any]], scores: Mapping[str, float]) -> str:

@@ -75,7 +75,8 @@ def export_tflite(
             save a SavedModel holding only that serving signature, convert it with
             `larq_compute_engine.convert_saved_model` (falls back to "keras" if that fails). "keras":
             `larq_compute_engine.convert_keras_model(model)`, which saves the full Keras SavedModel and is
-            several times slower. Both give the same ops, size and outputs.
+            several times slower. Both give the same ops and outputs; their sizes differ by under 1 KB
+            (`benchmarks/results/convert_time.json`).
         fuse_pointwise: export each M3 pointwise pair as one binary conv (`fuse.fuse_pointwise_pairs`; same
             logits, 13 fewer ``LceBconv2d`` ops in M3). No effect on models without such pairs.
 
