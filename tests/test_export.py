@@ -133,8 +133,14 @@ def test_verify_rejects_mismatched_input_shape(grouped):
         ex.verify_tflite(model, flatbuffer, _images(3, seed=0), [0, 1])
 
 
+def binary_kernel_weights(arch, genotype):
+    """Weights of the binary conv kernels of `arch` at `genotype`, from the specs: k x k x (in / groups) x out."""
+    return sum(c.kernel ** 2 * (c.in_channels // (genotype[c.gene] if c.gene is not None else c.groups))
+               * c.out_channels for c in arch.convs if c.binary)
+
+
 def test_report_sizes_and_json(grouped):
-    _, _, model, flatbuffer = grouped
+    arch, genotype, model, flatbuffer = grouped
     report = ex.export_report(model, flatbuffer, images=_images(8, seed=6), labels=np.arange(8))
     assert report.tflite_bytes == len(flatbuffer)
     assert report.num_lce_bconv == report.num_binary_convs == 21
@@ -150,6 +156,12 @@ def test_report_sizes_and_json(grouped):
     assert data["op_census"][ex.LCE_BCONV] == 21
     assert data["verify"]["num_samples"] == 8
     assert "flatbuffer" not in data
+    # parameter memory: the binary kernels counted from the architecture's specs at 1 bit, the rest at 32 bits
+    binary = binary_kernel_weights(arch, genotype)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert report.parameter_memory == {"binary_params": binary, "real_params": trainable - binary,
+                                       "bytes": binary // 8 + 4 * (trainable - binary), "float32_bytes": 4 * trainable}
+    assert data["parameter_memory"] == report.parameter_memory
 
 
 def test_unlowerable_group_count_is_refused_before_conversion():

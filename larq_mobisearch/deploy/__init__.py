@@ -33,7 +33,7 @@ _PUBLIC: Dict[str, Tuple[str, ...]] = {
     "fuse": ("fuse_pointwise_pairs", "fusable_pairs", "PointwisePair"),
     "profile": ("op_profile", "OpProfile", "OpTime", "single_op_model", "empty_twin"),
     "export": ("export_tflite", "export_report", "ExportReport", "write_tflite", "float_model",
-               "float_tflite_size"),
+               "float_tflite_size", "parameter_memory"),
     "verify": ("verify_tflite", "VerifyReport", "sign_margins", "lce_interpreter", "run_tflite",
                "DEFAULT_TIE_MARGIN", "DEFAULT_MAX_ABS_DIFF", "NumericsError", "check_numerics",
                "numerics_failures", "logit_tolerance"),

@@ -5,8 +5,8 @@
   why (before converting, from the layers; after converting, from the flatbuffer's conv signatures,
   `lowering.unlowered_layers`), unless ``allow_float_fallback=True``.
 - `export_report(model)`: op census, sizes (and the size of the same architecture as a float TFLite model),
-  optionally the verification (`verify.verify_tflite`) and the numerics gate's figures, as an `ExportReport`
-  with `to_json()`.
+  the model's parameter memory (`parameter_memory`), optionally the verification (`verify.verify_tflite`) and
+  the numerics gate's figures, as an `ExportReport` with `to_json()`.
 - `write_tflite(data, path)`: atomic write.
 
 Only fixed models (real ``groups=g`` layers) export. A weight-sharing supernet's masked block-diagonal kernel
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 Materialize = Optional[Callable[[tf.keras.Model], tf.keras.Model]]
 
 __all__ = ["ExportError", "ExportReport", "convert", "export_report", "export_tflite", "float_model",
-           "float_tflite_size", "write_tflite"]
+           "float_tflite_size", "parameter_memory", "write_tflite"]
 
 
 def _materialize(model: tf.keras.Model, materialize: Materialize) -> tf.keras.Model:
@@ -183,6 +183,25 @@ def float_tflite_size(model: tf.keras.Model) -> int:
     return len(data)
 
 
+def parameter_memory(model: tf.keras.Model) -> Dict[str, int]:
+    """Memory of `model`'s trainable parameters: 1 bit per binary-conv kernel weight, 32 bits per other one.
+
+    # Returns
+        ``{"binary_params", "real_params", "bytes", "float32_bytes"}`` (``float32_bytes``: all of them at 32 bits).
+    """
+    binary_names = {c.name for c in binary_convs(model)}
+    binary = real = 0
+    for layer in model.layers:
+        for w in layer.trainable_weights:
+            n = int(w.shape.num_elements())
+            if layer.name in binary_names and "kernel" in w.name:
+                binary += n
+            else:
+                real += n
+    return {"binary_params": binary, "real_params": real, "bytes": binary // 8 + real * 4,
+            "float32_bytes": (binary + real) * 4}
+
+
 @dataclass
 class ExportReport:
     """What `export_report` measured about one exported model."""
@@ -200,6 +219,8 @@ class ExportReport:
     size_ratio: Optional[float] = None
     #: M3 pointwise pairs exported as one binary conv each (`fuse.fuse_pointwise_pairs`).
     fused_pointwise_pairs: int = 0
+    #: `parameter_memory` of the model (before fusing M3's pointwise pairs).
+    parameter_memory: Optional[Dict[str, int]] = None
     verify: Optional[VerifyReport] = None
     #: The numerics gate on `verify` (`verify.numerics_failures`), relative tolerance `max_abs_diff`.
     max_abs_diff: float = DEFAULT_MAX_ABS_DIFF
@@ -299,6 +320,7 @@ def export_report(
         num_binary_convs=len(convs),
         float_fallback_layers=unlowered_layers(exported, flatbuffer, convs=convs),
         fused_pointwise_pairs=pairs,
+        parameter_memory=parameter_memory(model),
         max_abs_diff=float(max_abs_diff),
         flatbuffer=flatbuffer,
     )

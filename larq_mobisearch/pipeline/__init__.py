@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Sequence
 
-from .report import baseline_rows, list_searches, parameter_memory, search_summary, searches_table, \
+from .report import baseline_rows, list_searches, search_summary, searches_table, \
     write_run_report, write_search_report
 from .rundir import DEFAULT_SEARCH, RESTART_STAGES, STAGES, Run, RunDirError, check_search_name
 from .methods import build_teacher, load_teacher, model_options, needs_teacher_stage, train_teacher
@@ -17,7 +17,7 @@ from .stages import build_final, check_budgets, export, final_baseline, load_fin
 __all__ = [
     "DEFAULT_SEARCH", "STAGES", "RESTART_STAGES", "Run", "RunDirError", "check_search_name", "train_supernet",
     "load_supernet", "search", "searched_genotype", "check_budgets", "build_final", "retrain", "load_final", "export",
-    "parameter_memory", "search_summary", "list_searches", "searches_table", "write_search_report",
+    "search_summary", "list_searches", "searches_table", "write_search_report",
     "write_run_report", "write_report", "run_all", "run_baseline", "baseline_rows", "final_baseline",
     "build_teacher", "train_teacher", "load_teacher", "needs_teacher_stage", "model_options",
 ]

@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional
 from .. import plots
 from ..fileio import atomic_write_json, atomic_write_text
 from ..nn.space import decode
-from ..search.costs import count_costs
 from .rundir import Run, read_json
 from .clock import TIMED_STAGES, stage_seconds
 from .stages import final_baseline, load_final
@@ -23,23 +22,6 @@ BASELINE_NOTES = {
                 "3x3 conv groups = channels, the paper space). LCE cannot lower depthwise binary convs (1 input "
                 "channel per group): its export needs --allow-float-fallback and keeps them as float ops."),
 }
-
-
-def parameter_memory(model) -> Dict[str, int]:
-    """Bytes of trainable parameters: 1 bit per binary-conv weight, 32 bits per real-valued one."""
-    from ..deploy.lowering import binary_convs
-
-    binary_names = {c.name for c in binary_convs(model)}
-    binary = real = 0
-    for layer in model.layers:
-        for w in layer.trainable_weights:
-            n = int(w.shape.num_elements())
-            if layer.name in binary_names and "kernel" in w.name:
-                binary += n
-            else:
-                real += n
-    return {"binary_params": binary, "real_params": real, "bytes": binary // 8 + real * 4,
-            "float32_bytes": (binary + real) * 4}
 
 
 def _optional(path: str, what: str) -> Optional[Dict[str, Any]]:
@@ -129,7 +111,11 @@ def write_search_report(run: Run) -> Dict[str, Any]:
     exported = read_json(run.search_path("export.json"), "Export result")
     verify = exported.get("verify") or {}
     costs = run.genotype_costs(decode(final["genotype"]))
-    model, _ = load_final(run)
+    memory = exported.get("parameter_memory")
+    if memory is None:  # exported before export.json recorded it: from the retrained model
+        from ..deploy.export import parameter_memory
+
+        memory = parameter_memory(load_final(run)[0])
     plot_dir = run.search_path("plots")
     report = {
         "search": run.search,
@@ -149,7 +135,7 @@ def write_search_report(run: Run) -> Dict[str, Any]:
         "export_verification": exported.get("verification"),
         "costs": costs.as_dict(),
         "flops_budget": search_result.get("budgets", {}).get("flops"),
-        "parameter_memory": parameter_memory(model),
+        "parameter_memory": memory,
         "tflite": exported.get("tflite"),
         "tflite_bytes": exported.get("tflite_bytes"),
         "float_tflite_bytes": exported.get("float_tflite_bytes"),
